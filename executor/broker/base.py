@@ -1,0 +1,111 @@
+"""The broker adapter boundary: everything venue-specific sits behind this class.
+
+The engine (executor/engine.py) talks only to ``Broker``. There is one implementation, ``XtBroker``
+(executor/broker/xt/adapter.py), which drives any object with XtQuantTrader's interface: the real
+``xtquant.xttrader.XtQuantTrader`` on Windows, or ``executor.sim.SimXtQuantTrader`` anywhere. So the simulator and
+the live venue share every line above the trader object.
+
+| method                  | required | what it does                                                                 |
+|-------------------------|----------|------------------------------------------------------------------------------|
+| connect()               | yes      | new trader instance, start, connect, subscribe; raise BrokerUnavailableError |
+| close()                 | yes      | stop the trader and the broker thread                                        |
+| place_order(cmd)        | yes      | order_stock_async; returns the request seq; the answer comes as an event     |
+| cancel_order(...)       | yes      | cancel_order_stock(_sysid)_async; returns the broker's CancelResponded       |
+| query_*()               | yes      | snapshots as contract reports; ``None`` lists are never read as "empty"      |
+| probe()                 | yes      | cheap liveness check used by the engine's supervisor                         |
+
+Threading: every trader call runs on ONE dedicated broker thread (xtquant calls block and are not thread-safe);
+callbacks arrive on the trader's push thread, are translated to contract events there, and are handed to the
+engine's event loop with ``loop.call_soon_threadsafe`` in arrival order. The engine never blocks on xtquant.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+from producer_lib import contract as c
+
+
+class BrokerError(Exception):
+    """Base of errors raised by a broker adapter."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """MiniQMT is not connected (or the call failed because the link is down). Nothing was sent."""
+
+
+class BrokerTimeoutError(BrokerError):
+    """The broker did not answer in time. For an order, its outcome is unknown."""
+
+
+class BrokerRefusedError(BrokerError):
+    """The broker refused a request synchronously (e.g. a cancel with cancel_result -1)."""
+
+    def __init__(self, message: str, *, error_id: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_id = error_id
+
+
+#: Called on the engine's event loop, once per broker callback, in arrival order.
+EventSink = Callable[[c.Event], None]
+
+
+class Broker(abc.ABC):
+    """What the engine needs from a venue. See the module docstring for the required table."""
+
+    name: str = "base"  # "sim" or "xt": reported by ping
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """True between a successful connect() and the next disconnect."""
+
+    @abc.abstractmethod
+    def set_event_sink(self, sink: EventSink) -> None:
+        """Where translated callbacks go. Must be called before connect()."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Create a new trader, start, connect and subscribe. Raises BrokerUnavailableError on failure."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop the trader and the broker thread. Idempotent."""
+
+    @abc.abstractmethod
+    async def place_order(self, cmd: c.PlaceOrder) -> int:
+        """Send the order (order_stock_async, remark = client order id). Returns the request seq.
+
+        The broker's answer arrives later through the sink as ``OrderResponded`` carrying the same seq, followed by
+        ``OrderUpdated`` / ``OrderRejected`` events. Raises BrokerUnavailableError when not connected."""
+
+    @abc.abstractmethod
+    async def cancel_order(self, *, order_id: int | None = None, sysid: str | None = None,
+                           market: c.Market | None = None, timeout_s: float = 5.0) -> c.CancelResponded:
+        """Send a cancel and wait for the broker's response (cancel_result 0 = sent, -1 = refused)."""
+
+    @abc.abstractmethod
+    async def query_asset(self) -> c.AssetReport: ...
+
+    @abc.abstractmethod
+    async def query_positions(self) -> list[c.PositionReport]: ...
+
+    @abc.abstractmethod
+    async def query_orders(self, cancelable_only: bool = False) -> list[c.OrderReport]:
+        """Today's orders. Raises BrokerUnavailableError/BrokerTimeoutError when the answer is not known: an
+        unknown list must never be read as an empty one (xtquant returns None for both)."""
+
+    @abc.abstractmethod
+    async def query_order(self, order_id: int) -> c.OrderReport | None: ...
+
+    @abc.abstractmethod
+    async def query_trades(self) -> list[c.TradeReport]: ...
+
+    @abc.abstractmethod
+    async def query_account_status(self) -> c.AccountStatusResult: ...
+
+    @abc.abstractmethod
+    async def probe(self) -> bool:
+        """True if the broker answers a cheap query now. Never raises."""

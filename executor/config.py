@@ -1,0 +1,93 @@
+"""Executor settings: one pydantic-settings class, documented once.
+
+Sources, highest priority first: command-line flags (``xtqueue executor --account ...``), environment variables
+(``XTQUEUE_ACCOUNT``, ``XTQUEUE_REDIS_URL``, ...), a TOML file (``--config executor.toml`` or ``XTQUEUE_CONFIG``),
+then the defaults below. Units are in the names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from producer_lib import contract as c
+
+
+class ExecutorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XTQUEUE_", extra="forbid", frozen=True)
+
+    # Where and what
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    account: str = Field("SIM001", description="fund account id this executor trades (one account per process)")
+    key_prefix: str = Field(c.KEY_PREFIX, description="prefix of every Redis key")
+    executor_id: str = Field("", description="consumer name in the group; default host-pid")
+
+    # Broker
+    broker: Literal["sim", "xt"] = Field("sim", description="sim = the built-in simulator, xt = real xtquant")
+    qmt_path: Path | None = Field(None, description="xt: full path of MiniQMT's userdata_mini folder")
+    session_ids: list[int] = Field(default_factory=lambda: list(range(100, 200)),
+                                   description="pool of xtquant session ids, one drawn per (re)connect")
+    sim_path: Path = Field(Path("xtqueue-sim"), description="sim: folder of the simulator's SQLite file")
+    sim_cash: float = Field(1_000_000.0, description="sim: starting cash of the account on a fresh simulator")
+    sim_random_walk: bool = Field(False, description="sim: move prices by a seeded random walk (demo)")
+    sim_seed: int = Field(7, description="sim: random walk seed")
+    sim_session_clock: bool = Field(False, description="sim: enforce A-share trading sessions")
+
+    # Stream consumption
+    batch_size: int = Field(128, ge=1, le=10_000, description="max commands read per XREADGROUP")
+    block_ms: int = Field(1_000, ge=1, description="XREADGROUP BLOCK")
+    claim_idle_ms: int = Field(30_000, ge=0, description="take over another consumer's entry idle this long")
+    max_deliveries: int = Field(5, ge=1, description="dead-letter an entry delivered this many times")
+    ack_wait_ms: int = Field(2_000, ge=0, description="after an order id is known, wait this long for its first "
+                                                       "status before acknowledging with status 'unreported'")
+    broker_timeout_ms: int = Field(10_000, ge=100, description="a broker query/cancel answer later than this fails")
+
+    # Local durable state (journal of order intents, event spool)
+    state_dir: Path = Field(Path("xtqueue-state"), description="folder of the executor's SQLite journal and spool")
+    journal_retention_days: int = Field(3, ge=1, description="keep client order id records this many days")
+
+    # Health and logs
+    heartbeat_interval_ms: int = Field(1_000, ge=100)
+    reconnect_max_backoff_ms: int = Field(30_000, ge=100)
+    probe_interval_ms: int = Field(5_000, ge=100, description="periodic broker liveness probe")
+    log_level: str = Field("INFO")
+    log_json: bool = Field(False, description="JSON log lines (for log shippers) instead of console lines")
+
+    @field_validator("account")
+    @classmethod
+    def _valid_account(cls, v: str) -> str:
+        return c.validate_account(v)
+
+    # Set by load(config_file=...) on a one-off subclass; XTQUEUE_CONFIG names a file otherwise.
+    _config_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = getattr(settings_cls, "_config_file", None) or os.environ.get("XTQUEUE_CONFIG")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(path)))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | str | None = None, **flags: Any) -> ExecutorSettings:
+        """Settings from flags (None values ignored), then environment, then an optional TOML file."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        if config_file is None:
+            return cls(**given)
+        from_file = type(cls.__name__, (cls,), {"_config_file": Path(config_file)})
+        return from_file(**given)
+
+    def keys(self) -> c.Keys:
+        return c.Keys(self.account, self.key_prefix)

@@ -1,0 +1,852 @@
+"""The wire contract between strategies (producer_lib) and the executor: one module, imported by both sides.
+
+Everything that crosses Redis is defined here: stream keys, the protocol version, envelope field names, every
+command / reply / event model, and the one encode/decode pair for each direction. The executor imports this
+module; this module imports nothing from the executor and nothing from xtquant.
+
+Layout of one account's keys (all share the hash tag ``{ACCOUNT}`` so they live in one Redis Cluster slot)::
+
+    xtq:{ACCOUNT}:cmd               stream   commands from strategies (consumer group "executors")
+    xtq:{ACCOUNT}:reply:{CLIENT}    stream   replies to one client instance (bounded, expiring)
+    xtq:{ACCOUNT}:events            stream   every broker callback and executor event, with a per-account seq
+    xtq:{ACCOUNT}:dead              stream   commands that could not be processed, with the reason
+    xtq:{ACCOUNT}:heartbeat         string   executor health (JSON), refreshed every second, expires
+    xtq:{ACCOUNT}:lease             string   fencing lease of the active executor
+
+An entry's routing fields are plain text, so ``redis-cli XRANGE`` alone tells an operator what it is; its ``body``
+field is msgpack. Field names are the constants below (``F_*``). See docs/protocol.md for redis-cli sessions.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROTOCOL_VERSION = "1"
+KEY_PREFIX = "xtq"
+COMMAND_GROUP = "executors"
+
+# --- Envelope field names (plain-text routing fields; the body is msgpack) -------------------------------------
+F_VERSION = "v"  # protocol version, "1"
+F_TYPE = "type"  # command type (place_order, ...), "reply", or event type (order_updated, ...)
+F_ACCOUNT = "account"  # fund account id
+F_ID = "id"  # command id (on a reply: the id of the command it answers)
+F_COID = "coid"  # client order id, "" when the entry concerns no order
+F_REPLY_TO = "reply_to"  # commands: the stream key the reply goes to
+F_TTL_MS = "ttl_ms"  # commands: time to live, counted from the stream entry id (Redis server clock)
+F_SENT_MS = "sent_ms"  # producer's wall clock at send time: for humans only, never trusted for deadlines
+F_STRATEGY = "strategy"  # commands: strategy name ("" if none)
+F_OK = "ok"  # replies: "1" success, "0" error
+F_ERROR = "error"  # replies: error code ("" on success)
+F_CMD = "cmd"  # replies: type of the command answered
+F_SEQ = "seq"  # events: per-account sequence number, 1, 2, 3, ... without holes
+F_ORDER_ID = "order_id"  # events: broker order id ("" if unknown)
+F_TS_MS = "ts_ms"  # replies / events: executor wall clock when written
+F_BODY = "body"  # msgpack payload
+F_SIG = "sig"  # reserved: HMAC signature of a signed command
+
+CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the client order id travels there
+_COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
+_ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+_CODE_RE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
+
+DEFAULT_ORDER_TTL_MS = 10_000  # an order not reached within 10 s is refused as expired
+DEFAULT_COMMAND_TTL_MS = 30_000  # queries and cancels; cancels are executed even when late
+MAX_TTL_MS = 24 * 3600 * 1000
+
+
+# --- Keys -------------------------------------------------------------------------------------------------------
+class Keys:
+    """Redis key builder for one account. All keys carry the hash tag ``{account}`` (one Cluster slot)."""
+
+    __slots__ = ("account", "prefix", "base", "commands", "events", "dead_letter", "heartbeat", "lease", "halt")
+
+    def __init__(self, account: str, prefix: str = KEY_PREFIX) -> None:
+        validate_account(account)
+        self.account = account
+        self.prefix = prefix
+        self.base = f"{prefix}:{{{account}}}"
+        self.commands = f"{self.base}:cmd"
+        self.events = f"{self.base}:events"
+        self.dead_letter = f"{self.base}:dead"
+        self.heartbeat = f"{self.base}:heartbeat"
+        self.lease = f"{self.base}:lease"
+        self.halt = f"{self.base}:halt"
+
+    def replies(self, client_id: str) -> str:
+        if not _CLIENT_ID_RE.match(client_id):
+            raise ValueError(f"invalid client id {client_id!r}")
+        return f"{self.base}:reply:{client_id}"
+
+    def is_reply_stream(self, key: str) -> bool:
+        """True if ``key`` is a reply stream of this account (the executor writes replies nowhere else)."""
+        head = f"{self.base}:reply:"
+        return key.startswith(head) and bool(_CLIENT_ID_RE.match(key[len(head) :]))
+
+
+def validate_account(account: str) -> str:
+    if not isinstance(account, str) or not _ACCOUNT_RE.match(account):
+        raise ValueError(f"invalid account id {account!r}: 1-64 characters of A-Z a-z 0-9 _ - .")
+    return account
+
+
+def new_client_order_id() -> str:
+    """A fresh client order id: 20 random hex characters, fits order_remark (24 bytes)."""
+    return secrets.token_hex(10)
+
+
+def new_command_id() -> str:
+    return secrets.token_hex(12)
+
+
+def validate_client_order_id(value: str) -> str:
+    if not isinstance(value, str) or not _COID_RE.match(value):
+        raise ValueError(
+            f"client order id {value!r} must be 1-{CLIENT_ORDER_ID_MAX_BYTES} ASCII characters of "
+            "A-Z a-z 0-9 _ - . (it travels in order_remark, which MiniQMT cuts at 24 bytes)"
+        )
+    return value
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def stream_id_ms(stream_id: str | bytes) -> int:
+    """Milliseconds part of a Redis stream id: the Redis server clock when the entry was added."""
+    if isinstance(stream_id, bytes):
+        stream_id = stream_id.decode()
+    return int(stream_id.split("-", 1)[0])
+
+
+# --- Enums ------------------------------------------------------------------------------------------------------
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class PriceType(str, Enum):
+    """Price types a strategy may send. The executor maps each onto xtconstant's value."""
+
+    LIMIT = "limit"  # FIX_PRICE 11, all exchanges
+    LATEST = "latest"  # LATEST_PRICE 5, all exchanges
+    SH_BEST5_CANCEL = "sh_best5_cancel"  # MARKET_SH_CONVERT_5_CANCEL 42, SSE/BSE
+    SH_BEST5_LIMIT = "sh_best5_limit"  # MARKET_SH_CONVERT_5_LIMIT 43, SSE/BSE
+    PEER_BEST = "peer_best"  # MARKET_PEER_PRICE_FIRST 44, SSE/SZSE/BSE
+    OWN_BEST = "own_best"  # MARKET_MINE_PRICE_FIRST 45, SSE/SZSE/BSE
+    SZ_IOC = "sz_ioc"  # MARKET_SZ_INSTBUSI_RESTCANCEL 46, SZSE
+    SZ_BEST5_CANCEL = "sz_best5_cancel"  # MARKET_SZ_CONVERT_5_CANCEL 47, SZSE
+    SZ_FOK = "sz_fok"  # MARKET_SZ_FULL_OR_CANCEL 48, SZSE
+
+
+# Which exchanges accept which market price type (limit and latest go everywhere).
+PRICE_TYPE_MARKETS: dict[PriceType, frozenset[str]] = {
+    PriceType.LIMIT: frozenset({"SH", "SZ", "BJ"}),
+    PriceType.LATEST: frozenset({"SH", "SZ", "BJ"}),
+    PriceType.SH_BEST5_CANCEL: frozenset({"SH", "BJ"}),
+    PriceType.SH_BEST5_LIMIT: frozenset({"SH", "BJ"}),
+    PriceType.PEER_BEST: frozenset({"SH", "SZ", "BJ"}),
+    PriceType.OWN_BEST: frozenset({"SH", "SZ", "BJ"}),
+    PriceType.SZ_IOC: frozenset({"SZ"}),
+    PriceType.SZ_BEST5_CANCEL: frozenset({"SZ"}),
+    PriceType.SZ_FOK: frozenset({"SZ"}),
+}
+
+
+class Market(str, Enum):
+    SH = "SH"
+    SZ = "SZ"
+    BJ = "BJ"
+
+
+class OrderStatus(str, Enum):
+    """Order status, one per xtconstant ORDER_* value (the number in the comment)."""
+
+    UNREPORTED = "unreported"  # 48 未报
+    WAIT_REPORTING = "wait_reporting"  # 49 待报
+    REPORTED = "reported"  # 50 已报: working at the exchange
+    REPORTED_CANCEL = "reported_cancel"  # 51 已报待撤: cancel pending, NOT final
+    PARTSUCC_CANCEL = "partsucc_cancel"  # 52 部成待撤: partly filled, cancel pending, NOT final
+    PART_CANCEL = "part_cancel"  # 53 部撤: partly filled, rest cancelled (final)
+    CANCELED = "canceled"  # 54 已撤 (final)
+    PART_SUCC = "part_succ"  # 55 部成: partly filled, rest working
+    SUCCEEDED = "succeeded"  # 56 已成 (final)
+    JUNK = "junk"  # 57 废单: rejected (final)
+    UNKNOWN = "unknown"  # 255, or any code this version does not know
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_ORDER_STATUSES
+
+
+FINAL_ORDER_STATUSES = frozenset(
+    {OrderStatus.PART_CANCEL, OrderStatus.CANCELED, OrderStatus.SUCCEEDED, OrderStatus.JUNK}
+)
+
+
+class ErrorCode(str, Enum):
+    """Why a command failed. Each maps to one exception class in producer_lib (see _exceptions.py)."""
+
+    INVALID_REQUEST = "invalid_request"  # malformed, wrong types, failed validation: nothing was placed
+    UNKNOWN_COMMAND = "unknown_command"  # command type this executor does not know: nothing was done
+    UNSUPPORTED_VERSION = "unsupported_version"  # protocol version mismatch: nothing was done
+    EXPIRED = "expired"  # deadline passed before the executor reached the order: nothing was placed
+    CONFLICT = "conflict"  # client order id reused with different order fields: nothing new was placed
+    BROKER_REJECTED = "broker_rejected"  # the broker (MiniQMT / counter / exchange) refused it
+    BROKER_UNAVAILABLE = "broker_unavailable"  # MiniQMT not connected: nothing was placed
+    OUTCOME_UNKNOWN = "outcome_unknown"  # the executor cannot know yet whether the broker has it: ask again
+    RISK_REJECTED = "risk_rejected"  # refused by a pre-trade risk limit: nothing was placed
+    HALTED = "halted"  # the account's kill switch is on: nothing was placed
+    UNAUTHORIZED = "unauthorized"  # signature missing/wrong/replayed: nothing was done
+    NOT_FOUND = "not_found"  # the order to cancel / query does not exist
+    INTERNAL = "internal"  # executor bug; the command was not executed
+
+
+class OutcomeState(str, Enum):
+    """What happened to one client order id, as the executor's journal knows it."""
+
+    PENDING = "pending"  # intent recorded, broker answer not yet known
+    PLACED = "placed"  # the broker accepted it and gave an order id
+    REJECTED = "rejected"  # the broker refused it
+    EXPIRED = "expired"  # refused before reaching the broker: deadline passed
+    REFUSED = "refused"  # refused before reaching the broker for another reason (risk, halt, unavailable)
+    UNKNOWN = "unknown"  # sent to the broker, no answer and not found: may still appear
+    NOT_FOUND = "not_found"  # the executor has never seen this client order id
+
+
+# --- Models -----------------------------------------------------------------------------------------------------
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+StockCode = Annotated[str, Field(pattern=_CODE_RE.pattern, description='"600000.SH"-style code')]
+ClientOrderId = Annotated[str, Field(pattern=_COID_RE.pattern, max_length=CLIENT_ORDER_ID_MAX_BYTES)]
+
+
+# Commands (imperative names). Fields marked "envelope" travel as plain-text routing fields, not in the body.
+class Command(_Model):
+    """Base of every command. ``TYPE`` is the value of the envelope ``type`` field."""
+
+    TYPE: ClassVar[str] = ""
+    ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+
+class PlaceOrder(Command):
+    """Place one order (xtquant ``order_stock_async``). The client order id is the idempotency key."""
+
+    TYPE: ClassVar[str] = "place_order"
+    ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset({"client_order_id", "strategy"})
+
+    client_order_id: ClientOrderId
+    code: StockCode
+    side: Side
+    volume: int = Field(gt=0, le=100_000_000, description="shares (张 for bonds)")
+    price_type: PriceType = PriceType.LIMIT
+    price: float | None = Field(default=None, gt=0, le=1_000_000, description="required for limit orders")
+    strategy: str = Field(default="", max_length=64)
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> PlaceOrder:
+        if self.price_type is PriceType.LIMIT and self.price is None:
+            raise ValueError("a limit order needs a price")
+        exchange = self.code.rsplit(".", 1)[1]
+        if exchange not in PRICE_TYPE_MARKETS[self.price_type]:
+            raise ValueError(f"price type {self.price_type.value} is not accepted on {exchange}")
+        return self
+
+    def fingerprint(self) -> str:
+        """The order fields a repeated client order id must match (anything else is a conflict)."""
+        price = "" if self.price is None else f"{self.price:.4f}"
+        return f"{self.code}|{self.side.value}|{self.volume}|{self.price_type.value}|{price}|{self.strategy}"
+
+
+class CancelOrder(Command):
+    """Cancel an order, by broker order id, by client order id, or by exchange contract number (sysid + market)."""
+
+    TYPE: ClassVar[str] = "cancel_order"
+    ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset({"client_order_id"})
+
+    order_id: int | None = Field(default=None, gt=0)
+    client_order_id: ClientOrderId | None = None
+    sysid: str | None = Field(default=None, min_length=1, max_length=64)
+    market: Market | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> CancelOrder:
+        given = sum(x is not None for x in (self.order_id, self.client_order_id, self.sysid))
+        if given != 1:
+            raise ValueError("give exactly one of order_id, client_order_id, sysid")
+        if self.sysid is not None and self.market is None:
+            raise ValueError("a cancel by sysid needs the market (SH, SZ or BJ)")
+        return self
+
+
+class QueryAsset(Command):
+    TYPE: ClassVar[str] = "query_asset"
+
+
+class QueryPositions(Command):
+    TYPE: ClassVar[str] = "query_positions"
+    code: StockCode | None = None
+
+
+class QueryOrders(Command):
+    """Today's orders: all, cancelable only, or one (by order id or client order id)."""
+
+    TYPE: ClassVar[str] = "query_orders"
+    ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset({"client_order_id"})
+    cancelable_only: bool = False
+    order_id: int | None = Field(default=None, gt=0)
+    client_order_id: ClientOrderId | None = None
+
+
+class QueryTrades(Command):
+    TYPE: ClassVar[str] = "query_trades"
+
+
+class QueryAccountStatus(Command):
+    TYPE: ClassVar[str] = "query_account_status"
+
+
+class QueryOutcome(Command):
+    """What happened to a client order id (placed? rejected? expired? unknown?). Safe to ask at any time."""
+
+    TYPE: ClassVar[str] = "query_outcome"
+    ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset({"client_order_id"})
+    client_order_id: ClientOrderId
+
+
+class Ping(Command):
+    TYPE: ClassVar[str] = "ping"
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    c.TYPE: c
+    for c in (PlaceOrder, CancelOrder, QueryAsset, QueryPositions, QueryOrders, QueryTrades, QueryAccountStatus,
+              QueryOutcome, Ping)
+}
+
+
+# Reports: snapshots of broker state.
+class AssetReport(_Model):
+    account: str
+    cash: float
+    frozen_cash: float
+    market_value: float
+    total_asset: float
+    fetch_balance: float = 0.0
+
+
+class OrderReport(_Model):
+    order_id: int
+    client_order_id: str = ""  # the order's remark: "" for orders not placed through xtqueue
+    order_sysid: str = ""
+    code: str
+    side: Side | None = None  # None for order types other than stock buy/sell
+    order_type: int
+    volume: int
+    price: float
+    price_type: int  # the broker's code as MiniQMT reports it (50 limit, 88 best-5 IOC, ...)
+    status: OrderStatus
+    status_code: int
+    status_msg: str = ""
+    traded_volume: int = 0
+    traded_price: float = 0.0
+    order_time: int = 0  # epoch seconds
+    strategy: str = ""
+    instrument_name: str = ""
+
+
+class TradeReport(_Model):
+    trade_id: str
+    order_id: int
+    client_order_id: str = ""
+    order_sysid: str = ""
+    code: str
+    side: Side | None = None
+    order_type: int
+    price: float
+    volume: int
+    amount: float
+    traded_time: int = 0  # epoch seconds
+    commission: float = 0.0
+    strategy: str = ""
+    instrument_name: str = ""
+
+
+class PositionReport(_Model):
+    code: str
+    volume: int
+    can_use_volume: int
+    frozen_volume: int = 0
+    on_road_volume: int = 0
+    yesterday_volume: int = 0
+    open_price: float = 0.0
+    avg_price: float = 0.0
+    market_value: float = 0.0
+    last_price: float = 0.0
+    instrument_name: str = ""
+
+
+# Results: the body of a successful reply, one per command type.
+class OrderAck(_Model):
+    """The broker took the order: it has an order id. ``status`` is the first status the broker reported."""
+
+    order_id: int
+    client_order_id: str
+    status: OrderStatus
+    status_msg: str = ""
+    duplicate: bool = False  # True when answered from the journal: this id had been placed before
+
+
+class CancelAck(_Model):
+    """The broker took the cancel request (xtquant cancel_result 0). The final status arrives as an event."""
+
+    order_id: int | None = None
+    client_order_id: str | None = None
+    sysid: str | None = None
+
+
+class OrdersResult(_Model):
+    orders: list[OrderReport]
+
+
+class TradesResult(_Model):
+    trades: list[TradeReport]
+
+
+class PositionsResult(_Model):
+    positions: list[PositionReport]
+
+
+class AccountStatusResult(_Model):
+    account: str
+    status: int  # xtconstant ACCOUNT_STATUS_* (0 = ok)
+    status_name: str
+
+
+class OutcomeResult(_Model):
+    client_order_id: str
+    state: OutcomeState
+    order_id: int | None = None
+    message: str = ""
+    order: OrderReport | None = None
+
+
+class PingResult(_Model):
+    executor_id: str
+    version: str
+    protocol: str = PROTOCOL_VERSION
+    broker: str  # "sim" or "xt"
+    broker_connected: bool
+    redis_ok: bool = True
+    leader: bool = True
+    uptime_s: float
+    last_event_seq: int
+    commands_done: int
+
+
+RESULT_TYPES: dict[str, type[_Model]] = {
+    PlaceOrder.TYPE: OrderAck,
+    CancelOrder.TYPE: CancelAck,
+    QueryAsset.TYPE: AssetReport,
+    QueryPositions.TYPE: PositionsResult,
+    QueryOrders.TYPE: OrdersResult,
+    QueryTrades.TYPE: TradesResult,
+    QueryAccountStatus.TYPE: AccountStatusResult,
+    QueryOutcome.TYPE: OutcomeResult,
+    Ping.TYPE: PingResult,
+}
+
+
+class ErrorInfo(_Model):
+    """The body of an error reply."""
+
+    code: ErrorCode
+    message: str
+    broker_message: str | None = None  # the broker's own text, verbatim, for broker refusals
+    broker_error_id: int | None = None
+    order_id: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# Events (what happened; each names the xtquant callback it comes from).
+class Event(_Model):
+    TYPE: ClassVar[str] = ""
+
+
+class OrderUpdated(Event):
+    """on_stock_order: an order changed (status, filled volume)."""
+
+    TYPE: ClassVar[str] = "order_updated"
+    order: OrderReport
+
+
+class OrderFilled(Event):
+    """on_stock_trade: one fill."""
+
+    TYPE: ClassVar[str] = "order_filled"
+    trade: TradeReport
+
+
+class OrderRejected(Event):
+    """on_order_error: the broker refused an order."""
+
+    TYPE: ClassVar[str] = "order_rejected"
+    order_id: int
+    client_order_id: str = ""
+    error_id: int = 0
+    error_msg: str = ""
+    strategy: str = ""
+    detected_by: Literal["callback", "reconciliation"] = "callback"
+
+
+class CancelRejected(Event):
+    """on_cancel_error: the broker refused a cancel."""
+
+    TYPE: ClassVar[str] = "cancel_rejected"
+    order_id: int
+    client_order_id: str = ""
+    order_sysid: str = ""
+    market: int | None = None
+    error_id: int = 0
+    error_msg: str = ""
+
+
+class OrderResponded(Event):
+    """on_order_stock_async_response: the broker's answer to an order request (order_id -1 = refused)."""
+
+    TYPE: ClassVar[str] = "order_responded"
+    order_id: int
+    client_order_id: str = ""
+    seq: int
+    error_msg: str = ""
+    strategy: str = ""
+
+
+class CancelResponded(Event):
+    """on_cancel_order_stock_async_response: the broker's answer to a cancel request (0 = sent)."""
+
+    TYPE: ClassVar[str] = "cancel_responded"
+    order_id: int
+    order_sysid: str = ""
+    cancel_result: int
+    seq: int
+    error_msg: str = ""
+
+
+class AssetUpdated(Event):
+    """on_stock_asset."""
+
+    TYPE: ClassVar[str] = "asset_updated"
+    asset: AssetReport
+
+
+class PositionUpdated(Event):
+    """on_stock_position."""
+
+    TYPE: ClassVar[str] = "position_updated"
+    position: PositionReport
+
+
+class AccountStatusChanged(Event):
+    """on_account_status."""
+
+    TYPE: ClassVar[str] = "account_status"
+    status: int
+    status_name: str
+
+
+class BrokerConnected(Event):
+    """The executor connected (or reconnected) and subscribed to MiniQMT (xtquant never fires on_connected)."""
+
+    TYPE: ClassVar[str] = "broker_connected"
+    executor_id: str
+    session: int
+    reconnect: bool = False
+
+
+class BrokerDisconnected(Event):
+    """on_disconnected, or the executor's probe found MiniQMT gone."""
+
+    TYPE: ClassVar[str] = "broker_disconnected"
+    executor_id: str
+    reason: str = ""
+
+
+class ExecutorStarted(Event):
+    TYPE: ClassVar[str] = "executor_started"
+    executor_id: str
+    broker: str
+    version: str
+
+
+class ExecutorStopped(Event):
+    TYPE: ClassVar[str] = "executor_stopped"
+    executor_id: str
+    reason: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    e.TYPE: e
+    for e in (OrderUpdated, OrderFilled, OrderRejected, CancelRejected, OrderResponded, CancelResponded,
+              AssetUpdated, PositionUpdated, AccountStatusChanged, BrokerConnected, BrokerDisconnected,
+              ExecutorStarted, ExecutorStopped)
+}
+
+
+# --- Encoding ---------------------------------------------------------------------------------------------------
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return "" if value is None else str(value)
+
+
+def _field(fields: dict, name: str) -> Any:
+    """Read a field from a stream entry whose keys may be bytes (decode_responses=False) or str."""
+    value = fields.get(name.encode())
+    if value is None:
+        value = fields.get(name)
+    return value
+
+
+class Envelope(_Model):
+    """The routing part of a command entry, as read from the stream."""
+
+    version: str
+    type: str
+    account: str
+    command_id: str
+    client_order_id: str = ""
+    reply_to: str = ""
+    ttl_ms: int
+    sent_ms: int = 0
+    strategy: str = ""
+
+
+def encode_command(command: Command, *, account: str, command_id: str, reply_to: str, ttl_ms: int,
+                   sent_ms: int | None = None) -> dict[str, Any]:
+    """Build the stream entry (field → value) of a command."""
+    data = command.model_dump(mode="json", exclude_none=True)
+    coid = data.pop("client_order_id", "") if "client_order_id" in command.ENVELOPE_FIELDS else ""
+    strategy = data.pop("strategy", "") if "strategy" in command.ENVELOPE_FIELDS else ""
+    return {
+        F_VERSION: PROTOCOL_VERSION,
+        F_TYPE: command.TYPE,
+        F_ACCOUNT: account,
+        F_ID: command_id,
+        F_COID: coid or "",
+        F_STRATEGY: strategy or "",
+        F_REPLY_TO: reply_to,
+        F_TTL_MS: str(int(ttl_ms)),
+        F_SENT_MS: str(now_ms() if sent_ms is None else sent_ms),
+        F_BODY: pack(data),
+    }
+
+
+class ContractError(Exception):
+    """A stream entry that cannot be turned into a command. Carries whatever routing was readable."""
+
+    def __init__(self, code: ErrorCode, message: str, *, command_id: str = "", reply_to: str = "",
+                 command_type: str = "", client_order_id: str = "", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.command_id = command_id
+        self.reply_to = reply_to
+        self.command_type = command_type
+        self.client_order_id = client_order_id
+        self.details = details or {}
+
+
+def decode_envelope(fields: dict) -> Envelope:
+    """Read the routing fields of a command entry. Raises ContractError (with what was readable) on failure."""
+    try:
+        command_id = _text(_field(fields, F_ID))
+        reply_to = _text(_field(fields, F_REPLY_TO))
+        ctype = _text(_field(fields, F_TYPE))
+        coid = _text(_field(fields, F_COID))
+    except UnicodeDecodeError:
+        raise ContractError(ErrorCode.INVALID_REQUEST, "routing fields are not UTF-8 text") from None
+    known = dict(command_id=command_id[:64], reply_to=reply_to, command_type=ctype[:64], client_order_id=coid[:64])
+    try:
+        version = _text(_field(fields, F_VERSION))
+        account = _text(_field(fields, F_ACCOUNT))
+        ttl_raw = _text(_field(fields, F_TTL_MS))
+        sent_raw = _text(_field(fields, F_SENT_MS))
+        strategy = _text(_field(fields, F_STRATEGY))
+    except UnicodeDecodeError:
+        raise ContractError(ErrorCode.INVALID_REQUEST, "routing fields are not UTF-8 text", **known) from None
+    if not command_id:
+        raise ContractError(ErrorCode.INVALID_REQUEST, f"missing field {F_ID!r}", **known)
+    if version != PROTOCOL_VERSION:
+        raise ContractError(ErrorCode.UNSUPPORTED_VERSION,
+                            f"protocol version {version!r} is not supported (this executor speaks "
+                            f"{PROTOCOL_VERSION!r})", **known)
+    try:
+        ttl_ms = int(ttl_raw) if ttl_raw else -1
+        sent_ms = int(sent_raw) if sent_raw else 0
+    except ValueError:
+        raise ContractError(ErrorCode.INVALID_REQUEST, f"{F_TTL_MS}/{F_SENT_MS} must be integers", **known) from None
+    if not 0 <= ttl_ms <= MAX_TTL_MS:
+        raise ContractError(ErrorCode.INVALID_REQUEST, f"{F_TTL_MS} must be between 0 and {MAX_TTL_MS}", **known)
+    try:
+        return Envelope(version=version, type=ctype, account=account, command_id=command_id, client_order_id=coid,
+                        reply_to=reply_to, ttl_ms=ttl_ms, sent_ms=sent_ms, strategy=strategy)
+    except ValidationError as exc:
+        raise ContractError(ErrorCode.INVALID_REQUEST, _validation_message(exc), **known) from None
+
+
+def decode_command(fields: dict, envelope: Envelope | None = None) -> tuple[Envelope, Command]:
+    """Turn a stream entry into (envelope, command). Raises ContractError for anything unreadable or invalid."""
+    env = envelope or decode_envelope(fields)
+    known = dict(command_id=env.command_id, reply_to=env.reply_to, command_type=env.type,
+                 client_order_id=env.client_order_id)
+    cls = COMMAND_TYPES.get(env.type)
+    if cls is None:
+        raise ContractError(ErrorCode.UNKNOWN_COMMAND, f"unknown command type {env.type!r}", **known)
+    raw = _field(fields, F_BODY)
+    try:
+        data = unpack(raw) if raw else {}
+    except Exception:
+        raise ContractError(ErrorCode.INVALID_REQUEST, "body is not valid msgpack", **known) from None
+    if not isinstance(data, dict):
+        raise ContractError(ErrorCode.INVALID_REQUEST, "body must be a msgpack map", **known)
+    for name in cls.ENVELOPE_FIELDS:
+        if name in data:
+            raise ContractError(ErrorCode.INVALID_REQUEST, f"{name!r} belongs in the envelope, not the body", **known)
+    if "client_order_id" in cls.ENVELOPE_FIELDS and env.client_order_id:
+        data["client_order_id"] = env.client_order_id
+    if "strategy" in cls.ENVELOPE_FIELDS and env.strategy:
+        data["strategy"] = env.strategy
+    try:
+        return env, cls.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(ErrorCode.INVALID_REQUEST, _validation_message(exc), **known) from None
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def encode_reply(*, account: str, command_id: str, command_type: str, client_order_id: str = "",
+                 result: BaseModel | None = None, error: ErrorInfo | None = None) -> dict[str, Any]:
+    """Build the stream entry of a reply: exactly one of ``result`` / ``error``."""
+    if (result is None) == (error is None):
+        raise ValueError("a reply carries exactly one of result and error")
+    body = (result if result is not None else error).model_dump(mode="json")  # type: ignore[union-attr]
+    return {
+        F_VERSION: PROTOCOL_VERSION,
+        F_TYPE: "reply",
+        F_ACCOUNT: account,
+        F_ID: command_id,
+        F_CMD: command_type,
+        F_COID: client_order_id or "",
+        F_OK: "1" if error is None else "0",
+        F_ERROR: "" if error is None else error.code.value,
+        F_TS_MS: str(now_ms()),
+        F_BODY: pack(body),
+    }
+
+
+class Reply(_Model):
+    """A decoded reply: ``result`` on success (a RESULT_TYPES model), ``error`` on failure."""
+
+    stream_id: str
+    command_id: str
+    command_type: str
+    account: str
+    client_order_id: str = ""
+    ts_ms: int = 0
+    result: Any = None
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def decode_reply(stream_id: str | bytes, fields: dict) -> Reply:
+    ctype = _text(_field(fields, F_CMD))
+    ok = _text(_field(fields, F_OK)) == "1"
+    body = unpack(_field(fields, F_BODY) or pack({}))
+    result: Any = None
+    error: ErrorInfo | None = None
+    if ok:
+        cls = RESULT_TYPES.get(ctype)
+        result = cls.model_validate(body) if cls else body
+    else:
+        error = ErrorInfo.model_validate(body)
+    return Reply(stream_id=_text(stream_id), command_id=_text(_field(fields, F_ID)), command_type=ctype,
+                 account=_text(_field(fields, F_ACCOUNT)), client_order_id=_text(_field(fields, F_COID)),
+                 ts_ms=int(_text(_field(fields, F_TS_MS)) or 0), result=result, error=error)
+
+
+def encode_event(event: Event, *, account: str, seq: int, client_order_id: str = "", order_id: int | None = None,
+                 ts_ms: int | None = None) -> dict[str, Any]:
+    return {
+        F_VERSION: PROTOCOL_VERSION,
+        F_TYPE: event.TYPE,
+        F_ACCOUNT: account,
+        F_SEQ: str(seq),
+        F_COID: client_order_id or "",
+        F_ORDER_ID: "" if order_id is None else str(order_id),
+        F_TS_MS: str(now_ms() if ts_ms is None else ts_ms),
+        F_BODY: pack(event.model_dump(mode="json")),
+    }
+
+
+class EventMessage(_Model):
+    """One entry of an account's event stream, decoded. ``data`` is the typed event (None if the type is unknown
+    to this version of the library: ``raw`` then holds the body)."""
+
+    stream_id: str
+    type: str
+    account: str
+    seq: int
+    client_order_id: str = ""
+    order_id: int | None = None
+    ts_ms: int = 0
+    data: Any = None
+    raw: dict[str, Any] | None = None
+
+
+def decode_event(stream_id: str | bytes, fields: dict) -> EventMessage:
+    etype = _text(_field(fields, F_TYPE))
+    body = unpack(_field(fields, F_BODY) or pack({}))
+    cls = EVENT_TYPES.get(etype)
+    data = cls.model_validate(body) if cls else None
+    order_id = _text(_field(fields, F_ORDER_ID))
+    return EventMessage(stream_id=_text(stream_id), type=etype, account=_text(_field(fields, F_ACCOUNT)),
+                        seq=int(_text(_field(fields, F_SEQ)) or 0), client_order_id=_text(_field(fields, F_COID)),
+                        order_id=int(order_id) if order_id else None, ts_ms=int(_text(_field(fields, F_TS_MS)) or 0),
+                        data=data, raw=None if cls else body)
+
+
+# Bounds (entries) for the streams; trimming is approximate (~) and never passes a pending command entry.
+REPLY_STREAM_MAXLEN = 1_000
+REPLY_STREAM_TTL_S = 3_600  # a reply stream nobody writes to for an hour disappears
+EVENT_STREAM_MAXLEN = 1_000_000
+COMMAND_STREAM_MAXLEN = 100_000
+DEAD_LETTER_MAXLEN = 100_000
+HEARTBEAT_TTL_S = 5
+
