@@ -1,0 +1,365 @@
+"""XtBroker: the one adapter between the engine and an ``XtQuantTrader``-shaped object.
+
+The trader comes from a factory ``(path, session) -> trader``: ``xtquant.xttrader.XtQuantTrader`` on Windows,
+``executor.sim.SimXtQuantTrader`` anywhere else. Nothing in this file knows which one it drives.
+
+Why it is built the way it is (facts from ../shared/reference/xtquant-trading-api.md):
+- xtquant's sync calls block with no timeout and are not safe to call concurrently, and constructing a trader
+  replaces the calling thread's asyncio loop (§1.2, §1.5): every trader call runs on one dedicated broker thread,
+  never on the event loop's thread.
+- Callbacks arrive one at a time on the trader's push thread and exceptions raised there vanish silently (§1.5):
+  each callback is translated to a contract event right there, inside try/except with logging, and handed to the
+  loop with ``call_soon_threadsafe``, which keeps arrival order.
+- We use the ``_async`` variants for orders, cancels and queries, so a hung MiniQMT cannot wedge the broker
+  thread forever; their answers are awaited with a timeout.
+- The connection is one-shot and ``on_connected`` never fires (§8.1–8.3): ``connect()`` always builds a new
+  trader with the next session id of a bounded pool, starts, connects and subscribes; connection state is ours,
+  driven by ``on_disconnected`` and ``probe()``.
+- ``query_stock_orders`` returns ``None`` for "failed" and sometimes for "empty" (§8.20): ``strict=True`` turns
+  ``None`` into an error, so reconciliation never reads an unknown list as an empty one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from xtquant.xttype import StockAccount
+
+from producer_lib import contract as c
+
+from .. import base
+from . import parsing
+
+log = logging.getLogger("executor.broker")
+
+TraderFactory = Callable[[str, int], Any]
+
+
+class XtBroker(base.Broker):
+    """Drives one account through an XtQuantTrader-shaped object (real or simulated)."""
+
+    def __init__(self, *, name: str, account_id: str, trader_factory: TraderFactory, path: str,
+                 session_ids: Iterable[int], executor_id: str = "", timeout_s: float = 10.0,
+                 account_type: str = "STOCK") -> None:
+        self.name = name
+        self._account = StockAccount(account_id, account_type)
+        if isinstance(self._account, str):  # xttype returns an error string instead of raising (§4.1)
+            raise ValueError(self._account)
+        self._factory = trader_factory
+        self._path = path
+        self._sessions = itertools.cycle(list(session_ids) or [100])
+        self._executor_id = executor_id
+        self._timeout_s = timeout_s
+        self._thread = self._new_thread()
+        self._trader: Any = None
+        self._generation = 0
+        self._connected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sink: base.EventSink | None = None
+        # Cancel responses may arrive on the push thread before cancel_order_stock_async has returned its seq on
+        # the broker thread; this rendezvous (under one lock) pairs them whichever comes first.
+        self._lock = threading.Lock()
+        self._cancel_waiters: dict[int, asyncio.Future[c.CancelResponded]] = {}
+        self._early_cancel_responses: dict[int, c.CancelResponded] = {}
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def session(self) -> int | None:
+        return getattr(self, "_session", None)
+
+    def set_event_sink(self, sink: base.EventSink) -> None:
+        self._sink = sink
+
+    async def connect(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        session = next(self._sessions)
+        generation = self._generation + 1
+
+        def build() -> Any:
+            self._generation = generation  # pushes of older traders are now stale
+            callback = _Callback(self, generation)
+            trader = self._factory(self._path, session)
+            trader.register_callback(callback)
+            trader.start()
+            rc = trader.connect()
+            if rc != 0:
+                _stop_quietly(trader)
+                raise base.BrokerUnavailableError(f"connect() returned {rc} (session {session}): is MiniQMT "
+                                                  "running, logged in, in 极简模式, and the path right?")
+            rc = trader.subscribe(self._account)
+            if rc != 0:
+                _stop_quietly(trader)
+                raise base.BrokerUnavailableError(f"subscribe() returned {rc} for account "
+                                                  f"{self._account.account_id}")
+            return trader
+
+        trader = await self._run(build, timeout_s=self._timeout_s)
+        old, self._trader = self._trader, trader
+        self._session = session
+        self._connected = True
+        if old is not None:  # a dead trader's stop() may block: never on our threads
+            threading.Thread(target=_stop_quietly, args=(old,), daemon=True, name="xt-stop-old").start()
+        log.info("broker connected", extra={"broker": self.name, "session": session})
+
+    async def close(self) -> None:
+        trader, self._trader = self._trader, None
+        self._connected = False
+        if trader is not None:
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._thread, _stop_quietly,
+                                                                                 trader), self._timeout_s)
+            except Exception:
+                log.warning("trader stop() did not finish in time")
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    # --- orders and cancels -----------------------------------------------------------------------------------
+    async def place_order(self, cmd: c.PlaceOrder) -> int:
+        order_type = parsing.SIDE_TO_ORDER_TYPE[cmd.side]
+        price_type = parsing.PRICE_TYPE_TO_XT[cmd.price_type]
+        price = float(cmd.price) if cmd.price is not None else 0.0
+        account = self._account
+
+        def send(trader: Any) -> int:
+            return trader.order_stock_async(account, cmd.code, order_type, cmd.volume, price_type, price,
+                                            cmd.strategy, cmd.client_order_id)
+
+        seq = await self._call(send)
+        if not isinstance(seq, int) or seq <= 0:
+            raise base.BrokerUnavailableError(f"order_stock_async returned {seq!r}")
+        return seq
+
+    async def cancel_order(self, *, order_id: int | None = None, sysid: str | None = None,
+                           market: c.Market | None = None, timeout_s: float | None = None) -> c.CancelResponded:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[c.CancelResponded] = loop.create_future()
+        account = self._account
+
+        def send(trader: Any) -> c.CancelResponded | None:
+            if sysid is not None:
+                seq = trader.cancel_order_stock_sysid_async(account, parsing.MARKET_TO_XT[c.Market(market)], sysid)
+            else:
+                seq = trader.cancel_order_stock_async(account, order_id)
+            if not isinstance(seq, int) or seq <= 0:
+                raise base.BrokerUnavailableError(f"cancel request returned {seq!r}")
+            with self._lock:
+                early = self._early_cancel_responses.pop(seq, None)
+                if early is None:
+                    self._cancel_waiters[seq] = waiter
+                    waiter.seq = seq  # type: ignore[attr-defined]
+            return early
+
+        early = await self._call(send)
+        if early is not None:
+            return early
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout_s or self._timeout_s)
+        except asyncio.TimeoutError:
+            with self._lock:
+                self._cancel_waiters.pop(getattr(waiter, "seq", -1), None)
+            raise base.BrokerTimeoutError("no answer to the cancel request") from None
+
+    def _cancel_answered(self, event: c.CancelResponded) -> None:
+        """Push thread: pair a cancel response with its waiter, or park it until the seq is known."""
+        with self._lock:
+            waiter = self._cancel_waiters.pop(event.seq, None)
+            if waiter is None:
+                if len(self._early_cancel_responses) > 10_000:  # responses to cancels nobody waits for
+                    self._early_cancel_responses.clear()
+                self._early_cancel_responses[event.seq] = event
+                return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve, waiter, event)
+
+    # --- queries ----------------------------------------------------------------------------------------------
+    async def query_asset(self) -> c.AssetReport:
+        result = await self._query(lambda t, cb: t.query_stock_asset_async(self._account, cb))
+        if result is None:
+            raise base.BrokerUnavailableError("query_stock_asset returned None")
+        return parsing.asset_report(result)
+
+    async def query_positions(self) -> list[c.PositionReport]:
+        result = await self._query(lambda t, cb: t.query_stock_positions_async(self._account, cb))
+        return [parsing.position_report(p) for p in result or []]
+
+    async def query_orders(self, cancelable_only: bool = False, *, strict: bool = False) -> list[c.OrderReport]:
+        result = await self._query(lambda t, cb: t.query_stock_orders_async(self._account, cb, cancelable_only))
+        if result is None and strict:
+            raise base.BrokerUnavailableError("query_stock_orders returned None: the order list is unknown")
+        return [parsing.order_report(o) for o in result or []]
+
+    async def query_order(self, order_id: int) -> c.OrderReport | None:
+        for order in await self.query_orders(strict=True):
+            if order.order_id == order_id:
+                return order
+        return None
+
+    async def query_trades(self) -> list[c.TradeReport]:
+        result = await self._query(lambda t, cb: t.query_stock_trades_async(self._account, cb))
+        return [parsing.trade_report(x) for x in result or []]
+
+    async def query_account_status(self) -> c.AccountStatusResult:
+        result = await self._query(lambda t, cb: t.query_account_status_async(cb))
+        for status in result or []:
+            if getattr(status, "account_id", None) == self._account.account_id:
+                code = int(getattr(status, "status", -1))
+                return c.AccountStatusResult(account=self._account.account_id, status=code,
+                                             status_name=parsing.account_status_name(code))
+        return c.AccountStatusResult(account=self._account.account_id, status=-1,
+                                     status_name="not_reported_by_broker")
+
+    async def probe(self) -> bool:
+        if not self._connected:
+            return False
+        try:
+            result = await self._query(lambda t, cb: t.query_account_status_async(cb),
+                                       timeout_s=min(self._timeout_s, 3.0))
+        except Exception:
+            return False
+        return result is not None
+
+    # --- plumbing ---------------------------------------------------------------------------------------------
+    async def _query(self, start: Callable[[Any, Callable[[Any], None]], Any],
+                     timeout_s: float | None = None) -> Any:
+        """Run an xtquant ``query_*_async`` and await the result its callback delivers."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+
+        def callback(result: Any) -> None:  # on the trader's push thread
+            loop.call_soon_threadsafe(_resolve, answer, result)
+
+        await self._call(lambda trader: start(trader, callback))
+        try:
+            return await asyncio.wait_for(answer, timeout_s or self._timeout_s)
+        except asyncio.TimeoutError:
+            raise base.BrokerTimeoutError("the broker did not answer the query in time") from None
+
+    async def _call(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(trader)`` on the broker thread. Refuses at once when not connected."""
+        if not self._connected or self._trader is None:
+            raise base.BrokerUnavailableError("broker not connected")
+        trader = self._trader
+        return await self._run(lambda: fn(trader), timeout_s=self._timeout_s)
+
+    async def _run(self, fn: Callable[[], Any], *, timeout_s: float) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._thread, fn)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except asyncio.TimeoutError:
+            # The broker thread is stuck inside xtquant (sync calls have no timeout). Abandon it: later calls get a
+            # fresh thread, and the link counts as down until a reconnect succeeds.
+            log.error("broker call stuck for %.1fs; abandoning the broker thread", timeout_s)
+            self._thread = self._new_thread()
+            self._mark_disconnected("a broker call did not return")
+            raise base.BrokerTimeoutError("the broker call did not return in time") from None
+
+    def _new_thread(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xt-broker")
+
+    def _post(self, event: c.Event) -> None:
+        """Push thread → event loop, preserving order."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            log.warning("broker event after shutdown dropped: %s", event.TYPE)
+            return
+        try:
+            loop.call_soon_threadsafe(self._deliver, event)
+        except RuntimeError:  # loop closed between the check and the call
+            log.warning("broker event after shutdown dropped: %s", event.TYPE)
+
+    def _deliver(self, event: c.Event) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._sink(event)
+        except Exception:
+            log.exception("event sink failed on %s", event.TYPE)
+
+    def _mark_disconnected(self, reason: str) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        log.warning("broker disconnected: %s", reason)
+        self._post(c.BrokerDisconnected(executor_id=self._executor_id, reason=reason))
+
+    def _on_disconnected(self, generation: int) -> None:
+        if generation == self._generation:  # a replaced trader's farewell is not news
+            self._mark_disconnected("on_disconnected")
+
+
+class _Callback:
+    """The XtQuantTraderCallback we register: translate on the push thread, never raise."""
+
+    def __init__(self, broker: XtBroker, generation: int) -> None:
+        self._broker = broker
+        self._generation = generation
+
+    def _emit(self, translate: Callable[[Any], c.Event], obj: Any) -> c.Event | None:
+        try:
+            event = translate(obj)
+        except Exception:
+            log.exception("could not translate a broker callback (%s)", getattr(translate, "__name__", "?"))
+            return None
+        self._broker._post(event)
+        return event
+
+    def on_connected(self) -> None:  # never fired by xtquant (§3); kept for completeness
+        pass
+
+    def on_disconnected(self) -> None:
+        self._broker._on_disconnected(self._generation)
+
+    def on_account_status(self, status: Any) -> None:
+        self._emit(parsing.account_status_changed, status)
+
+    def on_stock_asset(self, asset: Any) -> None:
+        self._emit(parsing.asset_updated, asset)
+
+    def on_stock_order(self, order: Any) -> None:
+        self._emit(parsing.order_updated, order)
+
+    def on_stock_trade(self, trade: Any) -> None:
+        self._emit(parsing.order_filled, trade)
+
+    def on_stock_position(self, position: Any) -> None:
+        self._emit(parsing.position_updated, position)
+
+    def on_order_error(self, error: Any) -> None:
+        self._emit(parsing.order_rejected, error)
+
+    def on_cancel_error(self, error: Any) -> None:
+        self._emit(parsing.cancel_rejected, error)
+
+    def on_order_stock_async_response(self, response: Any) -> None:
+        self._emit(parsing.order_responded, response)
+
+    def on_cancel_order_stock_async_response(self, response: Any) -> None:
+        try:
+            event = parsing.cancel_responded(response)
+        except Exception:
+            log.exception("could not translate a cancel response")
+            return
+        self._broker._cancel_answered(event)
+        self._broker._post(event)
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _stop_quietly(trader: Any) -> None:
+    try:
+        trader.stop()
+    except Exception:
+        log.warning("trader stop() raised", exc_info=True)
