@@ -81,18 +81,18 @@ class Keys:
         self.halt = f"{self.base}:halt"
 
     def replies(self, client_id: str) -> str:
-        if not _CLIENT_ID_RE.match(client_id):
+        if not _CLIENT_ID_RE.fullmatch(client_id):
             raise ValueError(f"invalid client id {client_id!r}")
         return f"{self.base}:reply:{client_id}"
 
     def is_reply_stream(self, key: str) -> bool:
         """True if ``key`` is a reply stream of this account (the executor writes replies nowhere else)."""
         head = f"{self.base}:reply:"
-        return key.startswith(head) and bool(_CLIENT_ID_RE.match(key[len(head) :]))
+        return key.startswith(head) and bool(_CLIENT_ID_RE.fullmatch(key[len(head) :]))
 
 
 def validate_account(account: str) -> str:
-    if not isinstance(account, str) or not _ACCOUNT_RE.match(account):
+    if not isinstance(account, str) or not _ACCOUNT_RE.fullmatch(account):
         raise ValueError(f"invalid account id {account!r}: 1-64 characters of A-Z a-z 0-9 _ - .")
     return account
 
@@ -107,7 +107,7 @@ def new_command_id() -> str:
 
 
 def validate_client_order_id(value: str) -> str:
-    if not isinstance(value, str) or not _COID_RE.match(value):
+    if not isinstance(value, str) or not _COID_RE.fullmatch(value):
         raise ValueError(
             f"client order id {value!r} must be 1-{CLIENT_ORDER_ID_MAX_BYTES} ASCII characters of "
             "A-Z a-z 0-9 _ - . (it travels in order_remark, which MiniQMT cuts at 24 bytes)"
