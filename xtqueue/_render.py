@@ -8,6 +8,7 @@ Nothing in this module talks to Redis.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -260,18 +261,32 @@ def gap_line(gap: Any) -> str:
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
-def _code_text(code: Any) -> str:
-    if code is None:
-        return "error"
-    return str(getattr(code, "value", code))
+def _exceptions_module() -> Any:
+    """Where the typed errors live: ``producer_lib`` (its private module while the package is being assembled)."""
+    try:
+        import producer_lib
+    except ImportError:  # pragma: no cover - the library is a hard dependency
+        return None
+    if hasattr(producer_lib, "XtqueueError"):
+        return producer_lib
+    try:
+        from producer_lib import _exceptions
+    except ImportError:  # pragma: no cover
+        return None
+    return _exceptions
+
+
+def _code_text(exc: Any) -> str:
+    """The error code (``broker_rejected``); for errors raised locally without one, the class in snake_case."""
+    code = getattr(exc, "code", None)
+    if code is not None:
+        return str(getattr(code, "value", code))
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def classify_error(exc: BaseException) -> tuple[int, str] | None:
     """(exit code, one line) for an expected error, None for anything else (a bug: let it show a traceback)."""
-    try:
-        import producer_lib as pl
-    except ImportError:  # pragma: no cover - the library is a hard dependency
-        pl = None
+    pl = _exceptions_module()
     base = getattr(pl, "XtqueueError", None)
     if base is not None and isinstance(exc, base):
         outcome_unknown = tuple(c for c in (getattr(pl, "OutcomeUnknown", None), getattr(pl, "CommandTimeout", None))
@@ -307,7 +322,7 @@ def classify_error(exc: BaseException) -> tuple[int, str] | None:
 
 def error_line(exc: Any, *, outcome_unknown: bool = False) -> str:
     """``error [broker_rejected]: <message>; broker said: <text> (order 123, coid abc, command 9f..)``"""
-    code = _code_text(getattr(exc, "code", None))
+    code = _code_text(exc)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     text = f"error [{code}]: {message}"
     broker_message = getattr(exc, "broker_message", None)

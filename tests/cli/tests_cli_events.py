@@ -1,0 +1,30 @@
+"""Sample events, one of each type, shared by the tail and rendering tests."""
+
+from __future__ import annotations
+
+from producer_lib import contract as c
+
+
+def sample_events():
+    """[(event, client_order_id, order_id)], in stream order."""
+    order = c.OrderReport(order_id=1001, client_order_id="c1", code="600000.SH", side=c.Side.BUY, order_type=23,
+                          volume=100, price=10.0, price_type=50, status=c.OrderStatus.REPORTED, status_code=50)
+    trade = c.TradeReport(trade_id="T1", order_id=1001, client_order_id="c1", code="600000.SH", side=c.Side.BUY,
+                          order_type=23, price=10.0, volume=100, amount=1000.0)
+    return [
+        (c.OrderUpdated(order=order), "c1", 1001),
+        (c.OrderFilled(trade=trade), "c1", 1001),
+        (c.OrderRejected(order_id=1002, client_order_id="c2", error_id=-61, error_msg="委托数量必须是100的整数倍"),
+         "c2", 1002),
+        (c.CancelRejected(order_id=1001, client_order_id="c1", error_msg="already filled"), "c1", 1001),
+        (c.OrderResponded(order_id=1003, client_order_id="c3", seq=5), "c3", 1003),
+        (c.CancelResponded(order_id=1001, cancel_result=0, seq=6), "c1", 1001),
+        (c.AssetUpdated(asset=c.AssetReport(account="A", cash=1.0, frozen_cash=0.0, market_value=2.0,
+                                            total_asset=3.0)), "", None),
+        (c.PositionUpdated(position=c.PositionReport(code="600000.SH", volume=100, can_use_volume=0)), "", None),
+        (c.AccountStatusChanged(status=0, status_name="ok"), "", None),
+        (c.BrokerConnected(executor_id="e1", session=101), "", None),
+        (c.BrokerDisconnected(executor_id="e1", reason="probe failed"), "", None),
+        (c.ExecutorStarted(executor_id="e1", broker="sim", version="0.1.0"), "", None),
+        (c.ExecutorStopped(executor_id="e1", reason="SIGTERM"), "", None),
+    ]
