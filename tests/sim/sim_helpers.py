@@ -1,0 +1,94 @@
+"""Shared helpers for the simulator tests: a recording callback and a trader factory."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from xtquant import xtconstant as xc
+from xtquant.xttype import StockAccount
+
+from executor.sim import SimConfig, SimXtQuantTrader
+
+ACC = StockAccount("SIM001")
+CALLBACKS = ("on_connected", "on_disconnected", "on_account_status", "on_stock_asset", "on_stock_order",
+             "on_stock_trade", "on_stock_position", "on_order_error", "on_cancel_error",
+             "on_order_stock_async_response", "on_cancel_order_stock_async_response")
+
+
+class Recorder:
+    """Records every callback as (name, obj) and lets tests wait for a condition without sleeping."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.cond = threading.Condition()
+        self.threads: set[str] = set()
+        for name in CALLBACKS:
+            setattr(self, name, self._make(name))
+
+    def _make(self, name):
+        def cb(*args):
+            with self.cond:
+                self.threads.add(threading.current_thread().name)
+                self.events.append((name, args[0] if args else None))
+                self.cond.notify_all()
+        cb.__name__ = name
+        return cb
+
+    def wait_for(self, pred, timeout: float = 5.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: pred(self), timeout)
+
+    def wait_count(self, name: str, n: int = 1, timeout: float = 5.0) -> bool:
+        return self.wait_for(lambda r: r.count(name) >= n, timeout)
+
+    def count(self, name: str) -> int:
+        return sum(1 for n, _ in self.events if n == name)
+
+    def of(self, name: str) -> list:
+        with self.cond:
+            return [o for n, o in self.events if n == name]
+
+    def seq(self, order_id: int | None = None) -> list[str]:
+        """Compact trace: callback names, with the status for on_stock_order (e.g. 'order:50')."""
+        out = []
+        with self.cond:
+            evs = list(self.events)
+        for n, o in evs:
+            if order_id is not None and n in ("on_stock_order", "on_stock_trade", "on_order_error") \
+                    and getattr(o, "order_id", None) != order_id:
+                continue
+            if n == "on_stock_order":
+                out.append(f"order:{o.order_status}")
+            elif n == "on_order_stock_async_response":
+                out.append("response")
+            elif n == "on_cancel_order_stock_async_response":
+                out.append(f"cancel_response:{o.cancel_result}")
+            else:
+                out.append(n[3:].replace("stock_", ""))
+        return out
+
+    def clear(self) -> None:
+        with self.cond:
+            self.events.clear()
+
+
+def make_trader(path: Path, config: SimConfig | None = None, session: int = 101, subscribe: bool = True):
+    rec = Recorder()
+    t = SimXtQuantTrader(str(path), session, rec, config=config)
+    t.start()
+    assert t.connect() == 0
+    if subscribe:
+        assert t.subscribe(ACC) == 0
+    return t, rec
+
+
+def settle(trader) -> None:
+    """Wait until every push generated so far has been delivered (a no-op query answered through the queue)."""
+    done = threading.Event()
+    trader.flush()
+    trader.query_stock_orders_async(ACC, lambda _r: done.set())
+    assert done.wait(5.0), "callback thread did not drain"
+
+
+BUY, SELL, FIX = xc.STOCK_BUY, xc.STOCK_SELL, xc.FIX_PRICE
