@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
@@ -10,18 +9,6 @@ from click.testing import CliRunner
 
 from producer_lib import contract as c
 from xtqueue import cli as cli_mod
-
-
-def _importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
-
-
-# End-to-end tests need the executor engine and the simulator; they skip until both can be imported.
-HAVE_EXECUTOR = _importable("executor.app") and _importable("executor.sim")
-needs_executor = pytest.mark.skipif(not HAVE_EXECUTOR, reason="executor.app / executor.sim not importable yet")
 
 
 @pytest.fixture

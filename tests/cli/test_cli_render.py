@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from producer_lib import contract as c
-from tests_cli_events import sample_events
+from cli_support import sample_events
 from xtqueue import _render as r
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from producer_lib import contract as c
-from tests_cli_events import sample_events
+from cli_support import sample_events
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("producer_lib"), "SyncClient"),
                                 reason="producer_lib.SyncClient not landed yet")

@@ -1,8 +1,24 @@
-"""Sample events, one of each type, shared by the tail and rendering tests."""
+"""Shared by the CLI tests: sample events of every type, and the skip marker of the end-to-end tests."""
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
+
 from producer_lib import contract as c
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+# End-to-end tests need the executor engine and the simulator; they skip until both can be imported.
+HAVE_EXECUTOR = _importable("executor.app") and _importable("executor.sim")
+needs_executor = pytest.mark.skipif(not HAVE_EXECUTOR, reason="executor.app / executor.sim not importable yet")
 
 
 def sample_events():
