@@ -131,6 +131,7 @@ def test_cancel_by_sysid(sim):
     assert t.query_stock_order(ACC, oid).order_status == xc.ORDER_CANCELED
     oid = t.order_stock(ACC, "000001.SZ", BUY, 100, FIX, 10.50)
     sysid = t.query_stock_order(ACC, oid).order_sysid
+    settle(t)
     rec.clear()
     t.cancel_order_stock_sysid_async(ACC, xc.SZ_MARKET, sysid)
     settle(t)
