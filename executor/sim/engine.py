@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .trader import SimXtQuantTrader
 
 log = logging.getLogger("executor.sim")
+_time = time.time
 
 BUY, SELL = xc.STOCK_BUY, xc.STOCK_SELL
 OPEN_STATUSES = frozenset({xc.ORDER_UNREPORTED, xc.ORDER_WAIT_REPORTING, xc.ORDER_REPORTED, xc.ORDER_PART_SUCC,
@@ -178,6 +179,7 @@ class Faults:
             raise ValueError(f"kind must be one of {sorted(self.drop)}")
         with self._engine.lock:
             self.drop[kind] += int(n)
+            self._engine._drop_armed = True
 
     def set_call_latency(self, ms: float) -> None:
         """Every sync broker call sleeps ``ms`` before it runs; async calls return at once and their pushes are
@@ -225,6 +227,9 @@ class Engine:
         self._dirty_prices: set[str] = set()
         self._dirty_meta: dict[str, str] = {}
         self._pushes: list[tuple] = []
+        self._targets_cache: dict[str, list] = {}
+        self._drop_armed = False
+        self._secu_cache: dict[tuple[str, str], str] = {}
         self._nb = 0.0  # not-before (monotonic) for pushes emitted by the running operation
 
         path.mkdir(parents=True, exist_ok=True)
@@ -409,9 +414,19 @@ class Engine:
         self._pushes.append((trader, self._nb, fn, arg))
 
     def _targets(self, account_id: str) -> list:
-        return [t for t in self.traders if t._connected and account_id in t._subs]
+        # cached: rebuilt only after a connect/subscribe/disconnect/stop (invalidate_targets)
+        lst = self._targets_cache.get(account_id)
+        if lst is None:
+            lst = self._targets_cache[account_id] = [t for t in self.traders if t._connected and account_id in t._subs]
+        return lst
+
+    def invalidate_targets(self) -> None:
+        with self.lock:
+            self._targets_cache.clear()
 
     def _drop(self, name: str) -> bool:
+        if not self._drop_armed:
+            return False
         d = self.faults.drop
         kind = _DROP_KIND[name]
         if d[kind] > 0:
@@ -420,6 +435,7 @@ class Engine:
         if d["any"] > 0:
             d["any"] -= 1
             return True
+        self._drop_armed = any(d.values())
         return False
 
     def _emit_acct(self, account_id: str, name: str, build: Callable[[], Any]) -> None:
@@ -443,7 +459,7 @@ class Engine:
     def now_epoch(self) -> int:
         clk = self.config.clock
         if clk is shanghai_now:
-            return int(time.time())
+            return int(_time())
         dt = clk()
         if dt.tzinfo is None:  # naive Asia/Shanghai
             return calendar.timegm(dt.timetuple()) - 8 * 3600
@@ -455,10 +471,14 @@ class Engine:
         return R.session_phase(self.config.clock())
 
     def _secu(self, account_id: str, inst: R.Instrument | None) -> str:
-        return f"{inst.suffix if inst else ''}{account_id}"
+        key = (account_id, inst.suffix if inst else "")
+        v = self._secu_cache.get(key)
+        if v is None:
+            v = self._secu_cache[key] = f"{key[1]}{account_id}"  # a stand-in shareholder code
+        return v
 
     def xt_order(self, o: Order) -> SimXtOrder:
-        tp = round(o.traded_amount / o.traded_volume, 6) if o.traded_volume else 0.0
+        tp = o.traded_amount / o.traded_volume if o.traded_volume else 0.0
         return SimXtOrder(o.account_id, o.code, o.order_id, o.sysid, o.order_time, o.order_type, o.volume,
                           o.price_type, o.price, o.traded_volume, tp, o.status, o.status_msg, o.strategy_name,
                           o.remark, xc.DIRECTION_FLAG_LONG,
@@ -478,11 +498,11 @@ class Engine:
     def xt_position(self, p: Position) -> SimXtPosition:
         q = self.quotes.get(p.code)
         last = q.last if q else 0.0
-        avg = round(p.cost_total / p.volume, 6) if p.volume else 0.0
-        opn = round(p.open_amount / p.open_volume, 6) if p.open_volume and p.volume else 0.0
+        avg = p.cost_total / p.volume if p.volume else 0.0
+        opn = p.open_amount / p.open_volume if p.open_volume and p.volume else 0.0
         mv = R.money(p.volume * last)
         x = SimXtPosition(p.account_id, p.code, p.volume, p.can_use, opn, mv, p.frozen, 0, p.yesterday, avg,
-                          xc.DIRECTION_FLAG_LONG, last, round((last - avg) / avg, 6) if avg else 0.0,
+                          xc.DIRECTION_FLAG_LONG, last, (last - avg) / avg if avg else 0.0,
                           self._secu(p.account_id, q.inst if q else None), q.name if q else "")
         x.float_profit = R.money((last - avg) * p.volume) if p.volume else 0.0
         x.open_date = ""
@@ -744,10 +764,21 @@ class Engine:
         self._dirty_pos[(o.account_id, o.code)] = p
         self._dirty_acct.add(o.account_id)
         aid = o.account_id
-        self._emit_acct(aid, "on_stock_trade", lambda: self.xt_trade(trow))
-        self._emit_acct(aid, "on_stock_order", lambda: self.xt_order(o))
-        self._emit_acct(aid, "on_stock_position", lambda: self.xt_position(p))
-        self._emit_acct(aid, "on_stock_asset", lambda: self.xt_asset(aid))
+        if self._drop_armed:
+            self._emit_acct(aid, "on_stock_trade", lambda: self.xt_trade(trow))
+            self._emit_acct(aid, "on_stock_order", lambda: self.xt_order(o))
+            self._emit_acct(aid, "on_stock_position", lambda: self.xt_position(p))
+            self._emit_acct(aid, "on_stock_asset", lambda: self.xt_asset(aid))
+            return
+        targets = self._targets(aid)
+        if targets:  # hot path: build each object once, fan out to every subscribed trader
+            nb = self._nb
+            objs = (("on_stock_trade", self.xt_trade(trow)), ("on_stock_order", self.xt_order(o)),
+                    ("on_stock_position", self.xt_position(p)), ("on_stock_asset", self.xt_asset(aid)))
+            app = self._pushes.append
+            for t in targets:
+                for name, obj in objs:
+                    app((t, nb, name, obj))
 
     def _unbook(self, o: Order) -> None:
         lst = self.book.get(o.code)
@@ -939,6 +970,7 @@ class Engine:
             self._begin(False)
             self.down_until = time.time() + float(down_ms) / 1000.0
             self._dirty_meta["down_until"] = repr(self.down_until)
+            self._targets_cache.clear()
             for t in self.traders:
                 if t._connected:
                     t._connected = False

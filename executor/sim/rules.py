@@ -133,8 +133,10 @@ def round_half_up(x: float, step: float) -> float:
 
 
 def money(x: float) -> float:
-    """Round a CNY amount to the cent, halves up."""
-    return round(math.floor(x * 100.0 + 0.5 + 1e-7) / 100.0, 2)
+    """Round a CNY amount to the cent, halves up (the epsilon lifts binary ties such as 2.675 -> 2.68)."""
+    # floor(n)/100 is the same double as float("n/100"); round(x, 2) is avoided: it goes through dtoa and is
+    # the hottest call of the simulator otherwise.
+    return math.floor(x * 100.0 + 0.5 + 1e-6) / 100.0
 
 
 def on_tick(price: float, tick: float) -> bool:

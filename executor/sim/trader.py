@@ -156,6 +156,7 @@ class SimXtQuantTrader:
             self._connected = False
             if self in eng.traders:
                 eng.traders.remove(self)
+            eng.invalidate_targets()
         for w in (self._worker, self._relaxed_worker):
             if w is not None:
                 w.stop()
@@ -172,6 +173,7 @@ class SimXtQuantTrader:
         r = self._engine.connect(self)
         with self._engine.lock:
             self._connected = r == 0
+            self._engine.invalidate_targets()
         self.connected = r == 0
         return r
 
@@ -194,6 +196,7 @@ class SimXtQuantTrader:
             if not self._connected or aid not in self._engine.accounts:
                 return -1
             self._subs.add(aid)
+            self._engine.invalidate_targets()
         return 0
 
     def unsubscribe(self, account) -> int:
@@ -202,6 +205,7 @@ class SimXtQuantTrader:
             if not self._connected or aid not in self._subs:
                 return -1
             self._subs.discard(aid)
+            self._engine.invalidate_targets()
         return 0
 
     # --- internals ----------------------------------------------------------------------------------------
