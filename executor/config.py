@@ -45,10 +45,25 @@ class ExecutorSettings(BaseSettings):
     ack_wait_ms: int = Field(2_000, ge=0, description="after an order id is known, wait this long for its first "
                                                        "status before acknowledging with status 'unreported'")
     broker_timeout_ms: int = Field(10_000, ge=100, description="a broker query/cancel answer later than this fails")
+    max_in_flight: int = Field(1_024, ge=1, description="commands being executed at once; reading pauses above it")
+    claim_interval_ms: int = Field(5_000, ge=100, description="how often the loop looks for other consumers' "
+                                                               "entries idle longer than claim_idle_ms")
+    recovery_settle_ms: int = Field(2_000, ge=0, description="recovery: an order handed to the broker less than "
+                                                             "this long ago and not in its order list is looked "
+                                                             "up once more after this delay before it is re-placed")
+    clock_sync_interval_ms: int = Field(5_000, ge=100, description="re-measure the Redis server clock (TIME) "
+                                                                   "this often; deadlines use that clock")
+    redis_timeout_ms: int = Field(5_000, ge=100, description="socket timeout of a Redis command (a blocking read "
+                                                             "gets block_ms on top)")
+    shutdown_timeout_ms: int = Field(10_000, ge=0, description="on stop, wait this long for in-flight commands and "
+                                                               "the event flush")
 
     # Local durable state (journal of order intents, event spool)
     state_dir: Path = Field(Path("xtqueue-state"), description="folder of the executor's SQLite journal and spool")
     journal_retention_days: int = Field(3, ge=1, description="keep client order id records this many days")
+    journal_fsync: bool = Field(False, description="fsync every journal commit (SQLite synchronous=FULL); off = "
+                                                   "durable across executor crashes, not across power loss (the "
+                                                   "broker's order list, searched by remark, covers that case)")
 
     # Health and logs
     heartbeat_interval_ms: int = Field(1_000, ge=100)

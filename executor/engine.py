@@ -1,0 +1,1266 @@
+"""The execution engine: commands in from the account's stream, broker calls out, replies and events back.
+
+Read top-down::
+
+    run()                      start(), then _poll_once() until stopped, then stop()
+      start()                  journal, Redis group, server clock, event publisher, broker connect, _recover()
+      _recover()               this group's pending entries (dead consumers' and our own), resolved before new work
+      _poll_once()             XREADGROUP ">" (and now and then XCLAIM of entries idle > claim_idle_ms)
+        _handle_batch()        decode, admit orders (journal, dedupe, deadline), commit intents, dispatch in order
+          _execute(job)        one command -> an Outcome (reply body, journal record, dead-letter reason)
+          _finish(job, ...)    journal record, reply XADD + EXPIRE, dead letter, XACK: one MULTI per batch, shielded
+    on_broker_event(event)     broker callbacks: first-status tracking of our orders, then the event stream
+
+Rules this module keeps (real money):
+
+* an order is handed to the broker only after its intent is committed to the journal, only before its deadline
+  (Redis server clock: stream entry id ms + ttl_ms), and at most once per client order id;
+* a client order id seen before is answered from the journal (or from the in-flight placement), never re-placed;
+  an unresolved one (PENDING/UNKNOWN) is first looked up in the broker's order list by remark; if that list cannot
+  be had, the answer is ``outcome_unknown``, never a blind retry;
+* every entry read is answered (when its reply_to is one of this account's reply streams) and acked; what cannot be
+  understood or executed also goes to the dead-letter stream. Nothing crashes the loop.
+
+Choices where the brief was silent are marked "Choice:" in comments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from pydantic import BaseModel
+
+from executor.broker.base import (Broker, BrokerError, BrokerRefusedError, BrokerTimeoutError,
+                                  BrokerUnavailableError)
+from executor.config import ExecutorSettings
+from executor.events import REDIS_DOWN_ERRORS, EventPublisher
+from executor.journal import UNRESOLVED, Journal, Record, StoredReply
+from executor.transport import CommandTransport, Entry, Finish, PendingInfo, is_nogroup
+from producer_lib import contract as c
+
+log = structlog.get_logger("executor")
+
+E = c.ErrorCode
+S = c.OutcomeState
+
+
+def executor_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("xtqueue")
+    except Exception:
+        return "0+unknown"
+
+
+def default_executor_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def make_redis(settings: ExecutorSettings) -> aioredis.Redis:
+    """One client (connection pool) for the executor. No automatic retries: a retried XADD whose first attempt
+    reached Redis would write twice; every caller here handles connection errors itself."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    timeout_s = settings.redis_timeout_ms / 1000.0
+    return aioredis.Redis.from_url(
+        settings.redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0),
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s + settings.block_ms / 1000.0,  # a blocking XREADGROUP must not time out
+        health_check_interval=0)
+
+
+class _Fifo(dict):
+    """A dict that forgets its oldest keys beyond ``limit`` (bounded memory for id maps and buffers)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        if len(self) > self.limit:
+            del self[next(iter(self))]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one command produced: exactly one of result / error, plus what must be stored before replying."""
+
+    result: BaseModel | None = None
+    error: c.ErrorInfo | None = None
+    record: Record | None = None  # journal row saved (in the batch transaction) before the reply is written
+    dead_reason: str | None = None  # also dead-letter the entry under this reason code
+
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.error is None else self.error.code.value
+
+
+def _error(code: c.ErrorCode, message: str, *, record: Record | None = None, **kw: Any) -> Outcome:
+    """An error outcome; a final journal ``record`` stores this error as the answer to any repeat."""
+    err = c.ErrorInfo(code=code, message=message, **kw)
+    if record is not None and record.final:
+        record = record.evolve(reply=StoredReply.of(error=err))
+    return Outcome(error=err, record=record)
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    entry: Entry
+    started_ns: int
+    env: c.Envelope | None = None
+    cmd: c.Command | None = None
+    placement: _Placement | None = None  # set on the job that places the order (not on its duplicates)
+
+    @property
+    def deadline_ms(self) -> int:
+        assert self.env is not None
+        return self.entry.id_ms + self.env.ttl_ms
+
+
+@dataclass(slots=True, eq=False)
+class _Placement:
+    """One order on its way to the broker: from intent to first known status."""
+
+    cmd: c.PlaceOrder
+    coid: str
+    fingerprint: str
+    record: Record  # the PENDING intent
+    deadline_ms: int
+    future: asyncio.Future
+    seq: int | None = None
+    order_id: int | None = None
+    sent: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+class Executor:
+    """Serves one account's command stream with one broker.
+
+    ``Executor(settings, broker, redis=None)``: ``redis`` defaults to a client built from ``settings.redis_url``
+    (then closed by ``stop()``); the broker's event sink is set to ``on_broker_event``.
+    """
+
+    def __init__(self, settings: ExecutorSettings, broker: Broker, *, redis: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.keys = settings.keys()
+        self.executor_id = settings.executor_id or default_executor_id()
+        self.version = executor_version()
+        self._own_redis = redis is None
+        self.redis = redis if redis is not None else make_redis(settings)
+        self.transport = CommandTransport(self.redis, self.keys, self.executor_id)
+        state_dir = settings.state_dir
+        self.journal = Journal(state_dir / f"journal-{settings.account}.sqlite3", settings.account,
+                               fsync=settings.journal_fsync)
+        self.publisher = EventPublisher(self.redis, self.keys, state_dir / f"events-{settings.account}.sqlite3")
+        broker.set_event_sink(self.on_broker_event)
+
+        # Orders in flight, by the keys events carry.
+        self._placements: dict[str, _Placement] = {}  # coid -> placement until its outcome is journaled
+        self._by_seq: dict[int, _Placement] = {}  # request seq -> placement awaiting OrderResponded
+        self._by_order_id: dict[int, _Placement] = {}  # order id -> placement awaiting its first status
+        self._late: _Fifo = _Fifo(10_000)  # seq -> placement answered outcome_unknown; a late answer is journaled
+        self._early_responses: _Fifo = _Fifo(10_000)  # seq -> OrderResponded that beat place_order's return
+        self._first_status: _Fifo = _Fifo(20_000)  # order id -> first OrderReport / OrderRejected seen
+        self._coid_by_order_id: _Fifo = _Fifo(500_000)  # order id -> client order id (events without a remark)
+        self._last_report: _Fifo = _Fifo(100_000)  # order id -> last OrderReport published (dedupe)
+        self._seen_trades: _Fifo = _Fifo(200_000)  # (order id, trade id) of fills published (dedupe)
+        self._rejections_seen: _Fifo = _Fifo(100_000)  # order ids with an OrderRejected published
+        self._responded: _Fifo = _Fifo(100_000)  # order ids whose OrderResponded has been seen
+
+        # The loop.
+        self._inflight_ids: set[str] = set()  # stream ids being handled (never claimed from ourselves)
+        self._tasks: set[asyncio.Task] = set()
+        self._room = asyncio.Event()
+        self._finish_queue: list[tuple[Finish, Record | None, asyncio.Future]] = []
+        self._finish_wake = asyncio.Event()
+        self._background: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self._broker_changed = asyncio.Event()
+        self._broker_up = False
+        self._broker_sessions = 0
+        self._started = False
+        self._stopped = False
+        self._started_mono = time.monotonic()
+        self._next_claim_mono = 0.0
+        self._redis_backoff_s = 0.0
+        self.commands_done = 0
+
+    # ==========================================================================================================
+    # Lifecycle
+    # ==========================================================================================================
+    async def run(self) -> None:
+        """Serve until ``request_stop()``; then stop cleanly."""
+        try:
+            await self.start()
+            while not self._stopping.is_set():
+                await self._poll_once()
+        finally:
+            await self.stop()
+
+    async def run_until_idle(self) -> None:
+        """Tests: serve what is on the stream (recovery included), wait for every answer and event, return."""
+        await self.start()
+        while True:
+            n = await self._poll_once(block_ms=None)
+            if n == 0 and not self._tasks:
+                await self._drain_finishes()
+                if not self._tasks:
+                    break
+            elif n == 0:
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        await self.publisher.flush(self.settings.shutdown_timeout_ms / 1000.0)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._started_mono = time.monotonic()
+        self.journal.open()
+        self.journal.purge(c.now_ms() - self.settings.journal_retention_days * 86_400_000)
+        await self._wait_for_redis()
+        await self.publisher.start()
+        self.publisher.publish(c.ExecutorStarted(executor_id=self.executor_id, broker=self.broker.name,
+                                                 version=self.version))
+        self._background.append(asyncio.create_task(self._finisher(), name="finisher"))
+        await self._connect_broker()  # one attempt now; the supervisor keeps trying while we serve
+        self._background.append(asyncio.create_task(self._supervise_broker(), name="broker-supervisor"))
+        self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        log.info("executor started", executor_id=self.executor_id, account=self.keys.account,
+                 broker=self.broker.name, broker_connected=self._broker_up, version=self.version)
+        await self._recover()
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """Stop reading, finish in-flight commands (bounded), close the broker, publish ExecutorStopped, flush."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        timeout_s = self.settings.shutdown_timeout_ms / 1000.0
+        if self._tasks:
+            _done, left = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in left:  # their entries stay pending in Redis and are recovered at the next start
+                task.cancel()
+            if left:
+                log.warning("stopped with commands unanswered", count=len(left))
+        if self._started:
+            await self._drain_finishes(timeout_s)
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        try:
+            await self.broker.close()
+        except Exception:
+            log.exception("broker close failed")
+        if self._started:
+            self.publisher.publish(c.ExecutorStopped(executor_id=self.executor_id, reason=reason))
+            await self.publisher.close(timeout_s)
+        self.journal.close()
+        if self._own_redis:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        log.info("executor stopped", executor_id=self.executor_id, commands_done=self.commands_done)
+
+    async def _wait_for_redis(self) -> None:
+        """Redis must answer before anything is read: group, server clock."""
+        backoff = 0.1
+        while True:
+            try:
+                await self.transport.ensure_group()
+                await self.transport.sync_clock()
+                return
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("redis unreachable at start; retrying", error=repr(exc), retry_s=backoff)
+                await self._sleep_or_stop(backoff)
+                if self._stopping.is_set():
+                    raise RuntimeError("stopped before Redis became reachable") from exc
+                backoff = min(backoff * 2, self.settings.reconnect_max_backoff_ms / 1000.0)
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # ==========================================================================================================
+    # Recovery: entries left pending by a crash, resolved before anything new is served
+    # ==========================================================================================================
+    async def _recover(self) -> None:
+        """Take over this group's pending entries and answer each one before serving anything new.
+
+        Choice: with one active executor per account, pending entries at start-up belong to dead consumers (a
+        previous process; the default consumer name changes with the pid), so all are taken at once. Only when the
+        heartbeat shows ANOTHER live executor are just the entries idle > claim_idle_ms taken."""
+        rival = await self._rival_alive()
+        min_idle = self.settings.claim_idle_ms if rival else 0
+        if rival:
+            log.warning("another executor is alive on this account; recovering only idle entries", rival=rival)
+        cursor, total = "-", 0
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                infos = await self._with_redis(self.transport.pending(min_idle_ms=min_idle,
+                                                                      count=self.settings.batch_size, start=cursor))
+                if not infos:
+                    break
+                cursor = "(" + infos[-1].stream_id
+                infos = [i for i in infos if i.stream_id not in self._inflight_ids]
+                entries = await self._with_redis(self.transport.claim(infos, min_idle))
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("redis unreachable during recovery; retrying", error=repr(exc), retry_s=backoff)
+                await self._sleep_or_stop(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            total += len(entries)
+            if entries:
+                await self._handle_batch(entries)
+        if total:
+            log.warning("recovering pending commands", count=total)
+            await self._wait_tasks()
+            await self._drain_finishes()
+            log.info("recovery done", count=total)
+        self._next_claim_mono = time.monotonic() + self.settings.claim_interval_ms / 1000.0
+
+    async def _rival_alive(self) -> str | None:
+        try:
+            beat = await self.transport.read_heartbeat()
+        except REDIS_DOWN_ERRORS:
+            return None
+        if not beat or beat.get("executor_id") == self.executor_id:
+            return None
+        age_ms = self.transport.clock.now_ms() - int(beat.get("ts_ms", 0))
+        fresh_ms = 2 * self.settings.heartbeat_interval_ms + 500
+        return str(beat.get("executor_id")) if age_ms < fresh_ms else None
+
+    async def _with_redis(self, aw: Awaitable[Any]) -> Any:
+        """Await a Redis call; on NOGROUP re-create the group once (and let the caller's next round retry)."""
+        try:
+            return await aw
+        except Exception as exc:
+            if is_nogroup(exc):
+                await self.transport.ensure_group()
+                log.warning("command group was missing; re-created at id 0")
+                return []
+            raise
+
+    # ==========================================================================================================
+    # The loop
+    # ==========================================================================================================
+    async def _poll_once(self, block_ms: int | None = -1) -> int:
+        """Read one batch (XREADGROUP ">") and start handling it. Returns the number of entries read.
+        Never raises for Redis trouble: it backs off and returns 0."""
+        if block_ms == -1:
+            block_ms = self.settings.block_ms
+        room = self.settings.max_in_flight - len(self._inflight_ids)
+        if room <= 0:
+            self._room.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._room.wait(), 1.0)
+            return 0
+        try:
+            if time.monotonic() >= self._next_claim_mono:
+                await self._claim_idle()
+            entries = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
+        except REDIS_DOWN_ERRORS as exc:
+            await self._redis_trouble(exc)
+            return 0
+        except Exception as exc:
+            if is_nogroup(exc):
+                await self._regroup()
+            else:
+                log.exception("reading commands failed")
+                await self._redis_trouble(exc)
+            return 0
+        if self._redis_backoff_s:
+            log.info("redis reachable again")
+            self._redis_backoff_s = 0.0
+        if entries:
+            await self._handle_batch(entries)
+        return len(entries)
+
+    async def _redis_trouble(self, exc: BaseException) -> None:
+        self._redis_backoff_s = min(max(self._redis_backoff_s * 2, 0.05), 5.0)
+        log.warning("redis unreachable; backing off", error=repr(exc), retry_s=self._redis_backoff_s)
+        await self._sleep_or_stop(self._redis_backoff_s)
+
+    async def _regroup(self) -> None:
+        try:
+            await self.transport.ensure_group()
+            log.warning("command stream or group vanished (NOGROUP); group re-created at id 0")
+        except REDIS_DOWN_ERRORS as exc:
+            await self._redis_trouble(exc)
+
+    async def _claim_idle(self) -> None:
+        """Entries another consumer took and left idle > claim_idle_ms (it died): take them over."""
+        self._next_claim_mono = time.monotonic() + self.settings.claim_interval_ms / 1000.0
+        idle = self.settings.claim_idle_ms
+        infos = await self.transport.pending(min_idle_ms=idle, count=self.settings.batch_size)
+        infos = [i for i in infos if i.stream_id not in self._inflight_ids]
+        if not infos:
+            return
+        entries = await self.transport.claim(infos, idle)
+        if entries:
+            log.warning("claimed idle commands", count=len(entries),
+                        consumers=sorted({i.consumer for i in infos}))
+            await self._handle_batch(entries)
+
+    async def _handle_batch(self, entries: list[Entry]) -> None:
+        """Decode every entry; admit place_orders in stream order (journal, dedupe, deadline), commit their intents
+        in ONE transaction, hand them to the broker in stream order; everything else runs as its own task."""
+        jobs: list[Job] = []
+        for entry in entries:
+            self._inflight_ids.add(entry.stream_id)
+            job = Job(entry, time.perf_counter_ns())
+            try:
+                outcome = self._decode(job)
+            except Exception:
+                log.exception("decoding failed", stream_id=entry.stream_id)
+                outcome = _error(E.INTERNAL, "the executor failed to read this command; it was not executed")
+                outcome.dead_reason = E.INTERNAL.value
+            if outcome is not None:
+                self._spawn(job, _done(outcome))
+            else:
+                jobs.append(job)
+
+        orders = [j for j in jobs if isinstance(j.cmd, c.PlaceOrder)]
+        known = await self._lookup_orders(orders) if orders else _NO_LOOKUP
+        fresh: list[tuple[Job, _Placement]] = []
+        for job in jobs:
+            try:
+                if isinstance(job.cmd, c.PlaceOrder):
+                    admitted = self._admit_order(job, known)
+                    if isinstance(admitted, _Placement):
+                        fresh.append((job, admitted))
+                    elif isinstance(admitted, Outcome):
+                        self._spawn(job, _done(admitted))
+                    else:
+                        self._spawn(job, self._await_duplicate(admitted))
+                else:
+                    self._spawn(job, self._execute(job))
+            except Exception:
+                log.exception("admission failed", stream_id=job.entry.stream_id)
+                self._spawn(job, _done(self._internal(job, sent=False)))
+        if not fresh:
+            return
+        try:
+            self.journal.save([p.record for _, p in fresh], c.now_ms())
+        except Exception:
+            log.exception("journal commit failed: orders not placed")
+            for job, p in fresh:
+                self._resolve(p, _error(E.INTERNAL, "the executor could not record the order; nothing was placed"))
+                self._spawn(job, self._await_placement(job, p))
+            return
+        for job, p in fresh:  # in stream order: the broker receives orders in the order strategies sent them
+            await self._dispatch(p)
+            self._spawn(job, self._await_placement(job, p))
+
+    def _spawn(self, job: Job, coro: Awaitable[Outcome]) -> None:
+        task = asyncio.create_task(self._run_job(job, coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_job(self, job: Job, coro: Awaitable[Outcome]) -> None:
+        try:
+            outcome = await coro
+        except asyncio.CancelledError:
+            self._inflight_ids.discard(job.entry.stream_id)
+            raise
+        except Exception:
+            log.exception("command failed", stream_id=job.entry.stream_id)
+            outcome = self._internal(job, sent=isinstance(job.cmd, c.PlaceOrder))
+        await self._finish(job, outcome)
+
+    def _internal(self, job: Job, *, sent: bool) -> Outcome:
+        """An executor bug while handling one command. For an order that may have reached the broker the honest
+        answer is outcome_unknown, not internal ("not executed")."""
+        if sent:
+            out = _error(E.OUTCOME_UNKNOWN, "executor error while placing: the order may or may not have reached "
+                                            "the broker; ask with query_outcome")
+        else:
+            out = _error(E.INTERNAL, "executor error; the command was not executed")
+        out.dead_reason = E.INTERNAL.value
+        return out
+
+    # ==========================================================================================================
+    # Decoding
+    # ==========================================================================================================
+    def _decode(self, job: Job) -> Outcome | None:
+        """Fill job.env / job.cmd; return an Outcome when the entry must not be executed."""
+        entry = job.entry
+        try:
+            job.env, job.cmd = c.decode_command(entry.fields)
+        except c.ContractError as err:
+            job.env = _partial_envelope(err)
+            out = _error(err.code, err.message, details=err.details)
+            out.dead_reason = err.code.value
+            return out
+        env = job.env
+        if not self.keys.is_reply_stream(env.reply_to):
+            # Choice: a command whose answer cannot be delivered is not executed (its sender could never learn
+            # the outcome); nothing is written to a key that is not one of this account's reply streams.
+            out = _error(E.INVALID_REQUEST, f"reply_to {env.reply_to[:120]!r} is not a reply stream of account "
+                                            f"{self.keys.account}")
+            out.dead_reason = E.INVALID_REQUEST.value
+            return out
+        if env.account != self.keys.account:
+            out = _error(E.INVALID_REQUEST, f"command for account {env.account!r} on the stream of "
+                                            f"{self.keys.account!r}; not executed")
+            out.dead_reason = E.INVALID_REQUEST.value
+            return out
+        if entry.deliveries > self.settings.max_deliveries:
+            # Choice: too many deliveries means it crashed or stalled executors before. It is not executed again;
+            # for an order that may have been placed by an earlier delivery the answer is outcome_unknown.
+            msg = f"delivered {entry.deliveries} times without an answer; not executed again"
+            code = E.OUTCOME_UNKNOWN if isinstance(job.cmd, c.PlaceOrder) else E.INTERNAL
+            out = _error(code, msg + ("; ask with query_outcome" if code is E.OUTCOME_UNKNOWN else ""))
+            out.dead_reason = "max_deliveries"
+            return out
+        return None
+
+    # ==========================================================================================================
+    # Orders: admission, dispatch, first status
+    # ==========================================================================================================
+    async def _lookup_orders(self, orders: list[Job]) -> _Known:
+        """The broker's orders by remark, fetched once per batch, only when some order needs it: a re-delivered
+        entry, or a client order id whose journal record is unresolved (PENDING/UNKNOWN) and not in flight."""
+        need: list[tuple[Job, Record | None]] = []
+        for job in orders:
+            coid = job.cmd.client_order_id  # type: ignore[union-attr]
+            if coid in self._placements:
+                continue
+            rec = self.journal.get(coid)
+            if rec is not None and rec.final:
+                continue
+            if rec is not None or job.entry.deliveries > 1:
+                need.append((job, rec))
+        if not need:
+            return _NO_LOOKUP
+        coids = {job.cmd.client_order_id for job, _ in need}  # type: ignore[union-attr]
+        found = await self._broker_orders_by_coid()
+        if found is not None and self.settings.recovery_settle_ms:
+            # An order handed to the broker moments ago may not be in its list yet (MiniQMT answers queries from
+            # its own cache): before re-placing such one, ask again once, after the settle delay.
+            recent = [rec.updated_ms for job, rec in need if rec is not None and rec.state in UNRESOLVED
+                      and rec.coid not in found]
+            wait_ms = max(recent, default=0) + self.settings.recovery_settle_ms - c.now_ms()
+            if recent and wait_ms > 0:
+                log.info("waiting for the broker's order list to settle", wait_ms=wait_ms, orders=len(recent))
+                await asyncio.sleep(wait_ms / 1000.0)
+                found = await self._broker_orders_by_coid()
+        return _Known(coids=coids, found=found)
+
+    async def _broker_orders_by_coid(self) -> dict[str, c.OrderReport] | None:
+        """None when the list cannot be obtained (it must never be read as empty)."""
+        if not self._broker_up:
+            return None
+        try:
+            orders = await self._broker_call(self.broker.query_orders())
+        except (BrokerError, asyncio.TimeoutError) as exc:
+            log.warning("broker order list unavailable", error=repr(exc))
+            return None
+        by_coid: dict[str, c.OrderReport] = {}
+        for order in orders:
+            if not order.client_order_id:
+                continue
+            if order.client_order_id in by_coid:
+                log.error("two broker orders carry one client order id", coid=order.client_order_id,
+                          order_ids=[by_coid[order.client_order_id].order_id, order.order_id])
+                continue  # the first (lowest id) is the one we answer with
+            by_coid[order.client_order_id] = order
+            self._coid_by_order_id.put(order.order_id, order.client_order_id)
+        return by_coid
+
+    def _admit_order(self, job: Job, known: _Known) -> Outcome | _Placement | asyncio.Future:
+        """Decide what happens to one place_order, synchronously: an immediate Outcome, a new _Placement (intent to
+        commit and dispatch), or the future of the same client order id already in flight."""
+        cmd: c.PlaceOrder = job.cmd  # type: ignore[assignment]
+        env = job.env
+        assert env is not None
+        coid, fp = cmd.client_order_id, cmd.fingerprint()
+        live = self._placements.get(coid)
+        if live is not None:
+            if live.fingerprint != fp:
+                return self._conflict(coid, live.fingerprint, fp)
+            return live.future
+        rec = self.journal.get(coid)
+        if rec is not None and rec.fingerprint != fp:
+            return self._conflict(coid, rec.fingerprint, fp)
+        if rec is not None and rec.final:
+            return _replay(rec)
+        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING)
+        base = base.evolve(fingerprint=fp, command_id=env.command_id, stream_id=job.entry.stream_id,
+                           deadline_ms=job.deadline_ms)
+        if coid in known.coids:
+            if known.found is None:
+                return _error(E.OUTCOME_UNKNOWN, "the broker's order list cannot be obtained now, so whether this "
+                                                 "order was placed is unknown; ask again with query_outcome",
+                              record=None if rec is not None and rec.state is S.UNKNOWN
+                              else base.evolve(state=S.UNKNOWN))
+            report = known.found.get(coid)
+            if report is not None:
+                return self._outcome_from_report(base, report, duplicate=True)
+        if self.transport.clock.now_ms() > job.deadline_ms:
+            return self._expired(base)
+        if not self._broker_up:
+            return _error(E.BROKER_UNAVAILABLE, "the broker (MiniQMT) is not connected; nothing was placed",
+                          record=base.evolve(state=S.REFUSED))
+        loop = asyncio.get_running_loop()
+        p = _Placement(cmd=cmd, coid=coid, fingerprint=fp, record=base.evolve(state=S.PENDING),
+                       deadline_ms=job.deadline_ms, future=loop.create_future())
+        self._placements[coid] = p
+        return p
+
+    def _conflict(self, coid: str, first: str, now: str) -> Outcome:
+        return _error(E.CONFLICT, f"client order id {coid!r} was already used for a different order; nothing new "
+                                  "was placed", details={"first": first, "this": now})
+
+    def _expired(self, base: Record) -> Outcome:
+        out = _error(E.EXPIRED, "deadline passed before the executor reached the order; nothing was placed",
+                     details={"deadline_ms": base.deadline_ms, "server_now_ms": self.transport.clock.now_ms()})
+        assert out.error is not None
+        out.record = base.evolve(state=S.EXPIRED, reply=StoredReply.of(error=out.error))
+        return out
+
+    def _outcome_from_report(self, base: Record, report: c.OrderReport, *, duplicate: bool) -> Outcome:
+        """The outcome of an order found in the broker's list (recovery / unresolved ids)."""
+        self._coid_by_order_id.put(report.order_id, base.coid)
+        if report.status is c.OrderStatus.JUNK:
+            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker rejected the order",
+                              broker_message=report.status_msg, order_id=report.order_id)
+            return Outcome(error=err, record=base.evolve(state=S.REJECTED, order_id=report.order_id,
+                                                         reply=StoredReply.of(error=err)))
+        ack = c.OrderAck(order_id=report.order_id, client_order_id=base.coid, status=report.status,
+                         status_msg=report.status_msg, duplicate=duplicate)
+        stored = StoredReply.of(result=ack.model_copy(update={"duplicate": False}))
+        return Outcome(result=ack, record=base.evolve(state=S.PLACED, order_id=report.order_id, reply=stored))
+
+    async def _dispatch(self, p: _Placement) -> None:
+        """Hand one admitted order to the broker (its intent is committed). The outcome comes via events."""
+        if self.transport.clock.now_ms() > p.deadline_ms:  # re-checked at the last moment before the broker
+            self._resolve(p, self._expired(p.record))
+            return
+        try:
+            seq = await self.broker.place_order(p.cmd)
+        except BrokerUnavailableError as exc:
+            self._resolve(p, _error(E.BROKER_UNAVAILABLE, f"the broker is not connected; nothing was placed "
+                                                          f"({exc})", record=p.record.evolve(state=S.REFUSED)))
+            return
+        except Exception as exc:  # timeout or anything else: it may have reached MiniQMT
+            if not isinstance(exc, BrokerTimeoutError):
+                log.exception("place_order failed", coid=p.coid)
+            self._resolve(p, self._unknown(p, f"the broker did not confirm the order request ({exc!r})"))
+            return
+        p.sent = True
+        p.seq = seq
+        self._by_seq[seq] = p
+        early = self._early_responses.pop(seq, None)
+        if early is not None:
+            self._on_order_response(p, early)
+        elif not p.future.done():
+            p.timer = asyncio.get_running_loop().call_later(self.settings.broker_timeout_ms / 1000.0,
+                                                            self._response_timeout, p)
+
+    def _unknown(self, p: _Placement, why: str) -> Outcome:
+        return _error(E.OUTCOME_UNKNOWN, f"{why}; whether the order was placed is unknown; ask with query_outcome",
+                      record=p.record.evolve(state=S.UNKNOWN))
+
+    def _response_timeout(self, p: _Placement) -> None:
+        if p.future.done():
+            return
+        if p.seq is not None:
+            self._by_seq.pop(p.seq, None)
+            self._late.put(p.seq, p)  # a late OrderResponded still resolves the journal
+        self._resolve(p, self._unknown(p, "the broker did not answer the order request in time"))
+
+    def _on_order_response(self, p: _Placement, ev: c.OrderResponded) -> None:
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        if ev.order_id <= 0:
+            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker refused the order",
+                              broker_message=ev.error_msg)
+            self._resolve(p, Outcome(error=err, record=p.record.evolve(state=S.REJECTED,
+                                                                         reply=StoredReply.of(error=err))))
+            return
+        p.order_id = ev.order_id
+        self._coid_by_order_id.put(ev.order_id, p.coid)
+        first = self._first_status.pop(ev.order_id, None)
+        if first is not None:
+            self._on_first_status(p, first)
+            return
+        self._by_order_id[ev.order_id] = p
+        p.timer = asyncio.get_running_loop().call_later(self.settings.ack_wait_ms / 1000.0, self._ack_timeout, p)
+
+    def _on_first_status(self, p: _Placement, first: c.OrderReport | c.OrderRejected) -> None:
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        self._by_order_id.pop(p.order_id, None)  # type: ignore[arg-type]
+        if isinstance(first, c.OrderRejected):
+            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker rejected the order",
+                              broker_message=first.error_msg, broker_error_id=first.error_id or None,
+                              order_id=p.order_id)
+        elif first.status is c.OrderStatus.JUNK:
+            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker rejected the order",
+                              broker_message=first.status_msg, order_id=p.order_id)
+        else:
+            self._ack(p, first.status, first.status_msg)
+            return
+        self._resolve(p, Outcome(error=err, record=p.record.evolve(state=S.REJECTED, order_id=p.order_id,
+                                                                     reply=StoredReply.of(error=err))))
+
+    def _ack_timeout(self, p: _Placement) -> None:
+        if not p.future.done():
+            self._by_order_id.pop(p.order_id, None)  # type: ignore[arg-type]
+            self._ack(p, c.OrderStatus.UNREPORTED, "")
+
+    def _ack(self, p: _Placement, status: c.OrderStatus, status_msg: str) -> None:
+        assert p.order_id is not None
+        ack = c.OrderAck(order_id=p.order_id, client_order_id=p.coid, status=status, status_msg=status_msg)
+        self._resolve(p, Outcome(result=ack, record=p.record.evolve(state=S.PLACED, order_id=p.order_id,
+                                                                      reply=StoredReply.of(result=ack))))
+
+    def _resolve(self, p: _Placement, outcome: Outcome) -> None:
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        if p.seq is not None and self._by_seq.get(p.seq) is p:
+            del self._by_seq[p.seq]
+        if not p.future.done():
+            p.future.set_result(outcome)
+
+    async def _await_placement(self, job: Job, p: _Placement) -> Outcome:
+        # The placement stays findable by coid until its outcome is journaled (see _finish), so a repeat arriving
+        # meanwhile still gets this outcome instead of a journal miss.
+        job.placement = p
+        return await p.future
+
+    async def _await_duplicate(self, future: asyncio.Future) -> Outcome:
+        """A repeat of a client order id still in flight: the same outcome, once known, marked duplicate."""
+        first: Outcome = await asyncio.shield(future)
+        if isinstance(first.result, c.OrderAck):
+            return Outcome(result=first.result.model_copy(update={"duplicate": True}))
+        return Outcome(result=first.result, error=first.error)
+
+    # ==========================================================================================================
+    # Other commands
+    # ==========================================================================================================
+    async def _execute(self, job: Job) -> Outcome:
+        """One non-order command -> its Outcome."""
+        cmd = job.cmd
+        if isinstance(cmd, c.Ping):
+            return Outcome(result=self._ping_result())
+        if isinstance(cmd, c.QueryOutcome):
+            return await self._query_outcome(cmd)
+        if isinstance(cmd, c.CancelOrder):
+            return await self._cancel(cmd)  # Choice/brief: cancels run even past their deadline
+        # Broker queries. Choice: past its deadline a broker query is not run (its caller has given up, and a
+        # backlog of stale queries would hold up the broker thread); ping and query_outcome are always answered.
+        if self.transport.clock.now_ms() > job.deadline_ms:
+            return _error(E.EXPIRED, "deadline passed before the executor reached the query; it was not run")
+        if not self._broker_up:
+            return _error(E.BROKER_UNAVAILABLE, "the broker (MiniQMT) is not connected")
+        try:
+            return Outcome(result=await self._broker_call(self._query(cmd)))
+        except (BrokerError, asyncio.TimeoutError) as exc:
+            return _error(E.BROKER_UNAVAILABLE, f"the broker did not answer the query ({exc!r})")
+
+    async def _query(self, cmd: c.Command) -> BaseModel:
+        b = self.broker
+        if isinstance(cmd, c.QueryAsset):
+            return await b.query_asset()
+        if isinstance(cmd, c.QueryPositions):
+            positions = await b.query_positions()
+            if cmd.code is not None:
+                positions = [p for p in positions if p.code == cmd.code]
+            return c.PositionsResult(positions=positions)
+        if isinstance(cmd, c.QueryOrders):
+            if cmd.order_id is not None and not cmd.cancelable_only and cmd.client_order_id is None:
+                one = await b.query_order(cmd.order_id)
+                return c.OrdersResult(orders=[one] if one is not None else [])
+            orders = await b.query_orders(cmd.cancelable_only)
+            if cmd.order_id is not None:
+                orders = [o for o in orders if o.order_id == cmd.order_id]
+            if cmd.client_order_id is not None:
+                orders = [o for o in orders if o.client_order_id == cmd.client_order_id]
+            return c.OrdersResult(orders=orders)
+        if isinstance(cmd, c.QueryTrades):
+            return c.TradesResult(trades=await b.query_trades())
+        if isinstance(cmd, c.QueryAccountStatus):
+            return await b.query_account_status()
+        raise TypeError(f"no handler for {type(cmd).__name__}")
+
+    async def _broker_call(self, aw: Awaitable[Any]) -> Any:
+        """A broker query/cancel with the executor's own bound on top of the adapter's."""
+        return await asyncio.wait_for(aw, self.settings.broker_timeout_ms / 1000.0 + 1.0)
+
+    async def _cancel(self, cmd: c.CancelOrder) -> Outcome:
+        if not self._broker_up:
+            return _error(E.BROKER_UNAVAILABLE, "the broker (MiniQMT) is not connected; nothing was cancelled")
+        coid = cmd.client_order_id
+        order_id = cmd.order_id
+        known = False  # the order is known to exist (journal / events / broker list)
+        if cmd.sysid is None:
+            if order_id is None:
+                assert coid is not None
+                try:
+                    order_id = await self._order_id_for(coid)
+                except BrokerUnavailableError as exc:
+                    return _error(E.BROKER_UNAVAILABLE, f"cannot resolve the order to cancel ({exc})")
+                if order_id is None:
+                    return _error(E.NOT_FOUND, f"no order with client order id {coid!r}")
+                known = True
+            else:
+                coid = self._coid_by_order_id.get(order_id)
+                known = coid is not None
+        try:
+            resp: c.CancelResponded = await self._broker_call(self.broker.cancel_order(
+                order_id=order_id if cmd.sysid is None else None, sysid=cmd.sysid, market=cmd.market,
+                timeout_s=self.settings.broker_timeout_ms / 1000.0))
+            result, message = resp.cancel_result, resp.error_msg
+        except BrokerRefusedError as exc:
+            result, message = -1, exc.message
+        except BrokerUnavailableError as exc:
+            return _error(E.BROKER_UNAVAILABLE, f"the broker is not connected; nothing was cancelled ({exc})")
+        except (BrokerTimeoutError, asyncio.TimeoutError) as exc:
+            return _error(E.OUTCOME_UNKNOWN, f"the broker did not answer the cancel in time ({exc!r}); watch the "
+                                             "order's events or query it", order_id=order_id)
+        if result == 0:
+            return Outcome(result=c.CancelAck(order_id=order_id, client_order_id=coid, sysid=cmd.sysid))
+        if cmd.sysid is None and not known and order_id is not None:
+            with contextlib.suppress(Exception):
+                if await self._broker_call(self.broker.query_order(order_id)) is None:
+                    return _error(E.NOT_FOUND, f"no order {order_id} at the broker", broker_message=message)
+        return _error(E.BROKER_REJECTED, "the broker refused the cancel", broker_message=message, order_id=order_id)
+
+    async def _order_id_for(self, coid: str) -> int | None:
+        live = self._placements.get(coid)
+        if live is not None:
+            first: Outcome = await asyncio.shield(live.future)
+            oid = getattr(first.result, "order_id", None) or (first.error.order_id if first.error else None)
+            if oid:
+                return oid
+        rec = self.journal.get(coid)
+        if rec is not None and rec.order_id:
+            return rec.order_id
+        found = await self._broker_orders_by_coid()
+        if found is None:
+            raise BrokerUnavailableError("the broker's order list cannot be obtained")
+        report = found.get(coid)
+        return report.order_id if report else None
+
+    async def _query_outcome(self, cmd: c.QueryOutcome) -> Outcome:
+        coid = cmd.client_order_id
+        if coid in self._placements:
+            return Outcome(result=c.OutcomeResult(client_order_id=coid, state=S.PENDING,
+                                                  message="being placed now"))
+        rec = self.journal.get(coid)
+        if rec is None:
+            return Outcome(result=c.OutcomeResult(client_order_id=coid, state=S.NOT_FOUND,
+                                                  message="this executor has never seen this client order id"))
+        order: c.OrderReport | None = None
+        if not rec.final:
+            found = await self._broker_orders_by_coid()
+            if found is not None and coid in found:
+                order = found[coid]
+                rec = self._outcome_from_report(rec, order, duplicate=False).record  # type: ignore[assignment]
+                assert rec is not None
+                self.journal.save([rec], c.now_ms())
+        elif rec.order_id and self._broker_up:
+            with contextlib.suppress(Exception):  # best effort: the current state of the order
+                order = await self._broker_call(self.broker.query_order(rec.order_id))
+        message = ""
+        if rec.reply is not None and not rec.reply.ok:
+            message = str(rec.reply.body.get("message", ""))
+        elif rec.state is S.UNKNOWN:
+            message = "sent to the broker without a known answer; not in its order list (yet)"
+        return Outcome(result=c.OutcomeResult(client_order_id=coid, state=rec.state, order_id=rec.order_id,
+                                              message=message, order=order))
+
+    def _ping_result(self) -> c.PingResult:
+        return c.PingResult(executor_id=self.executor_id, version=self.version, broker=self.broker.name,
+                            broker_connected=self._broker_up, redis_ok=self.publisher.redis_ok,
+                            uptime_s=round(time.monotonic() - self._started_mono, 3),
+                            last_event_seq=self.publisher.last_seq, commands_done=self.commands_done)
+
+    # ==========================================================================================================
+    # Finishing: journal, reply, dead letter, ack
+    # ==========================================================================================================
+    async def _finish(self, job: Job, outcome: Outcome) -> None:
+        """Record, reply, dead-letter, ack, log. The write runs under asyncio.shield: a shutdown cannot cut it."""
+        env = job.env
+        entry = job.entry
+        reply_to = env.reply_to if env is not None and self.keys.is_reply_stream(env.reply_to) else None
+        command_type = env.type if env is not None else ""
+        coid = env.client_order_id if env is not None else ""
+        item = Finish(stream_id=entry.stream_id)
+        if reply_to is not None:
+            assert env is not None
+            item.reply_to = reply_to
+            item.reply = c.encode_reply(account=self.keys.account, command_id=env.command_id,
+                                        command_type=command_type, client_order_id=coid, result=outcome.result,
+                                        error=outcome.error)
+        if outcome.dead_reason is not None:
+            item.dead = self._dead_letter(entry, outcome, replied=reply_to is not None)
+        future = asyncio.get_running_loop().create_future()
+        self._finish_queue.append((item, outcome.record, future))
+        self._finish_wake.set()
+        try:
+            await asyncio.shield(future)
+        finally:
+            p = job.placement
+            if p is not None and self._placements.get(p.coid) is p:
+                del self._placements[p.coid]
+            self._inflight_ids.discard(entry.stream_id)
+            self._room.set()
+            self.commands_done += 1
+            log.info("command", id=env.command_id if env else "", coid=coid, type=command_type,
+                     us=(time.perf_counter_ns() - job.started_ns) // 1000, verdict=outcome.verdict,
+                     stream_id=entry.stream_id)
+
+    def _dead_letter(self, entry: Entry, outcome: Outcome, *, replied: bool) -> dict[Any, Any]:
+        dead: dict[Any, Any] = {
+            "src_id": entry.stream_id,
+            "reason": outcome.dead_reason,
+            "message": outcome.error.message if outcome.error else "",
+            "replied": "1" if replied else "0",
+            "executor": self.executor_id,
+            "deliveries": str(entry.deliveries),
+            "ts_ms": str(c.now_ms()),
+        }
+        for name, value in entry.fields.items():
+            key = b"orig." + name if isinstance(name, bytes) else "orig." + str(name)
+            dead[key] = value
+        return dead
+
+    async def _finisher(self) -> None:
+        """Writes finished commands in batches: one journal transaction, then one MULTI/EXEC to Redis."""
+        backoff = 0.05
+        while True:
+            await self._finish_wake.wait()
+            self._finish_wake.clear()
+            while self._finish_queue:
+                batch, self._finish_queue = self._finish_queue, []
+                records = [r for _, r, _ in batch if r is not None]
+                if records:
+                    try:
+                        self.journal.save(records, c.now_ms())
+                    except Exception:  # still reply: a repeat is then resolved by the broker's order list
+                        log.exception("journal: recording outcomes failed")
+                items = [i for i, _, _ in batch]
+                while True:
+                    try:
+                        errors = await self.transport.finish(items)
+                        for err in errors:
+                            log.error("reply write failed", error=repr(err))
+                        backoff = 0.05
+                        break
+                    except REDIS_DOWN_ERRORS as exc:
+                        # Not acked: if we die now the entries are re-delivered and answered from the journal.
+                        log.warning("redis unreachable while replying; retrying", error=repr(exc), retry_s=backoff)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                    except Exception:
+                        log.exception("reply write failed; entries left pending for recovery")
+                        break
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def _drain_finishes(self, timeout_s: float | None = None) -> None:
+        """Wait until every queued finish has been written (bounded on shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while self._finish_queue or self._tasks:
+            if deadline is not None and loop.time() > deadline:
+                return
+            await asyncio.sleep(0.001)
+
+    async def _wait_tasks(self) -> None:
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    # ==========================================================================================================
+    # Broker events
+    # ==========================================================================================================
+    def on_broker_event(self, event: c.Event) -> None:
+        """The broker's event sink: called on the loop thread, in arrival order. Feeds the order tracking, then the
+        event stream. Never raises; an event is published even if tracking it failed."""
+        try:
+            keep, coid, order_id, event = self._track(event)
+        except Exception:
+            log.exception("tracking a broker event failed", event=event.TYPE)
+            keep, coid, order_id = True, "", getattr(event, "order_id", None)
+        if keep:
+            self.publisher.publish(event, client_order_id=coid, order_id=order_id)
+
+    def _track(self, ev: c.Event) -> tuple[bool, str, int | None, c.Event]:
+        """Returns (publish?, client order id, order id, event with its client order id filled in)."""
+        if isinstance(ev, c.OrderUpdated):
+            order = ev.order
+            oid = order.order_id
+            coid = order.client_order_id or self._coid_by_order_id.get(oid, "")
+            if order.client_order_id:
+                self._coid_by_order_id.put(oid, order.client_order_id)
+            if self._last_report.get(oid) == order:
+                log.info("duplicate order push dropped", order_id=oid, status=order.status.value)
+                return False, coid, oid, ev
+            self._last_report.put(oid, order)
+            self._first_status_seen(oid, order)
+            return True, coid, oid, ev
+        if isinstance(ev, c.OrderFilled):
+            trade = ev.trade
+            oid = trade.order_id
+            coid = trade.client_order_id or self._coid_by_order_id.get(oid, "")
+            if trade.trade_id:
+                key = (oid, trade.trade_id, trade.volume, trade.price)
+                if key in self._seen_trades:
+                    log.info("duplicate fill push dropped", order_id=oid, trade_id=trade.trade_id)
+                    return False, coid, oid, ev
+                self._seen_trades.put(key, True)
+            return True, coid, oid, ev
+        if isinstance(ev, c.OrderResponded):
+            p = self._by_seq.get(ev.seq)
+            late = self._late.pop(ev.seq, None) if p is None else None
+            coid = (p.coid if p else late.coid if late else "") or ev.client_order_id
+            if p is not None:
+                self._on_order_response(p, ev)
+            elif late is not None:
+                self._late_response(late, ev)
+            else:
+                self._early_responses.put(ev.seq, ev)
+            if ev.order_id > 0:
+                self._responded.put(ev.order_id, True)
+                if coid:
+                    self._coid_by_order_id.put(ev.order_id, coid)
+            if coid and not ev.client_order_id:
+                ev = ev.model_copy(update={"client_order_id": coid})
+            return True, coid, (ev.order_id if ev.order_id > 0 else None), ev
+        if isinstance(ev, c.OrderRejected):
+            oid = ev.order_id
+            coid = ev.client_order_id or self._coid_by_order_id.get(oid, "")
+            if oid > 0:
+                self._rejections_seen.put(oid, True)
+                with contextlib.suppress(Exception):
+                    self.journal.mark_rejection_seen(oid)
+                self._first_status_seen(oid, ev)
+            if coid and not ev.client_order_id:
+                ev = ev.model_copy(update={"client_order_id": coid})
+            return True, coid, (oid if oid > 0 else None), ev
+        if isinstance(ev, (c.CancelResponded, c.CancelRejected)):
+            coid = getattr(ev, "client_order_id", "") or self._coid_by_order_id.get(ev.order_id, "")
+            if coid and isinstance(ev, c.CancelRejected) and not ev.client_order_id:
+                ev = ev.model_copy(update={"client_order_id": coid})
+            return True, coid, (ev.order_id if ev.order_id > 0 else None), ev
+        if isinstance(ev, c.BrokerDisconnected):
+            return self._broker_lost(ev.reason or "disconnected"), "", None, ev
+        if isinstance(ev, c.BrokerConnected):
+            return False, "", None, ev  # the engine announces connections itself (after connect() succeeded)
+        return True, "", None, ev
+
+    def _first_status_seen(self, oid: int, first: c.OrderReport | c.OrderRejected) -> None:
+        p = self._by_order_id.get(oid)
+        if p is not None:
+            self._on_first_status(p, first)
+        elif oid not in self._responded and oid not in self._first_status:
+            # Pushes may precede the order's OrderResponded (xtquant does not order them): keep the first one.
+            self._first_status.put(oid, first)
+
+    def _late_response(self, p: _Placement, ev: c.OrderResponded) -> None:
+        """The answer to an order already reported outcome_unknown: settle its journal record now."""
+        if ev.order_id > 0:
+            first = self._first_status.get(ev.order_id)
+            status = first.status if isinstance(first, c.OrderReport) else c.OrderStatus.UNREPORTED
+            ack = c.OrderAck(order_id=ev.order_id, client_order_id=p.coid, status=status)
+            rec = p.record.evolve(state=S.PLACED, order_id=ev.order_id, reply=StoredReply.of(result=ack))
+        else:
+            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker refused the order",
+                              broker_message=ev.error_msg)
+            rec = p.record.evolve(state=S.REJECTED, reply=StoredReply.of(error=err))
+        log.warning("late broker answer to an order reported outcome_unknown", coid=p.coid, order_id=ev.order_id)
+        try:
+            self.journal.save([rec], c.now_ms())
+        except Exception:
+            log.exception("journal: recording a late answer failed", coid=p.coid)
+
+    # ==========================================================================================================
+    # Broker connection supervision and reconciliation
+    # ==========================================================================================================
+    async def _connect_broker(self) -> bool:
+        try:
+            await self.broker.connect()
+        except Exception as exc:
+            log.warning("broker connect failed", error=repr(exc))
+            return False
+        reconnect = self._broker_sessions > 0
+        self._broker_sessions += 1
+        self._broker_up = True
+        self._broker_changed.set()
+        self.publisher.publish(c.BrokerConnected(executor_id=self.executor_id,
+                                                 session=int(getattr(self.broker, "session", 0) or 0),
+                                                 reconnect=reconnect))
+        log.info("broker connected", broker=self.broker.name, reconnect=reconnect)
+        return True
+
+    def _broker_lost(self, reason: str) -> bool:
+        """Mark the broker down. Returns True if it was up (so the transition is published once)."""
+        if not self._broker_up:
+            return False
+        self._broker_up = False
+        self._broker_changed.set()
+        log.warning("broker disconnected", reason=reason)
+        # Orders whose request got no answer yet will never get one from this trader instance (and request seqs
+        # restart with the next one): their outcome is unknown until reconciliation finds them.
+        for p in list(self._by_seq.values()):
+            self._resolve(p, self._unknown(p, "the broker disconnected before answering the order request"))
+        self._by_seq.clear()
+        self._early_responses.clear()
+        return True
+
+    async def _supervise_broker(self) -> None:
+        """Reconnect with back-off while down; probe and reconcile while up."""
+        backoff = 0.1
+        max_backoff = self.settings.reconnect_max_backoff_ms / 1000.0
+        while True:
+            try:
+                if not self._broker_up:
+                    if await self._connect_broker():
+                        backoff = 0.1
+                        await self._reconcile()
+                    else:
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, max_backoff)
+                    continue
+                self._broker_changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._broker_changed.wait(), self.settings.probe_interval_ms / 1000.0)
+                if not self._broker_up:
+                    continue
+                if not (self.broker.connected and await self.broker.probe()):
+                    if self._broker_lost("probe failed"):
+                        self.publisher.publish(c.BrokerDisconnected(executor_id=self.executor_id,
+                                                                    reason="probe failed"))
+                    continue
+                await self._reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("broker supervision failed; continuing")
+                await asyncio.sleep(1.0)
+
+    async def _reconcile(self) -> None:
+        """Settle what pushes alone cannot: unresolved journal records, and rejections without an OrderRejected."""
+        found = await self._broker_orders_by_coid()
+        if found is None:
+            return
+        now = c.now_ms()
+        settled = []
+        for rec in self.journal.unresolved():
+            if rec.coid in self._placements:
+                continue
+            report = found.get(rec.coid)
+            if report is not None:
+                out = self._outcome_from_report(rec, report, duplicate=False)
+                assert out.record is not None
+                settled.append(out.record)
+        if settled:
+            self.journal.save(settled, now)
+            log.info("reconciliation settled unresolved orders", count=len(settled))
+        since = now - 86_400_000
+        placed = {r.coid: r for r in self.journal.placed_unrejected(since)}
+        for coid, report in found.items():
+            if report.status is not c.OrderStatus.JUNK or report.order_id in self._rejections_seen:
+                continue
+            if coid not in placed:
+                continue
+            self._rejections_seen.put(report.order_id, True)
+            self.journal.mark_rejection_seen(report.order_id)
+            log.warning("order rejected without a callback; publishing OrderRejected", coid=coid,
+                        order_id=report.order_id)
+            self.on_broker_event(c.OrderRejected(order_id=report.order_id, client_order_id=coid,
+                                                 error_msg=report.status_msg, detected_by="reconciliation"))
+
+    # ==========================================================================================================
+    # Housekeeping: heartbeat, server clock, journal retention
+    # ==========================================================================================================
+    async def _housekeeping(self) -> None:
+        interval_s = self.settings.heartbeat_interval_ms / 1000.0
+        next_clock = time.monotonic() + self.settings.clock_sync_interval_ms / 1000.0
+        next_purge = time.monotonic() + 3600.0
+        while True:
+            try:
+                await self.transport.heartbeat({
+                    "executor_id": self.executor_id, "pid": os.getpid(), "broker": self.broker.name,
+                    "connected": self._broker_up, "last_seq": self.publisher.last_seq,
+                    "ts_ms": self.transport.clock.now_ms(), "version": self.version,
+                })
+                if time.monotonic() >= next_clock:
+                    await self.transport.sync_clock()
+                    next_clock = time.monotonic() + self.settings.clock_sync_interval_ms / 1000.0
+            except REDIS_DOWN_ERRORS:
+                pass  # the poll loop reports Redis trouble; the heartbeat simply expires meanwhile
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("housekeeping failed")
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + 3600.0
+                with contextlib.suppress(Exception):
+                    self.journal.purge(c.now_ms() - self.settings.journal_retention_days * 86_400_000)
+            await asyncio.sleep(interval_s)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Known:
+    """Result of one broker order-list lookup for a batch: which coids were looked up, and what was found
+    (``found`` None = the list could not be obtained)."""
+
+    coids: set[str] = field(default_factory=set)
+    found: dict[str, c.OrderReport] | None = None
+
+
+_NO_LOOKUP = _Known()
+
+
+async def _done(outcome: Outcome) -> Outcome:
+    return outcome
+
+
+def _replay(rec: Record) -> Outcome:
+    """A repeated client order id whose first outcome is final: that outcome again (acks marked duplicate)."""
+    if rec.reply is None:  # settled by reconciliation without a stored reply: rebuild it from the record
+        if rec.state is S.PLACED and rec.order_id:
+            return Outcome(result=c.OrderAck(order_id=rec.order_id, client_order_id=rec.coid,
+                                             status=c.OrderStatus.UNKNOWN, duplicate=True))
+        return _error(E.BROKER_REJECTED if rec.state is S.REJECTED else E.EXPIRED if rec.state is S.EXPIRED
+                      else E.BROKER_UNAVAILABLE, f"this client order id was already answered ({rec.state.value})",
+                      order_id=rec.order_id)
+    ack = rec.reply.result()
+    if ack is not None:
+        return Outcome(result=ack.model_copy(update={"duplicate": True}))
+    return Outcome(error=rec.reply.error())
+
+
+def _partial_envelope(err: c.ContractError) -> c.Envelope | None:
+    """What was readable of a command that failed to decode, so the error reply can be routed."""
+    try:
+        return c.Envelope(version=c.PROTOCOL_VERSION, type=err.command_type, account="", command_id=err.command_id,
+                          client_order_id=err.client_order_id, reply_to=err.reply_to, ttl_ms=0)
+    except Exception:
+        return None
