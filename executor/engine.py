@@ -372,20 +372,24 @@ class Executor:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._room.wait(), 1.0)
             return 0
-        try:
-            if time.monotonic() >= self._next_claim_mono:
-                await self._claim_idle()
-            entries = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
-        except REDIS_DOWN_ERRORS as exc:
-            await self._redis_trouble(exc)
-            return 0
-        except Exception as exc:
-            if is_nogroup(exc):
-                await self._regroup()
-            else:
+        entries: list[Entry] = []
+        for attempt in (1, 2):  # a second time right after re-creating a vanished group
+            try:
+                if time.monotonic() >= self._next_claim_mono:
+                    await self._claim_idle()
+                entries = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
+                break
+            except REDIS_DOWN_ERRORS as exc:
+                await self._redis_trouble(exc)
+                return 0
+            except Exception as exc:
+                if is_nogroup(exc) and attempt == 1:
+                    if await self._regroup():
+                        continue
+                    return 0
                 log.exception("reading commands failed")
                 await self._redis_trouble(exc)
-            return 0
+                return 0
         if self._redis_backoff_s:
             log.info("redis reachable again")
             self._redis_backoff_s = 0.0
@@ -398,12 +402,14 @@ class Executor:
         log.warning("redis unreachable; backing off", error=repr(exc), retry_s=self._redis_backoff_s)
         await self._sleep_or_stop(self._redis_backoff_s)
 
-    async def _regroup(self) -> None:
+    async def _regroup(self) -> bool:
         try:
             await self.transport.ensure_group()
             log.warning("command stream or group vanished (NOGROUP); group re-created at id 0")
+            return True
         except REDIS_DOWN_ERRORS as exc:
             await self._redis_trouble(exc)
+            return False
 
     async def _claim_idle(self) -> None:
         """Entries another consumer took and left idle > claim_idle_ms (it died): take them over."""

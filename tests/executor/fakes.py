@@ -220,3 +220,19 @@ def order(coid: str | None = None, **kw) -> c.PlaceOrder:
                 price=10.5)
     base.update(kw)
     return c.PlaceOrder(**base)
+
+
+async def wait_event(r: aioredis.Redis, account: str, predicate, timeout_ms: int = 5_000) -> c.EventMessage:
+    """Block on the event stream until an event matching ``predicate`` is there (bounded; no sleeping)."""
+    key = c.Keys(account).events
+    last = "0"
+    import time as _time
+    deadline = _time.monotonic() + timeout_ms / 1000
+    while _time.monotonic() < deadline:
+        resp = await r.xread({key: last}, block=200)
+        for sid, fields in (resp[0][1] if resp else []):
+            last = sid.decode()
+            msg = c.decode_event(sid, fields)
+            if predicate(msg):
+                return msg
+    raise AssertionError("event not seen")
