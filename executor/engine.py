@@ -234,6 +234,7 @@ class Executor:
         self.journal.open()
         self.journal.purge(c.now_ms() - self.settings.journal_retention_days * 86_400_000)
         await self._wait_for_redis()
+        rival = await self._rival_alive()  # before our own heartbeat overwrites the key
         await self.publisher.start()
         self.publisher.publish(c.ExecutorStarted(executor_id=self.executor_id, broker=self.broker.name,
                                                  version=self.version))
@@ -243,7 +244,7 @@ class Executor:
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         log.info("executor started", executor_id=self.executor_id, account=self.keys.account,
                  broker=self.broker.name, broker_connected=self._broker_up, version=self.version)
-        await self._recover()
+        await self._recover(rival)
 
     async def stop(self, reason: str = "stopped") -> None:
         """Stop reading, finish in-flight commands (bounded), close the broker, publish ExecutorStopped, flush."""
@@ -300,13 +301,12 @@ class Executor:
     # ==========================================================================================================
     # Recovery: entries left pending by a crash, resolved before anything new is served
     # ==========================================================================================================
-    async def _recover(self) -> None:
+    async def _recover(self, rival: str | None) -> None:
         """Take over this group's pending entries and answer each one before serving anything new.
 
         Choice: with one active executor per account, pending entries at start-up belong to dead consumers (a
         previous process; the default consumer name changes with the pid), so all are taken at once. Only when the
         heartbeat shows ANOTHER live executor are just the entries idle > claim_idle_ms taken."""
-        rival = await self._rival_alive()
         min_idle = self.settings.claim_idle_ms if rival else 0
         if rival:
             log.warning("another executor is alive on this account; recovering only idle entries", rival=rival)
