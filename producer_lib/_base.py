@@ -1,0 +1,547 @@
+"""The I/O-free core shared by Client (asyncio) and SyncClient (threads).
+
+Everything that does not touch Redis lives here: account keys and the per-instance client id, building command
+entries (command id, client order id, ttl, reply stream), deadlines and wait timeouts, turning a reply into a
+result or an exception, and the bookkeeping of the event stream (seq gaps, trimmed resume ids). The twins add
+only the Redis calls, the reply reader and the waiting.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, ClassVar, Iterable
+
+from pydantic import BaseModel, ValidationError
+from redis import exceptions as redis_errors
+
+from . import contract
+from ._exceptions import (
+    ClientClosed,
+    CommandTimeout,
+    Expired,
+    InvalidRequest,
+    OutcomeUnknown,
+    Rejected,
+    Unauthorized,
+    XtqueueError,
+    error_from_info,
+)
+from .contract import (
+    DEFAULT_COMMAND_TTL_MS,
+    DEFAULT_ORDER_TTL_MS,
+    MAX_TTL_MS,
+    AccountStatusResult,
+    AssetReport,
+    CancelAck,
+    CancelOrder,
+    Command,
+    ErrorCode,
+    EventMessage,
+    Keys,
+    OrderAck,
+    OrdersResult,
+    OutcomeResult,
+    Ping,
+    PingResult,
+    PlaceOrder,
+    PositionsResult,
+    PriceType,
+    QueryAccountStatus,
+    QueryAsset,
+    QueryOrders,
+    QueryOutcome,
+    QueryPositions,
+    QueryTrades,
+    Reply,
+    TradesResult,
+)
+
+log = logging.getLogger("producer_lib")
+
+# A caller that times out on an order must know its deadline has passed (so the executor refuses it from now on):
+# wait this much longer than the deadline for the reply.
+ORDER_REPLY_MARGIN_S = 3.0
+# XADD attempts after the first one when the connection fails mid-send; the same entry is re-sent each time.
+SEND_RETRIES = 3
+SEND_BACKOFF_S = (0.05, 0.2, 0.5)
+# The reply reader and events() reconnect with this back-off (seconds, doubled up to the cap).
+RECONNECT_BACKOFF_S = 0.05
+RECONNECT_BACKOFF_MAX_S = 2.0
+# One XREAD BLOCK of the reply reader; bounds how long a closed SyncClient's thread may linger if it cannot be woken.
+READ_BLOCK_MS = 2_000
+READ_COUNT = 256
+CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+
+
+class _DefaultType:
+    """Type of DEFAULT: "use the default", kept apart from None and from any explicit value."""
+
+    _instance: ClassVar[_DefaultType | None] = None
+
+    def __new__(cls) -> _DefaultType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _DefaultType()
+
+
+class ClientState(enum.Enum):
+    UNOPENED = 1  # constructed; opens itself on first use (or on __enter__)
+    OPENED = 2  # in use
+    CLOSED = 3  # closed: every further call raises ClientClosed; cannot be reopened
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Marker yielded by events(): events were lost before the next one. Re-sync by query (orders, trades...).
+
+    ``reason`` is ``"seq"`` when the per-account seq jumped (``expected_seq`` → ``got_seq``), or ``"trimmed"``
+    when entries after the resume id were trimmed from the stream (``got_seq`` is the first seq still there).
+    """
+
+    expected_seq: int | None
+    got_seq: int | None
+    reason: str
+
+    SEQ: ClassVar[str] = "seq"
+    TRIMMED: ClassVar[str] = "trimmed"
+
+
+@dataclass
+class Prepared:
+    """One command ready to send: its entry plus what the waiting side needs."""
+
+    command_id: str
+    command_type: str
+    client_order_id: str  # "" when the command concerns no order
+    entry: dict[str, Any]
+    ttl_ms: int
+    wait_s: float
+    started: float  # local monotonic clock when built: measures retries and the wait
+    result_type: type[BaseModel]
+    unwrap: Callable[[Any], Any] = field(default=lambda result: result)
+
+    def retry_entry(self, now: float) -> dict[str, Any] | None:
+        """The same entry with its ttl reduced by the time spent so far, or None when no time is left.
+
+        A ttl counts from the entry's stream id; a re-sent entry gets a later id, so without the reduction the
+        executor would accept it past the caller's deadline.
+        """
+        ttl_ms = self.ttl_ms - math.ceil((now - self.started) * 1000)
+        if ttl_ms <= 0:
+            return None
+        return {**self.entry, contract.F_TTL_MS: str(ttl_ms)}
+
+    def remaining_s(self, now: float) -> float:
+        return max(0.0, self.started + self.wait_s - now)
+
+
+def _identity(result: Any) -> Any:
+    return result
+
+
+def _local_invalid(message: str, client_order_id: Any = None) -> InvalidRequest:
+    coid = client_order_id if isinstance(client_order_id, str) else None
+    return InvalidRequest(message, code=ErrorCode.INVALID_REQUEST, client_order_id=coid,
+                          details={"raised": "locally, nothing was sent"})
+
+
+class BaseClient:
+    """Account, keys, client id, lifecycle and command building shared by both clients."""
+
+    def __init__(self, account: str | None, *, strategy: str = "", client_id: str | None = None,
+                 key_prefix: str = contract.KEY_PREFIX) -> None:
+        if account is None:
+            raise TypeError("account is required (the fund account id the executor serves)")
+        self._keys = Keys(account, key_prefix)
+        # One reply stream per instance: the reader starts at 0-0 on it, so no reply can be missed.
+        self.client_id = client_id or secrets.token_hex(8)
+        self._reply_key = self._keys.replies(self.client_id)
+        if not isinstance(strategy, str) or len(strategy) > 64:
+            raise ValueError("strategy must be a string of at most 64 characters")
+        self.strategy = strategy
+        self._state = ClientState.UNOPENED
+
+    @property
+    def account(self) -> str:
+        return self._keys.account
+
+    @property
+    def reply_stream(self) -> str:
+        return self._reply_key
+
+    def _check_open(self) -> None:
+        if self._state is ClientState.CLOSED:
+            raise ClientClosed(f"the client {self.client_id} is closed")
+        self._state = ClientState.OPENED
+
+    # --- building commands -----------------------------------------------------------------------------------
+    def _prepare(self, command: Command, *, ttl_ms: int, wait_s: float, result_type: type[BaseModel],
+                 unwrap: Callable[[Any], Any] = _identity, started: float) -> Prepared:
+        command_id = contract.new_command_id()
+        entry = contract.encode_command(command, account=self.account, command_id=command_id,
+                                        reply_to=self._reply_key, ttl_ms=ttl_ms)
+        coid = getattr(command, "client_order_id", None) or ""
+        return Prepared(command_id=command_id, command_type=command.TYPE, client_order_id=coid, entry=entry,
+                        ttl_ms=ttl_ms, wait_s=wait_s, started=started, result_type=result_type, unwrap=unwrap)
+
+    @staticmethod
+    def _model(cls: type[Command], coid: str | None, **fields: Any) -> Command:
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise _local_invalid(contract._validation_message(exc), coid) from None
+
+    @staticmethod
+    def _client_order_id(value: Any, *, generate: bool) -> str | None:
+        if value is None:
+            return contract.new_client_order_id() if generate else None
+        try:
+            return contract.validate_client_order_id(value)
+        except ValueError as exc:
+            raise _local_invalid(str(exc), value) from None
+
+    @staticmethod
+    def _order_ttl_ms(deadline: Any, coid: str) -> int:
+        """Deadline (seconds from now, or an aware datetime) → ttl in ms. Refuses None: an order without a
+        deadline is the stale-order bug."""
+        if deadline is DEFAULT:
+            return DEFAULT_ORDER_TTL_MS
+        if isinstance(deadline, datetime):
+            if deadline.tzinfo is None or deadline.utcoffset() is None:
+                raise _local_invalid("deadline must be an aware datetime (with a time zone)", coid)
+            seconds = (deadline - datetime.now(timezone.utc)).total_seconds()
+        elif isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
+            seconds = float(deadline)
+        else:
+            raise _local_invalid(f"deadline must be seconds from now or an aware datetime, not {deadline!r}", coid)
+        if not math.isfinite(seconds):
+            raise _local_invalid(f"deadline must be finite, not {deadline!r}", coid)
+        ttl_ms = math.floor(seconds * 1000)  # round down: never later than asked
+        if ttl_ms <= 0:
+            raise Expired("the deadline has already passed; nothing was sent", code=ErrorCode.EXPIRED,
+                          client_order_id=coid, details={"raised": "locally, nothing was sent"})
+        if ttl_ms > MAX_TTL_MS:
+            raise _local_invalid(f"deadline is more than {MAX_TTL_MS // 3_600_000} h away", coid)
+        return ttl_ms
+
+    @staticmethod
+    def _wait_s(timeout: Any, default_s: float, coid: str | None) -> float:
+        if timeout is None:
+            return default_s
+        if (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout)
+                or timeout <= 0):
+            raise _local_invalid(f"timeout must be a positive number of seconds, not {timeout!r}", coid)
+        return float(timeout)
+
+    def _build_place_order(self, code: str, side: Any, volume: int, price: float | None, *, price_type: Any,
+                           strategy: str | None, client_order_id: str | None, deadline: Any,
+                           timeout: float | None, started: float) -> Prepared:
+        coid = self._client_order_id(client_order_id, generate=True)
+        assert coid is not None
+        if isinstance(volume, bool):
+            raise _local_invalid("volume must be an integer number of shares", coid)
+        command = self._model(PlaceOrder, coid, client_order_id=coid, code=code, side=side, volume=volume,
+                              price=price, price_type=price_type,
+                              strategy=self.strategy if strategy is None else strategy)
+        ttl_ms = self._order_ttl_ms(deadline, coid)
+        wait_s = self._wait_s(timeout, ttl_ms / 1000 + ORDER_REPLY_MARGIN_S, coid)
+        return self._prepare(command, ttl_ms=ttl_ms, wait_s=wait_s, result_type=OrderAck, started=started)
+
+    def _build_cancel_order(self, order_id: int | None, *, client_order_id: str | None, sysid: str | None,
+                            market: Any, timeout: float | None, started: float) -> Prepared:
+        coid = self._client_order_id(client_order_id, generate=False)
+        if isinstance(order_id, bool):
+            raise _local_invalid("order_id must be an integer", coid)
+        command = self._model(CancelOrder, coid, order_id=order_id, client_order_id=coid, sysid=sysid,
+                              market=market)
+        wait_s = self._wait_s(timeout, DEFAULT_COMMAND_TTL_MS / 1000, coid)
+        return self._prepare(command, ttl_ms=DEFAULT_COMMAND_TTL_MS, wait_s=wait_s, result_type=CancelAck,
+                             started=started)
+
+    def _build_query(self, cls: type[Command], result_type: type[BaseModel], *, started: float,
+                     unwrap: Callable[[Any], Any] = _identity, coid: str | None = None, **fields: Any) -> Prepared:
+        command = self._model(cls, coid, **fields)
+        return self._prepare(command, ttl_ms=DEFAULT_COMMAND_TTL_MS, wait_s=DEFAULT_COMMAND_TTL_MS / 1000,
+                             result_type=result_type, unwrap=unwrap, started=started)
+
+    def _build_query_asset(self, started: float) -> Prepared:
+        return self._build_query(QueryAsset, AssetReport, started=started)
+
+    def _build_query_positions(self, code: str | None, started: float) -> Prepared:
+        return self._build_query(QueryPositions, PositionsResult, started=started,
+                                 unwrap=lambda r: list(r.positions), code=code)
+
+    def _build_query_orders(self, cancelable_only: bool, order_id: int | None, client_order_id: str | None,
+                            started: float) -> Prepared:
+        coid = self._client_order_id(client_order_id, generate=False)
+        return self._build_query(QueryOrders, OrdersResult, started=started, unwrap=lambda r: list(r.orders),
+                                 coid=coid, cancelable_only=cancelable_only, order_id=order_id,
+                                 client_order_id=coid)
+
+    def _build_query_trades(self, started: float) -> Prepared:
+        return self._build_query(QueryTrades, TradesResult, started=started, unwrap=lambda r: list(r.trades))
+
+    def _build_query_account_status(self, started: float) -> Prepared:
+        return self._build_query(QueryAccountStatus, AccountStatusResult, started=started)
+
+    def _build_query_outcome(self, client_order_id: str, started: float) -> Prepared:
+        coid = self._client_order_id(client_order_id, generate=False)
+        if coid is None:
+            raise _local_invalid("query_outcome needs a client order id")
+        return self._build_query(QueryOutcome, OutcomeResult, started=started, coid=coid, client_order_id=coid)
+
+    def _build_ping(self, started: float) -> Prepared:
+        return self._build_query(Ping, PingResult, started=started)
+
+    # --- replies ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _decode_reply_entry(stream_id: Any, fields: dict) -> tuple[str, Reply | XtqueueError] | None:
+        """(command id, decoded reply or the error to raise), or None for an entry naming no command."""
+        try:
+            command_id = contract._text(contract._field(fields, contract.F_ID))
+            coid = contract._text(contract._field(fields, contract.F_COID))
+        except UnicodeDecodeError:
+            return None
+        if not command_id:
+            return None
+        try:
+            return command_id, contract.decode_reply(stream_id, fields)
+        except Exception as exc:  # a reply we cannot read may still report a placed order
+            return command_id, OutcomeUnknown(
+                f"the reply could not be read ({type(exc).__name__}: {exc}); ask query_outcome before resending",
+                command_id=command_id, client_order_id=coid or None)
+
+    @staticmethod
+    def _finish(prep: Prepared, reply: Reply) -> Any:
+        coid = reply.client_order_id or prep.client_order_id or None
+        if reply.error is not None:
+            raise error_from_info(reply.error, command_id=prep.command_id, client_order_id=coid)
+        if not isinstance(reply.result, prep.result_type):
+            raise OutcomeUnknown(
+                f"the reply to {prep.command_type} is a {reply.command_type!r} reply with an unexpected body; "
+                "ask query_outcome before resending", command_id=prep.command_id, client_order_id=coid)
+        return prep.unwrap(reply.result)
+
+    @staticmethod
+    def _timeout_error(prep: Prepared) -> CommandTimeout:
+        coid = prep.client_order_id or None
+        if prep.command_type == PlaceOrder.TYPE:
+            message = (f"no reply to place_order within {prep.wait_s:.1f} s: the order may or may not have been "
+                       f"placed; ask query_outcome({coid!r}), never resend it with a new client order id")
+        else:
+            message = f"no reply to {prep.command_type} within {prep.wait_s:.1f} s (is the executor running?)"
+        return CommandTimeout(message, command_id=prep.command_id, client_order_id=coid)
+
+    @staticmethod
+    def _send_error(prep: Prepared, exc: Exception, attempts: int) -> XtqueueError:
+        """What a failed XADD becomes. Only connection failures leave the outcome unknown."""
+        coid = prep.client_order_id or None
+        ids = dict(command_id=prep.command_id, client_order_id=coid)
+        if isinstance(exc, (redis_errors.AuthenticationError, redis_errors.AuthorizationError,
+                            redis_errors.NoPermissionError)):
+            return Unauthorized(f"Redis refused the command: {exc}", **ids)
+        if isinstance(exc, CONNECTION_ERRORS):
+            return OutcomeUnknown(
+                f"sending {prep.command_type} failed {attempts} times ({type(exc).__name__}: {exc}); an attempt may "
+                f"still have reached the executor: ask query_outcome({coid!r}) before resending", **ids)
+        return Rejected(f"Redis refused the command ({type(exc).__name__}: {exc})", **ids)
+
+    @staticmethod
+    def _closed_while_waiting(prep: Prepared) -> ClientClosed:
+        coid = prep.client_order_id or None
+        return ClientClosed(f"the client was closed while waiting for the reply to {prep.command_type}; its "
+                            f"outcome is unknown (client order id {coid!r}: ask query_outcome)",
+                            command_id=prep.command_id, client_order_id=coid)
+
+
+# --- events ------------------------------------------------------------------------------------------------------
+def parse_stream_id(value: Any) -> tuple[int, int]:
+    text = contract._text(value)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def normalize_from_id(from_id: Any) -> str:
+    """"$" (only new), "0" / "0-0" (from the start) or an entry id "ms-seq" / "ms" to resume after."""
+    text = contract._text(from_id).strip()
+    if text == "$":
+        return text
+    try:
+        ms, seq = parse_stream_id(text)
+    except ValueError:
+        raise ValueError(f"from_id must be '$', '0' or a stream id like '1700000000000-0', not {from_id!r}") from None
+    if ms < 0 or seq < 0:
+        raise ValueError(f"invalid stream id {from_id!r}")
+    return f"{ms}-{seq}"
+
+
+def event_types_filter(types: Iterable[str] | None) -> frozenset[str] | None:
+    if types is None:
+        return None
+    if isinstance(types, str):  # a lone string would be taken as its characters
+        types = [types]
+    return frozenset(str(getattr(t, "value", t)) for t in types)
+
+
+def _info_get(info: dict, name: str) -> Any:
+    value = info.get(name)
+    return info.get(name.encode()) if value is None else value
+
+
+def trimmed_after(from_id: str, info: dict | None, from_entry_exists: bool) -> bool:
+    """True when entries after ``from_id`` may have been removed, so a reader resuming there could miss some.
+
+    Trimming removes the oldest entries, so: the entry at ``from_id`` still there → nothing after it was trimmed;
+    ``from_id`` older than the first entry → it was trimmed away, and possibly entries after it too (reported,
+    even if only ``from_id`` itself went: a needless re-sync is harmless, a missed fill is not).
+    """
+    if info is None:  # no stream: nothing can be missing
+        return False
+    max_deleted = _info_get(info, "max-deleted-entry-id")  # Redis >= 7; moved by XDEL (not by trimming)
+    if max_deleted is not None and parse_stream_id(max_deleted) > parse_stream_id(from_id):
+        return True
+    if from_id == "0-0":  # from the start: anything ever removed is missing
+        added, length = _info_get(info, "entries-added"), _info_get(info, "length")
+        if added is not None and length is not None:
+            return int(added) > int(length)
+        return first_entry_seq(info) not in (None, 1)
+    if from_entry_exists:
+        return False
+    first = _info_get(info, "first-entry")
+    return bool(first) and parse_stream_id(first[0]) > parse_stream_id(from_id)
+
+
+def first_entry_seq(info: dict | None) -> int | None:
+    first = _info_get(info, "first-entry") if info else None
+    if not first:
+        return None
+    try:
+        return int(contract._text(contract._field(first[1], contract.F_SEQ)) or 0) or None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def decode_event_entry(stream_id: Any, fields: dict) -> EventMessage:
+    """Decode an event entry; one this version cannot validate is still delivered (``data`` None, ``raw`` set)
+    rather than dropped: a lost fill is worse than an untyped one."""
+    try:
+        return contract.decode_event(stream_id, fields)
+    except Exception as exc:
+        def text(name: str) -> str:
+            try:
+                return contract._text(contract._field(fields, name))
+            except UnicodeDecodeError:
+                return ""
+
+        try:
+            body = contract.unpack(contract._field(fields, contract.F_BODY) or contract.pack({}))
+        except Exception:
+            body = None
+        raw = dict(body) if isinstance(body, dict) else {"body": body}
+        raw["_decode_error"] = f"{type(exc).__name__}: {exc}"[:500]
+
+        def number(name: str) -> int | None:
+            value = text(name)
+            return int(value) if value.isdigit() else None
+
+        return EventMessage(stream_id=contract._text(stream_id), type=text(contract.F_TYPE),
+                            account=text(contract.F_ACCOUNT), seq=number(contract.F_SEQ) or 0,
+                            client_order_id=text(contract.F_COID), order_id=number(contract.F_ORDER_ID),
+                            ts_ms=number(contract.F_TS_MS) or 0, data=None, raw=raw)
+
+
+class SeqTracker:
+    """Follows the per-account seq of an event stream and reports the first event after a hole."""
+
+    def __init__(self, expected: int | None) -> None:
+        self.expected = expected
+
+    def check(self, message: EventMessage) -> Gap | None:
+        if message.seq <= 0:  # no seq on the entry: nothing to compare
+            return None
+        gap = None
+        if self.expected is not None and message.seq != self.expected:
+            gap = Gap(expected_seq=self.expected, got_seq=message.seq, reason=Gap.SEQ)
+        self.expected = message.seq + 1
+        return gap
+
+
+def entry_seq(fields: dict) -> int | None:
+    try:
+        return int(contract._text(contract._field(fields, contract.F_SEQ)) or 0) or None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def xread_entries(response: Any) -> list[tuple[Any, dict]]:
+    """The entries of a one-stream XREAD answer (RESP2 list or RESP3 dict)."""
+    if not response:
+        return []
+    if isinstance(response, dict):  # RESP3: {key: [[(id, fields), ...]]}
+        batches = [value[0] if value else [] for value in response.values()]
+    else:  # RESP2: [[key, [(id, fields), ...]], ...]
+        batches = [item[1] for item in response]
+    return [(sid, fields or {}) for batch in batches for sid, fields in batch]
+
+
+def resume_point(from_id: str, *, last_entry: tuple[Any, dict] | None, from_entry: tuple[Any, dict] | None,
+                 info: dict | None) -> tuple[str, SeqTracker, Gap | None]:
+    """Where events() starts reading, the seq it expects next, and a Gap to report first (if any).
+
+    ``last_entry`` is the stream's newest entry (for "$"); ``from_entry`` the entry at ``from_id`` if it still
+    exists; ``info`` the XINFO STREAM answer (None when the stream does not exist).
+    """
+    if from_id == "$":
+        if last_entry is None:
+            return "0-0", SeqTracker(None), None
+        seq = entry_seq(last_entry[1])
+        return contract._text(last_entry[0]), SeqTracker(seq + 1 if seq else None), None
+    if from_id == "0-0":
+        expected: int | None = 1
+    else:
+        seq = entry_seq(from_entry[1]) if from_entry is not None else None
+        expected = seq + 1 if seq else None
+    if trimmed_after(from_id, info, from_entry is not None):
+        # The tracker restarts at the first entry still there, so the same hole is not reported twice.
+        return from_id, SeqTracker(None), Gap(expected_seq=expected, got_seq=first_entry_seq(info),
+                                             reason=Gap.TRIMMED)
+    return from_id, SeqTracker(expected), None
+
+
+def redis_kwargs_with_defaults(redis_kwargs: dict[str, Any], no_retry: Any) -> dict[str, Any]:
+    """Options for Redis.from_url. redis-py's own retry would re-send an XADD with its original ttl (a late order),
+    so it is off unless the caller insists; this library re-sends itself, with the ttl reduced."""
+    kwargs = dict(redis_kwargs)
+    check_redis_options(kwargs.get("decode_responses"))
+    kwargs.setdefault("retry", no_retry)
+    return kwargs
+
+
+def check_given_redis(client: Any) -> None:
+    """Checks on a Redis client passed in by the caller (the library does not own or reconfigure it)."""
+    check_redis_options(client.connection_pool.connection_kwargs.get("decode_responses"))
+    retry = client.connection_pool.connection_kwargs.get("retry")
+    if retry is not None and retry.get_retries() > 0:
+        warnings.warn("the given Redis client retries commands itself: a re-sent XADD keeps its full ttl, so an "
+                      "order may be executed after its deadline; create it with retry=Retry(NoBackoff(), 0)",
+                      RuntimeWarning, stacklevel=3)
+
+
+def check_redis_options(decode_responses: Any) -> None:
+    if decode_responses:
+        raise ValueError("producer_lib needs a Redis client with decode_responses=False (bodies are msgpack)")

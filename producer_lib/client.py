@@ -1,0 +1,335 @@
+"""Client: the asyncio producer. Sends commands to the executor through Redis and awaits the replies.
+
+One background task per client reads the client's own reply stream and resolves the waiting futures, so any
+number of concurrent awaits share one blocked XREAD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Callable
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from . import contract
+from ._base import (
+    CONNECTION_ERRORS,
+    DEFAULT,
+    READ_BLOCK_MS,
+    READ_COUNT,
+    RECONNECT_BACKOFF_MAX_S,
+    RECONNECT_BACKOFF_S,
+    SEND_BACKOFF_S,
+    SEND_RETRIES,
+    BaseClient,
+    ClientState,
+    Gap,
+    Prepared,
+    check_given_redis,
+    decode_event_entry,
+    event_types_filter,
+    normalize_from_id,
+    redis_kwargs_with_defaults,
+    resume_point,
+    xread_entries,
+)
+from ._exceptions import ClientClosed, XtqueueError
+from .contract import (
+    AccountStatusResult,
+    AssetReport,
+    CancelAck,
+    EventMessage,
+    Market,
+    OrderAck,
+    OrderReport,
+    OutcomeResult,
+    PingResult,
+    PositionReport,
+    PriceType,
+    Side,
+    TradeReport,
+)
+
+log = logging.getLogger("producer_lib")
+
+
+class Client(BaseClient):
+    """Asyncio client of one account's executor. Use ``async with Client(url, account) as client:``.
+
+    ``redis_kwargs`` go to ``redis.asyncio.Redis.from_url`` (e.g. ``ssl_ca_certs`` for rediss://). A ``redis``
+    client passed in is used as is and not closed by ``aclose()``; it must have ``decode_responses=False``.
+    """
+
+    def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", account: str | None = None, *,
+                 strategy: str = "", client_id: str | None = None, redis: aioredis.Redis | None = None,
+                 key_prefix: str = contract.KEY_PREFIX, **redis_kwargs: Any) -> None:
+        super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix)
+        if redis is not None:
+            check_given_redis(redis)
+            self._redis = redis
+            self._owns_redis = False
+        else:
+            kwargs = redis_kwargs_with_defaults(redis_kwargs, Retry(NoBackoff(), 0))
+            self._redis = aioredis.Redis.from_url(redis_url, **kwargs)
+            self._owns_redis = True
+        self._pending: dict[str, tuple[asyncio.Future[Any], Prepared]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._reader_started = False
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Client:
+        self._check_open()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the reply reader, fail commands still waiting with ClientClosed, and close the connection pool
+        (if this client created it). Idempotent."""
+        if self._state is ClientState.CLOSED:
+            return
+        self._state = ClientState.CLOSED
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            # redis-py (8.x) can swallow a cancellation that arrives while a command is being sent, leaving the
+            # XREAD blocked for its full block time. So also wake it with an entry on our own reply stream: it
+            # returns, sees CLOSED and ends. The bound keeps close() from ever hanging.
+            try:
+                await self._redis.xadd(self._reply_key, {"wake": "close"})
+            except redis_errors.RedisError:
+                pass
+            reader.cancel()
+            await asyncio.wait([reader], timeout=READ_BLOCK_MS / 1000 + 1)
+        pending, self._pending = self._pending, {}
+        for future, prep in pending.values():
+            if not future.done():
+                future.set_exception(self._closed_while_waiting(prep))
+        try:
+            if self._reader_started:  # our reply stream is useless to anyone else once we are gone
+                await self._redis.delete(self._reply_key)
+        except redis_errors.RedisError:
+            pass
+        finally:
+            if self._owns_redis:
+                await self._redis.aclose()
+
+    # --- commands --------------------------------------------------------------------------------------------
+    async def place_order(self, code: str, side: Side | str, volume: int, price: float | None = None, *,
+                          price_type: PriceType | str = PriceType.LIMIT, strategy: str | None = None,
+                          client_order_id: str | None = None, deadline: Any = DEFAULT,
+                          timeout: float | None = None) -> OrderAck:
+        """Place one order and wait until the broker has it (an order id) or refused it.
+
+        ``deadline``: seconds from now or an aware datetime (default 10 s); the executor refuses the order as
+        Expired once it has passed. ``client_order_id`` (≤ 24 ASCII bytes) is generated when not given; it is the
+        idempotency key. ``timeout`` defaults to the deadline plus 3 s, so a CommandTimeout means the deadline
+        has passed: ask ``query_outcome(client_order_id)``, never resend with a new id.
+        """
+        return await self._call(lambda started: self._build_place_order(
+            code, side, volume, price, price_type=price_type, strategy=strategy, client_order_id=client_order_id,
+            deadline=deadline, timeout=timeout, started=started))
+
+    async def buy(self, code: str, volume: int, price: float | None = None, **kw: Any) -> OrderAck:
+        """place_order(code, "buy", volume, price, **kw)."""
+        return await self.place_order(code, Side.BUY, volume, price, **kw)
+
+    async def sell(self, code: str, volume: int, price: float | None = None, **kw: Any) -> OrderAck:
+        """place_order(code, "sell", volume, price, **kw)."""
+        return await self.place_order(code, Side.SELL, volume, price, **kw)
+
+    async def cancel_order(self, order_id: int | None = None, *, client_order_id: str | None = None,
+                           sysid: str | None = None, market: Market | str | None = None,
+                           timeout: float | None = None) -> CancelAck:
+        """Ask the broker to cancel one order (exactly one of order_id, client_order_id, sysid + market). The
+        final status arrives as an event."""
+        return await self._call(lambda started: self._build_cancel_order(
+            order_id, client_order_id=client_order_id, sysid=sysid, market=market, timeout=timeout,
+            started=started))
+
+    async def query_asset(self) -> AssetReport:
+        return await self._call(self._build_query_asset)
+
+    async def query_positions(self, code: str | None = None) -> list[PositionReport]:
+        return await self._call(lambda started: self._build_query_positions(code, started))
+
+    async def query_orders(self, *, cancelable_only: bool = False, order_id: int | None = None,
+                           client_order_id: str | None = None) -> list[OrderReport]:
+        return await self._call(lambda started: self._build_query_orders(cancelable_only, order_id,
+                                                                         client_order_id, started))
+
+    async def query_trades(self) -> list[TradeReport]:
+        return await self._call(self._build_query_trades)
+
+    async def query_account_status(self) -> AccountStatusResult:
+        return await self._call(self._build_query_account_status)
+
+    async def query_outcome(self, client_order_id: str) -> OutcomeResult:
+        """What happened to a client order id. Safe to ask at any time, e.g. after OutcomeUnknown."""
+        return await self._call(lambda started: self._build_query_outcome(client_order_id, started))
+
+    async def ping(self) -> PingResult:
+        return await self._call(self._build_ping)
+
+    # --- events ----------------------------------------------------------------------------------------------
+    async def events(self, from_id: str = "$", *, types: Iterable[str] | None = None,
+                     block_ms: int = 1000) -> AsyncIterator[EventMessage | Gap]:
+        """Follow the account's event stream, resuming after ``from_id`` ("$": only new events, "0": from the
+        start, or the stream id of the last event handled).
+
+        Yields a Gap before the first event after a hole (a seq jump, or entries after ``from_id`` trimmed
+        away): re-sync by query then. Survives connection loss; raises ClientClosed once the client is closed.
+        """
+        self._check_open()
+        if isinstance(block_ms, bool) or not isinstance(block_ms, int) or block_ms < 1:
+            raise ValueError("block_ms must be a positive integer (0 would block forever)")
+        wanted = event_types_filter(types)
+        start = normalize_from_id(from_id)
+        key = self._keys.events
+        backoff = RECONNECT_BACKOFF_S
+        while True:
+            try:
+                last_id, tracker, gap = await self._events_start(key, start)
+                break
+            except CONNECTION_ERRORS as exc:
+                backoff = await self._events_backoff(exc, backoff)
+        if gap is not None:
+            yield gap
+        backoff = RECONNECT_BACKOFF_S
+        while True:
+            if self._state is ClientState.CLOSED:
+                raise ClientClosed(f"the client {self.client_id} is closed")
+            try:
+                response = await self._redis.xread({key: last_id}, count=READ_COUNT, block=block_ms)
+            except CONNECTION_ERRORS as exc:
+                backoff = await self._events_backoff(exc, backoff)
+                continue
+            backoff = RECONNECT_BACKOFF_S
+            for stream_id, fields in xread_entries(response):
+                last_id = stream_id
+                message = decode_event_entry(stream_id, fields)
+                gap = tracker.check(message)
+                if gap is not None:
+                    yield gap
+                if wanted is None or message.type in wanted:
+                    yield message
+
+    async def _events_start(self, key: str, start: str) -> tuple[str, Any, Gap | None]:
+        if start == "$":
+            newest = await self._redis.xrevrange(key, count=1)
+            return resume_point(start, last_entry=newest[0] if newest else None, from_entry=None, info=None)
+        from_entry = None
+        if start != "0-0":
+            found = await self._redis.xrange(key, start, start)
+            from_entry = found[0] if found else None
+        try:
+            info = await self._redis.xinfo_stream(key)
+        except redis_errors.ResponseError:  # no such key
+            info = None
+        return resume_point(start, last_entry=None, from_entry=from_entry, info=info)
+
+    async def _events_backoff(self, exc: Exception, backoff: float) -> float:
+        if self._state is ClientState.CLOSED:
+            raise ClientClosed(f"the client {self.client_id} is closed") from exc
+        log.warning("events of %s: %s; reconnecting in %.2f s", self.account, exc, backoff)
+        await asyncio.sleep(backoff)
+        return min(backoff * 2, RECONNECT_BACKOFF_MAX_S)
+
+    # --- I/O core --------------------------------------------------------------------------------------------
+    async def _call(self, build: Callable[[float], Prepared]) -> Any:
+        self._check_open()
+        prep = build(time.monotonic())  # validates locally: an invalid request raises before anything is sent
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Registered before the XADD: a reply arriving before we wait must find its future.
+        self._pending[prep.command_id] = (future, prep)
+        try:
+            self._ensure_reader()
+            await self._send(prep)
+            try:
+                reply = await asyncio.wait_for(future, prep.remaining_s(time.monotonic()))
+            except asyncio.TimeoutError:
+                raise self._timeout_error(prep) from None
+        finally:
+            self._pending.pop(prep.command_id, None)
+        return self._finish(prep, reply)
+
+    async def _send(self, prep: Prepared) -> None:
+        """XADD the entry; on a connection failure re-send the SAME entry (same command id and client order id,
+        ttl reduced by the time spent) a bounded number of times. The executor de-duplicates by client order id."""
+        entry = prep.entry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._redis.xadd(self._keys.commands, entry)
+                return
+            except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as exc:
+                raise self._send_error(prep, exc, attempt) from exc
+            except CONNECTION_ERRORS as exc:
+                error: Exception = exc
+            except redis_errors.RedisError as exc:
+                raise self._send_error(prep, exc, attempt) from exc
+            if self._state is ClientState.CLOSED:
+                raise self._closed_while_waiting(prep) from error
+            if attempt > SEND_RETRIES:
+                break
+            await asyncio.sleep(SEND_BACKOFF_S[min(attempt, len(SEND_BACKOFF_S)) - 1])
+            retry = prep.retry_entry(time.monotonic())
+            if retry is None:  # no time left before the deadline: the executor would refuse it anyway
+                break
+            entry = retry
+            log.warning("re-sending %s %s (client order id %r, ttl %s ms) after: %s", prep.command_type,
+                        prep.command_id, prep.client_order_id, entry[contract.F_TTL_MS], error)
+        raise self._send_error(prep, error, attempt) from error
+
+    def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader_started = True
+            self._reader = asyncio.get_running_loop().create_task(
+                self._read_replies(), name=f"xtqueue-reply-reader-{self.client_id}")
+
+    async def _read_replies(self) -> None:
+        """The one reader: XREAD BLOCK on this client's reply stream from its start, resolving futures by
+        command id. Replies for ids nobody waits for (a duplicate from a re-sent command) are ignored."""
+        last_id: Any = "0-0"
+        backoff = RECONNECT_BACKOFF_S
+        while self._state is not ClientState.CLOSED:
+            try:
+                response = await self._redis.xread({self._reply_key: last_id}, count=READ_COUNT,
+                                                   block=READ_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep reading whatever happens: a dead reader turns every call into a timeout
+                if self._state is ClientState.CLOSED:
+                    return
+                log.warning("reply reader of %s: %s; retrying in %.2f s", self.client_id, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX_S)
+                continue
+            backoff = RECONNECT_BACKOFF_S
+            for stream_id, fields in xread_entries(response):
+                last_id = stream_id
+                self._dispatch(stream_id, fields)
+
+    def _dispatch(self, stream_id: Any, fields: dict) -> None:
+        decoded = self._decode_reply_entry(stream_id, fields)
+        if decoded is None:
+            return
+        command_id, outcome = decoded
+        waiting = self._pending.get(command_id)
+        if waiting is None or waiting[0].done():
+            log.debug("ignoring reply %s to command %s: nobody waits for it", stream_id, command_id)
+            return
+        if isinstance(outcome, XtqueueError):
+            waiting[0].set_exception(outcome)
+        else:
+            waiting[0].set_result(outcome)
+
+    def __repr__(self) -> str:
+        return f"<Client account={self.account!r} client_id={self.client_id!r} {self._state.name.lower()}>"

@@ -1,0 +1,23 @@
+"""Fixtures of the client tests; the helpers they use live in client_helpers.py."""
+
+from __future__ import annotations
+
+import pytest
+from client_helpers import CutAfterXadd, Responder
+
+from producer_lib import contract
+
+
+@pytest.fixture
+def responder(redis_url, account, redis_client):
+    r = Responder(redis_url, account).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def proxy(redis_url, account):
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    p = CutAfterXadd((host, int(port)), contract.Keys(account).commands.encode())
+    yield p
+    p.close()
