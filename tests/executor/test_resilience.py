@@ -1,0 +1,97 @@
+"""The loop survives what production throws at it: a vanished stream/group, broker disconnects, silent rejections,
+Redis connection cuts."""
+
+from __future__ import annotations
+
+import json
+
+from fakes import FakeBroker, order, wait_event
+
+from producer_lib import contract as c
+
+
+async def test_nogroup_after_stream_deleted_group_recreated(make_executor, client, r):
+    ex = make_executor(FakeBroker())
+    await client.send(c.Ping())
+    await ex.run_until_idle()
+    await client.replies(1)
+    await r.delete(client.keys.commands)  # e.g. a Redis restart without persistence
+    cid = await client.send(c.Ping())  # recreates the stream, without the group
+    await ex.run_until_idle()
+    (rep,) = await client.replies(1)
+    assert rep.command_id == cid and rep.ok
+    groups = await r.xinfo_groups(client.keys.commands)
+    assert [g["name"] for g in groups] == [c.COMMAND_GROUP.encode()]
+
+
+async def test_broker_disconnect_reconnect_events(make_executor, client, r, account):
+    broker = FakeBroker()
+    ex = make_executor(broker)
+    await ex.run_until_idle()
+    broker.connect_failures = 1  # the first reconnect attempt fails
+    broker.drop()
+    await wait_event(r, account, lambda e: e.type == "broker_disconnected")
+    ev = await wait_event(r, account, lambda e: e.type == "broker_connected" and e.data.reconnect)
+    assert ev.data.session == 100
+    assert broker.connects == 2
+    await client.send(order("o1"))
+    await ex.run_until_idle()
+    (rep,) = await client.replies(1)
+    assert rep.ok
+
+
+async def test_probe_failure_marks_down_then_reconnects(make_executor, client, r, account):
+    broker = FakeBroker()
+    ex = make_executor(broker)
+    await ex.run_until_idle()
+    broker.probe_ok = False
+    ev = await wait_event(r, account, lambda e: e.type == "broker_disconnected")
+    assert ev.data.reason == "probe failed"
+    await client.send(c.QueryAsset())
+    broker.probe_ok = True
+    await wait_event(r, account, lambda e: e.type == "broker_connected" and e.data.reconnect)
+    await ex.run_until_idle()
+    (rep,) = await client.replies(1)
+    assert rep.ok or rep.error.code is c.ErrorCode.BROKER_UNAVAILABLE  # depending on which came first
+    events = await client.events()
+    assert sum(e.type == "broker_disconnected" for e in events) == 1
+
+
+async def test_silent_rejection_found_by_reconciliation(make_executor, client, r, account):
+    broker = FakeBroker()
+    ex = make_executor(broker)
+    await client.send(order("o1"))
+    await ex.run_until_idle()
+    (rep,) = await client.replies(1)
+    oid = rep.result.order_id
+    # The counter turned it into a 废单 without any callback (seen in the field).
+    broker.orders[oid] = broker.orders[oid].model_copy(update={"status": c.OrderStatus.JUNK, "status_code": 57,
+                                                               "status_msg": "no funds"})
+    ev = await wait_event(r, account, lambda e: e.type == "order_rejected")
+    assert ev.data.detected_by == "reconciliation" and ev.client_order_id == "o1" and ev.order_id == oid
+    assert ev.data.error_msg == "no funds"
+    assert ex.journal.get("o1").rejection_seen
+
+
+async def test_heartbeat(make_executor, client, r, account):
+    ex = make_executor(FakeBroker())
+    await ex.run_until_idle()
+    raw = await r.get(client.keys.heartbeat)
+    beat = json.loads(raw)
+    assert beat["executor_id"] == "ex-test" and beat["connected"] is True and beat["broker"] == "fake"
+    assert 0 < await r.ttl(client.keys.heartbeat) <= c.HEARTBEAT_TTL_S
+
+
+async def test_redis_connections_killed_loop_keeps_serving(make_executor, client, r):
+    ex = make_executor(FakeBroker())
+    await client.send(c.Ping())
+    await ex.run_until_idle()
+    await client.replies(1)
+    await r.client_kill_filter(_type="normal", skipme=True)  # cut every other connection (the executor's)
+    cid = await client.send(c.Ping())
+    for _ in range(5):  # a cut may cost a poll or two (back-off), never the command
+        await ex.run_until_idle()
+        if await r.xlen(client.reply_to) >= 2:
+            break
+    (rep,) = await client.replies(1)
+    assert rep.command_id == cid and rep.ok
