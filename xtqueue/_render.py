@@ -43,7 +43,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        text = f"{value:,.4f}".rstrip("0").rstrip(".")
+        text = f"{value:.4f}".rstrip("0").rstrip(".")
         return text if text not in ("", "-0") else "0"
     return str(value)
 
@@ -340,7 +340,7 @@ def error_line(exc: Any, *, outcome_unknown: bool = False) -> str:
         where.append(f"command {command_id}")
     if where:
         text += f" ({', '.join(where)})"
-    if outcome_unknown:
-        hint = f"xtqueue outcome {coid}" if coid else "xtqueue orders"
-        text += f"\n  the order may or may not have been placed: check with `{hint}` before sending it again"
+    if outcome_unknown and coid:
+        text += (f"\n  the order may or may not have been placed: check with `xtqueue outcome {coid}` before "
+                 "sending it again (with the same --client-order-id it can never be placed twice)")
     return text

@@ -18,6 +18,7 @@ install; the executor's flags are built from ``ExecutorSettings`` (one schema) w
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -70,14 +71,17 @@ class _Group(click.Group):
               show_envvar=True, metavar="URL", help="Redis holding the account's streams (redis:// or rediss://).")
 @click.option("--account", envvar="XTQUEUE_ACCOUNT", default=DEFAULT_ACCOUNT, show_default=True, show_envvar=True,
               help="Fund account id (资金账号).")
+@click.option("-v", "--verbose", is_flag=True, help="Show the client library's warnings (retries, reconnects).")
 @click.version_option(package_name="xtqueue", prog_name="xtqueue")
 @click.pass_context
-def cli(ctx: click.Context, redis_url: str, account: str) -> None:
+def cli(ctx: click.Context, redis_url: str, account: str, verbose: bool) -> None:
     """xtqueue: orders to XunTou QMT / miniQMT through Redis streams (迅投 QMT 下单队列).
 
     Strategies send commands to the executor through Redis; `xtqueue` does the same from a terminal.
     """
     src = click.core.ParameterSource
+    # One-shot commands print one line per error; the library's retry warnings only with -v (tail shows them).
+    logging.getLogger("producer_lib").setLevel(logging.INFO if verbose else logging.ERROR)
     ctx.obj = Globals(
         redis_url=redis_url,
         account=account,
@@ -110,9 +114,31 @@ def _json_option(f: Callable) -> Callable:
 
 
 def _client(g: Globals, strategy: str = "") -> Any:
+    """A SyncClient, after checking once that Redis answers: a wrong URL or a Redis that is down is one clear
+    line (exit 1) instead of the client's retries ending in an 'outcome unknown'."""
+    import redis
     from producer_lib import SyncClient
 
+    probe = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}") from None
+    finally:
+        probe.close()
     return SyncClient(g.redis_url, g.account, strategy=strategy)
+
+
+class RedisUnreachable(click.ClickException):
+    exit_code = r.EXIT_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error [redis]: {self.message}", err=True)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _order_options(f: Callable) -> Callable:
@@ -368,6 +394,9 @@ def tail(g: Globals, from_id: str | None, from_start: bool, types: tuple[str, ..
     if from_id and from_start:
         raise click.UsageError("give --from or --all, not both")
     start = "0-0" if from_start else (from_id or "$")
+    lib_log = logging.getLogger("producer_lib")
+    if lib_log.level > logging.WARNING:  # a follower should say when it lost Redis and is reconnecting
+        lib_log.setLevel(logging.WARNING)
     seen = 0
     try:
         with _client(g) as c:
@@ -576,7 +605,8 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None)
     ts_ms = beat.get("ts_ms")
     if isinstance(ts_ms, (int, float)) and ts_ms > 0:
         age = f", beat {max(0.0, time.time() - ts_ms / 1000):.1f}s ago"
-    connected = beat.get("broker_connected")
+    # The executor writes "connected"; "broker_connected" (PingResult's name) is accepted too.
+    connected = beat.get("connected", beat.get("broker_connected"))
     broker = beat.get("broker", "?")
     if connected is not True:
         why = beat.get("broker_error") or beat.get("reason") or ""

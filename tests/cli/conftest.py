@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -14,8 +15,8 @@ from xtqueue import cli as cli_mod
 @pytest.fixture
 def run(monkeypatch):
     """run(*args) -> click Result. The environment's XTQUEUE_* variables are cleared first."""
-    for name in ("XTQUEUE_REDIS_URL", "XTQUEUE_ACCOUNT", "XTQUEUE_CONFIG", "XTQUEUE_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("XTQUEUE_")]:
+        monkeypatch.delenv(name)
 
     def _run(*args: str, **kw: Any):
         return CliRunner().invoke(cli_mod.cli, list(args), catch_exceptions=kw.pop("catch_exceptions", True), **kw)

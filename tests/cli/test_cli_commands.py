@@ -160,7 +160,13 @@ def test_broker_rejection_shows_order_id(run, fake_client):
 def test_redis_unreachable_is_one_line(run, command):
     result = run("--redis-url", "redis://127.0.0.1:1/0", command, "--json" if command != "tail" else "--all")
     assert result.exit_code == 1, result.output
-    assert "error [redis]" in result.stderr and "Traceback" not in result.output
+    assert result.stderr.startswith("error [redis]: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert "Traceback" not in result.output
+
+
+def test_password_is_not_printed(run):
+    result = run("--redis-url", "redis://user:s3cret@127.0.0.1:1/0", "ping")
+    assert result.exit_code == 1 and "s3cret" not in result.output and "***" in result.stderr
 
 
 def test_unexpected_errors_keep_their_traceback(run, fake_client):

@@ -116,7 +116,9 @@ def test_invalid_settings_are_usage_errors(run, fake_app, args):
 
 # --- --check ---------------------------------------------------------------------------------------------------
 def _beat(**over):
-    beat = {"executor_id": "win-1", "broker": "xt", "broker_connected": True, "ts_ms": c.now_ms()}
+    """The executor's heartbeat JSON (executor/engine.py _housekeeping)."""
+    beat = {"executor_id": "win-1", "pid": 1, "broker": "xt", "connected": True, "last_seq": 0, "ts_ms": c.now_ms(),
+            "version": "0.1.0"}
     beat.update(over)
     return json.dumps(beat)
 
@@ -135,10 +137,17 @@ def test_check_with_connected_broker_passes(run, redis_url, account, redis_clien
 
 
 def test_check_with_disconnected_broker_fails(run, redis_url, account, redis_client):
-    redis_client.set(c.Keys(account).heartbeat, _beat(broker_connected=False), px=5000)
+    redis_client.set(c.Keys(account).heartbeat, _beat(connected=False), px=5000)
     result = run("executor", "--redis-url", redis_url, "--account", account, "--check")
     assert result.exit_code == 1
     assert "not connected" in result.output
+
+
+def test_check_accepts_the_ping_field_name(run, redis_url, account, redis_client):
+    beat = json.loads(_beat())
+    del beat["connected"]
+    redis_client.set(c.Keys(account).heartbeat, json.dumps({**beat, "broker_connected": True}), px=5000)
+    assert run("executor", "--redis-url", redis_url, "--account", account, "--check").exit_code == 0
 
 
 def test_check_with_garbage_heartbeat_fails(run, redis_url, account, redis_client):

@@ -44,5 +44,5 @@ def test_plain_table_aligns_wide_characters():
 
 
 def test_fmt():
-    assert r.fmt(10.0) == "10" and r.fmt(10.01) == "10.01" and r.fmt(1234567.5) == "1,234,567.5"
+    assert r.fmt(10.0) == "10" and r.fmt(10.01) == "10.01" and r.fmt(1234567.5) == "1234567.5"
     assert r.fmt(c.OrderStatus.JUNK) == "junk" and r.fmt(None) == "" and r.fmt(True) == "yes" and r.fmt(0.0) == "0"
