@@ -21,6 +21,12 @@ Rules this module keeps (real money):
 * every entry read is answered (when its reply_to is one of this account's reply streams) and acked; what cannot be
   understood or executed also goes to the dead-letter stream. Nothing crashes the loop.
 
+Recovery and "not found": an order whose intent is journaled (PENDING) but which the broker's order list does not
+show is re-placed if its deadline allows. On the simulator that is exact (it commits before answering). On real
+MiniQMT a request in flight when the executor died may show up in the list a little later, so an unresolved record
+updated less than ``recovery_settle_ms`` ago is looked up once more after that delay before being re-placed; the
+client order id travels in order_remark, so a later duplicate would at least be visible and attributable.
+
 Choices where the brief was silent are marked "Choice:" in comments.
 """
 
