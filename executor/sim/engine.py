@@ -31,7 +31,8 @@ from xtquant import xttype as xt
 
 from . import rules as R
 from .config import SimConfig, shanghai_now
-from .objects import SimXtAsset, SimXtOrder, SimXtOrderError, SimXtPosition, SimXtTrade
+from .objects import (BUILDERS, GROUP, SimXtOrderError, build_asset, build_order, build_position,
+                      build_trade)
 from .store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,6 +228,7 @@ class Engine:
         self._dirty_prices: set[str] = set()
         self._dirty_meta: dict[str, str] = {}
         self._pushes: list[tuple] = []
+        self._grp: tuple | None = None  # the GROUP item at the end of self._pushes that deferred pushes extend
         self._targets_cache: dict[str, list] = {}
         self._drop_armed = False
         self._secu_cache: dict[tuple[str, str], str] = {}
@@ -438,13 +440,32 @@ class Engine:
         self._drop_armed = any(d.values())
         return False
 
-    def _emit_acct(self, account_id: str, name: str, build: Callable[[], Any]) -> None:
-        if self._drop(name):
+    def _defer(self, trader, name: str, args: tuple) -> None:
+        """Queue a push whose object is built on the callback thread from ``args`` (see objects.BUILDERS).
+
+        Consecutive deferred pushes to the same trader with the same not-before share one GROUP item, so the
+        queue order is exactly the emission order."""
+        nb = self._nb
+        pushes = self._pushes
+        g = self._grp
+        if g is not None and pushes and pushes[-1] is g and g[0] is trader and g[1] == nb:
+            g[3].append((name, args))
+        else:
+            self._grp = g = (trader, nb, GROUP, [(name, args)])
+            pushes.append(g)
+
+    def _emit_acct(self, account_id: str, name: str, argsfn: Callable[[Any], tuple] | None, x: Any) -> None:
+        """Push ``name`` to every subscribed trader; the constructor arguments are ``argsfn(x)`` (or ``x``)."""
+        if self._drop_armed and self._drop(name):
             return
         targets = self._targets(account_id)
         if not targets:
             return
-        obj = build()
+        args = argsfn(x) if argsfn is not None else x
+        if len(targets) == 1:
+            self._defer(targets[0], name, args)
+            return
+        obj = BUILDERS[name](args)  # several traders: one object shared by all of them, as before
         nb = self._nb
         for t in targets:
             self._pushes.append((t, nb, name, obj))
@@ -477,39 +498,37 @@ class Engine:
             v = self._secu_cache[key] = f"{key[1]}{account_id}"  # a stand-in shareholder code
         return v
 
-    def xt_order(self, o: Order) -> SimXtOrder:
+    # *_args: the constructor arguments of a pushed/returned object, fixed now (objects.build_* builds it)
+    def order_args(self, o: Order) -> tuple:
         tp = o.traded_amount / o.traded_volume if o.traded_volume else 0.0
-        return SimXtOrder(o.account_id, o.code, o.order_id, o.sysid, o.order_time, o.order_type, o.volume,
-                          o.price_type, o.price, o.traded_volume, tp, o.status, o.status_msg, o.strategy_name,
-                          o.remark, xc.DIRECTION_FLAG_LONG,
-                          xc.OFFSET_FLAG_CLOSE if o.order_type == SELL else xc.OFFSET_FLAG_OPEN,
-                          self._secu(o.account_id, o.inst), o.name)
+        return (o.account_id, o.code, o.order_id, o.sysid, o.order_time, o.order_type, o.volume,
+                o.price_type, o.price, o.traded_volume, tp, o.status, o.status_msg, o.strategy_name,
+                o.remark, xc.DIRECTION_FLAG_LONG,
+                xc.OFFSET_FLAG_CLOSE if o.order_type == SELL else xc.OFFSET_FLAG_OPEN,
+                self._secu(o.account_id, o.inst), o.name)
 
-    def xt_trade(self, r: tuple) -> SimXtTrade:
+    def trade_args(self, r: tuple) -> tuple:
         (seq, day, traded_id, order_id, account_id, code, order_type, price, volume, amount, commission,
          traded_time) = r
         o = self.orders.get(order_id)
         q = self.quotes.get(code)
-        return SimXtTrade(account_id, code, order_type, traded_id, traded_time, price, volume, amount, order_id,
-                          o.sysid if o else "", o.strategy_name if o else "", o.remark if o else "",
-                          xc.DIRECTION_FLAG_LONG, xc.OFFSET_FLAG_CLOSE if order_type == SELL else xc.OFFSET_FLAG_OPEN,
-                          commission, self._secu(account_id, q.inst if q else None), q.name if q else "")
+        return (account_id, code, order_type, traded_id, traded_time, price, volume, amount, order_id,
+                o.sysid if o else "", o.strategy_name if o else "", o.remark if o else "",
+                xc.DIRECTION_FLAG_LONG, xc.OFFSET_FLAG_CLOSE if order_type == SELL else xc.OFFSET_FLAG_OPEN,
+                commission, self._secu(account_id, q.inst if q else None), q.name if q else "")
 
-    def xt_position(self, p: Position) -> SimXtPosition:
+    def position_args(self, p: Position) -> tuple:
         q = self.quotes.get(p.code)
         last = q.last if q else 0.0
         avg = p.cost_total / p.volume if p.volume else 0.0
         opn = p.open_amount / p.open_volume if p.open_volume and p.volume else 0.0
         mv = R.money(p.volume * last)
-        x = SimXtPosition(p.account_id, p.code, p.volume, p.can_use, opn, mv, p.frozen, 0, p.yesterday, avg,
-                          xc.DIRECTION_FLAG_LONG, last, (last - avg) / avg if avg else 0.0,
-                          self._secu(p.account_id, q.inst if q else None), q.name if q else "")
-        x.float_profit = R.money((last - avg) * p.volume) if p.volume else 0.0
-        x.open_date = ""
-        x.position_profit = 0.0
-        return x
+        return ((p.account_id, p.code, p.volume, p.can_use, opn, mv, p.frozen, 0, p.yesterday, avg,
+                 xc.DIRECTION_FLAG_LONG, last, (last - avg) / avg if avg else 0.0,
+                 self._secu(p.account_id, q.inst if q else None), q.name if q else ""),
+                R.money((last - avg) * p.volume) if p.volume else 0.0)
 
-    def xt_asset(self, account_id: str) -> SimXtAsset:
+    def asset_args(self, account_id: str) -> tuple:
         a = self.accounts[account_id]
         mv = 0.0
         quotes = self.quotes
@@ -519,10 +538,21 @@ class Engine:
                 if q is not None:
                     mv += p.volume * q.last
         mv = R.money(mv)
-        x = SimXtAsset(account_id, a.cash, a.frozen_cash, mv, R.money(a.cash + a.frozen_cash + mv),
-                       R.money(max(a.cash - a.sell_proceeds, 0.0)))
-        x.current_balance = R.money(a.cash + a.frozen_cash)
-        return x
+        return ((account_id, a.cash, a.frozen_cash, mv, R.money(a.cash + a.frozen_cash + mv),
+                 R.money(max(a.cash - a.sell_proceeds, 0.0))),
+                R.money(a.cash + a.frozen_cash))
+
+    def xt_order(self, o: Order):
+        return build_order(self.order_args(o))
+
+    def xt_trade(self, r: tuple):
+        return build_trade(self.trade_args(r))
+
+    def xt_position(self, p: Position):
+        return build_position(self.position_args(p))
+
+    def xt_asset(self, account_id: str):
+        return build_asset(self.asset_args(account_id))
 
     # ------------------------------------------------------------------------------------------------------
     # orders
@@ -571,13 +601,13 @@ class Engine:
             self.orders[o.order_id] = o
             rej = self._tier2(o, q, is_market, phase)
             if async_call:
-                self._emit(trader, "on_order_stock_async_response",
-                           xt.XtOrderResponse(account_id, o.order_id, strategy_name, remark, "", seq))
+                self._defer(trader, "on_order_stock_async_response",
+                            (account_id, o.order_id, strategy_name, remark, "", seq))
             if rej is not None:
                 eid, text = rej
                 o.status, o.status_msg = xc.ORDER_JUNK, text
                 self._dirty_orders[o.order_id] = o
-                self._emit_acct(account_id, "on_stock_order", lambda: self.xt_order(o))
+                self._emit_acct(account_id, "on_stock_order", self.order_args, o)
                 self._emit(trader, "on_order_error",
                            SimXtOrderError(account_id, o.order_id, eid, text, strategy_name, remark, seq))
                 return o.order_id, self._bump()
@@ -595,7 +625,7 @@ class Engine:
             o.sysid = str(700000000 + o.order_id)
             self.orders_by_sysid[o.sysid] = o
             self._dirty_orders[o.order_id] = o
-            self._emit_acct(account_id, "on_stock_order", lambda: self.xt_order(o))
+            self._emit_acct(account_id, "on_stock_order", self.order_args, o)
             self._on_accept(o, q, is_market)
             return o.order_id, self._bump()
 
@@ -765,20 +795,32 @@ class Engine:
         self._dirty_acct.add(o.account_id)
         aid = o.account_id
         if self._drop_armed:
-            self._emit_acct(aid, "on_stock_trade", lambda: self.xt_trade(trow))
-            self._emit_acct(aid, "on_stock_order", lambda: self.xt_order(o))
-            self._emit_acct(aid, "on_stock_position", lambda: self.xt_position(p))
-            self._emit_acct(aid, "on_stock_asset", lambda: self.xt_asset(aid))
+            self._emit_acct(aid, "on_stock_trade", self.trade_args, trow)
+            self._emit_acct(aid, "on_stock_order", self.order_args, o)
+            self._emit_acct(aid, "on_stock_position", self.position_args, p)
+            self._emit_acct(aid, "on_stock_asset", self.asset_args, aid)
             return
         targets = self._targets(aid)
-        if targets:  # hot path: build each object once, fan out to every subscribed trader
-            nb = self._nb
-            objs = (("on_stock_trade", self.xt_trade(trow)), ("on_stock_order", self.xt_order(o)),
-                    ("on_stock_position", self.xt_position(p)), ("on_stock_asset", self.xt_asset(aid)))
-            app = self._pushes.append
-            for t in targets:
-                for name, obj in objs:
-                    app((t, nb, name, obj))
+        if not targets:
+            return
+        pairs = (("on_stock_trade", self.trade_args(trow)), ("on_stock_order", self.order_args(o)),
+                 ("on_stock_position", self.position_args(p)), ("on_stock_asset", self.asset_args(aid)))
+        if len(targets) == 1:  # hot path: objects built on the callback thread
+            t = targets[0]
+            g = self._grp
+            pushes = self._pushes
+            if g is not None and pushes and pushes[-1] is g and g[0] is t and g[1] == self._nb:
+                g[3].extend(pairs)
+            else:
+                self._grp = g = (t, self._nb, GROUP, list(pairs))
+                pushes.append(g)
+            return
+        nb = self._nb  # several traders: build each object once, share it
+        objs = [(name, BUILDERS[name](args)) for name, args in pairs]
+        app = self._pushes.append
+        for t in targets:
+            for name, obj in objs:
+                app((t, nb, name, obj))
 
     def _unbook(self, o: Order) -> None:
         lst = self.book.get(o.code)
@@ -793,26 +835,25 @@ class Engine:
         aid = o.account_id
         if pending_push:
             o.status = xc.ORDER_PARTSUCC_CANCEL if o.traded_volume else xc.ORDER_REPORTED_CANCEL
-            snap = self.xt_order(o)
-            self._emit_acct(aid, "on_stock_order", lambda: snap)
+            self._emit_acct(aid, "on_stock_order", None, self.order_args(o))
         o.status = xc.ORDER_PART_CANCEL if o.traded_volume else xc.ORDER_CANCELED
         self._unbook(o)
         self._dirty_orders[o.order_id] = o
-        self._emit_acct(aid, "on_stock_order", lambda: self.xt_order(o))
+        self._emit_acct(aid, "on_stock_order", self.order_args, o)
         if o.order_type == BUY:
             a = self.accounts[aid]
             a.cash = R.money(a.cash + o.frozen)
             a.frozen_cash = R.money(a.frozen_cash - o.frozen)
             o.frozen = 0.0
             self._dirty_acct.add(aid)
-            self._emit_acct(aid, "on_stock_asset", lambda: self.xt_asset(aid))
+            self._emit_acct(aid, "on_stock_asset", self.asset_args, aid)
         else:
             p = self.positions[aid][o.code]
             rest = o.remaining
             p.can_use += rest
             p.frozen -= rest
             self._dirty_pos[(aid, o.code)] = p
-            self._emit_acct(aid, "on_stock_position", lambda: self.xt_position(p))
+            self._emit_acct(aid, "on_stock_position", self.position_args, p)
 
     # ------------------------------------------------------------------------------------------------------
     # cancels

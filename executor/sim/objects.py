@@ -72,6 +72,51 @@ class SimXtOrderError(xt.XtOrderError):
         self.seq = seq
 
 
+# --- deferred construction -------------------------------------------------------------------------------------
+# A push to a single trader carries its constructor arguments (a tuple of str/int/float: the values are fixed when
+# the event happens) and the object is built on that trader's callback thread just before the callback. Same class,
+# same field values, same attribute order as building it at once; the pending backlog holds no xttype objects
+# (tuples of atoms are untracked by the cyclic GC, which otherwise rescans every pending object).
+
+def build_order(a: tuple) -> SimXtOrder:
+    return SimXtOrder(*a)
+
+
+def build_trade(a: tuple) -> SimXtTrade:
+    return SimXtTrade(*a)
+
+
+def build_position(a: tuple) -> SimXtPosition:
+    x = SimXtPosition(*a[0])
+    x.float_profit = a[1]
+    x.open_date = ""
+    x.position_profit = 0.0
+    return x
+
+
+def build_asset(a: tuple) -> SimXtAsset:
+    x = SimXtAsset(*a[0])
+    x.current_balance = a[1]
+    return x
+
+
+def build_order_response(a: tuple) -> xt.XtOrderResponse:
+    return xt.XtOrderResponse(*a)
+
+
+#: callback name -> builder of its argument from the deferred constructor arguments
+BUILDERS = {
+    "on_stock_order": build_order,
+    "on_stock_trade": build_trade,
+    "on_stock_position": build_position,
+    "on_stock_asset": build_asset,
+    "on_order_stock_async_response": build_order_response,
+}
+
+#: marks a push-queue item whose argument is a list of (callback name, constructor arguments), delivered in order
+GROUP = "\x00group"
+
+
 class SimXtAccountInfo:
     """XtAccountInfo is C++-only in the wheel; these are its documented fields (ref 4.11)."""
 

@@ -36,7 +36,7 @@ from xtquant import xttype as xt
 from .config import SimConfig
 from .engine import NOARG, Engine, acquire_engine, release_engine
 from .market import MarketView
-from .objects import SimXtAccountInfo
+from .objects import BUILDERS, GROUP, SimXtAccountInfo
 
 log = logging.getLogger("executor.sim")
 
@@ -70,6 +70,17 @@ class _Worker:
                     d = nb - mono()
                     if d > 0:
                         time.sleep(d)
+                if fn is GROUP:  # deferred pushes: (callback name, constructor arguments), built here
+                    for name, args in arg:
+                        try:
+                            cb = trader.callback
+                            if cb is None:
+                                continue
+                            m = getattr(cb, name)
+                            m(BUILDERS[name](args))
+                        except Exception:
+                            log.exception("xtsim: user callback %s raised", name)
+                    continue
                 try:
                     if fn.__class__ is str:
                         cb = trader.callback
