@@ -181,6 +181,8 @@ class SyncClient(BaseClient):
         return self._events(start, wanted, block_ms)
 
     def _events(self, start: str, wanted: frozenset[str] | None, block_ms: int) -> Iterator[EventMessage | Gap]:
+        if self._state is ClientState.CLOSED:  # closed between events() and the first next()
+            raise ClientClosed(f"the client {self.client_id} is closed")
         key = self._keys.events
         backoff = RECONNECT_BACKOFF_S
         while True:

@@ -84,10 +84,10 @@ class Responder:
     (no reply); by default every command gets its canned result.
     """
 
-    def __init__(self, redis_url: str, account: str, handler: Handler | None = None) -> None:
+    def __init__(self, redis_url: str | redis.Redis, account: str, handler: Handler | None = None) -> None:
         self.account = account
         self.keys = contract.Keys(account)
-        self.redis = redis.Redis.from_url(redis_url)
+        self.redis = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
         self.handler = handler
         self.placed: dict[str, int] = {}
         self.seen: list[tuple[contract.Envelope, contract.Command]] = []
