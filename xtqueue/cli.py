@@ -66,7 +66,7 @@ class _Group(click.Group):
             ctx.exit(code)
 
 
-@click.group(cls=_Group, context_settings=CONTEXT)
+@click.group(name="xtqueue", cls=_Group, context_settings=CONTEXT)
 @click.option("--redis-url", envvar="XTQUEUE_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True,
               show_envvar=True, metavar="URL", help="Redis holding the account's streams (redis:// or rediss://).")
 @click.option("--account", envvar="XTQUEUE_ACCOUNT", default=DEFAULT_ACCOUNT, show_default=True, show_envvar=True,
