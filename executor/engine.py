@@ -83,7 +83,9 @@ def make_redis(settings: ExecutorSettings) -> aioredis.Redis:
         settings.redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0),
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s + settings.block_ms / 1000.0,  # a blocking XREADGROUP must not time out
-        health_check_interval=0)
+        health_check_interval=0,
+        # Named, so `redis-cli CLIENT LIST` shows which connections are an executor's (and tests can cut just them).
+        client_name=f"xtq-executor:{settings.account}:{settings.executor_id or default_executor_id()}"[:128])
 
 
 class _Fifo(dict):
@@ -581,7 +583,7 @@ class Executor:
         if not self._broker_up:
             return None
         try:
-            orders = await self._broker_call(self.broker.query_orders())
+            orders = await self._broker_call(self.broker.query_orders(strict=True))
         except (BrokerError, asyncio.TimeoutError) as exc:
             log.warning("broker order list unavailable", error=repr(exc))
             return None
@@ -710,6 +712,7 @@ class Executor:
                                                                          reply=StoredReply.of(error=err))))
             return
         p.order_id = ev.order_id
+        self._responded.put(ev.order_id, True)
         self._coid_by_order_id.put(ev.order_id, p.coid)
         first = self._first_status.pop(ev.order_id, None)
         if first is not None:
@@ -1057,7 +1060,10 @@ class Executor:
             else:
                 self._early_responses.put(ev.seq, ev)
             if ev.order_id > 0:
-                self._responded.put(ev.order_id, True)
+                if p is not None or late is not None:
+                    # Only once matched to its placement: a response parked in _early_responses (it beat
+                    # place_order's return) must not stop the order's first status from being kept for it.
+                    self._responded.put(ev.order_id, True)
                 if coid:
                     self._coid_by_order_id.put(ev.order_id, coid)
             if coid and not ev.client_order_id:

@@ -93,9 +93,10 @@ class Broker(abc.ABC):
     async def query_positions(self) -> list[c.PositionReport]: ...
 
     @abc.abstractmethod
-    async def query_orders(self, cancelable_only: bool = False) -> list[c.OrderReport]:
-        """Today's orders. Raises BrokerUnavailableError/BrokerTimeoutError when the answer is not known: an
-        unknown list must never be read as an empty one (xtquant returns None for both)."""
+    async def query_orders(self, cancelable_only: bool = False, *, strict: bool = False) -> list[c.OrderReport]:
+        """Today's orders. Raises BrokerUnavailableError/BrokerTimeoutError when the answer is not known. xtquant
+        answers None for "failed" and for "empty": with ``strict`` that None raises BrokerUnavailableError, so a
+        reconciliation never reads an unknown list as an empty one; without it, None reads as []."""
 
     @abc.abstractmethod
     async def query_order(self, order_id: int) -> c.OrderReport | None: ...

@@ -20,6 +20,10 @@ JUNK = "junk"  # response(order_id) -> OrderUpdated(junk 57) + OrderRejected
 SILENT = "silent"  # response(order_id) and no status at all
 NO_RESPONSE = "no_response"  # nothing at all
 UNAVAILABLE = "unavailable"  # place_order raises BrokerUnavailableError
+# The answer arrives before place_order has returned its seq (the simulator and MiniQMT both allow this: the push
+# thread can beat the broker thread's return): response and status are delivered synchronously inside the call.
+JUNK_BEFORE_RETURN = "junk_before_return"
+REPORTED_BEFORE_RETURN = "reported_before_return"
 
 
 @dataclass
@@ -99,7 +103,15 @@ class FakeBroker(Broker):
             return seq
         self.next_order_id += 1
         oid = self.next_order_id
-        if behaviour == PUSH_FIRST:
+        if behaviour in (JUNK_BEFORE_RETURN, REPORTED_BEFORE_RETURN):
+            assert self._sink is not None
+            self._sink(c.OrderResponded(order_id=oid, seq=seq, client_order_id=cmd.client_order_id))
+            if behaviour == JUNK_BEFORE_RETURN:
+                self._sink(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.JUNK, 57, "lot size")))
+                self._sink(c.OrderRejected(order_id=oid, error_id=-7, error_msg="lot size"))
+            else:
+                self._sink(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
+        elif behaviour == PUSH_FIRST:
             self.emit(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
             self.emit(c.OrderResponded(order_id=oid, seq=seq))
         elif behaviour == JUNK:
@@ -139,7 +151,7 @@ class FakeBroker(Broker):
         return [c.PositionReport(code="600000.SH", volume=100, can_use_volume=100),
                 c.PositionReport(code="000001.SZ", volume=200, can_use_volume=0)]
 
-    async def query_orders(self, cancelable_only: bool = False) -> list[c.OrderReport]:
+    async def query_orders(self, cancelable_only: bool = False, *, strict: bool = False) -> list[c.OrderReport]:
         self._check()
         if self.query_orders_error is not None:
             raise self.query_orders_error("order list unavailable")
