@@ -51,7 +51,6 @@ from .contract import (
     PingResult,
     PlaceOrder,
     PositionsResult,
-    PriceType,
     QueryAccountStatus,
     QueryAsset,
     QueryOrders,
