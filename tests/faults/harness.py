@@ -171,6 +171,7 @@ class ExecutorProc:
         self.redis_url = redis_url
         self.account = account
         self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.sim_path = sim_path or self.workdir / "sim"
         self.state_dir = state_dir or self.workdir / f"state-{name}"
@@ -473,6 +474,29 @@ def pending_count(r: redis.Redis, keys: c.Keys) -> int:
     return int(info["pending"])
 
 
+def drained(r: redis.Redis, keys: c.Keys) -> bool:
+    """True when the group has read every entry on the stream and has nothing pending (XPENDING 0 alone is also
+    true before the executor has read a new entry)."""
+    try:
+        groups = r.xinfo_groups(keys.commands)
+        last = r.xrevrange(keys.commands, count=1)
+    except redis.ResponseError:  # no stream yet
+        return True
+    group = next((g for g in groups if _t(g["name"]) == c.COMMAND_GROUP), None)
+    if group is None:
+        return not last
+    if int(group["pending"]):
+        return False
+    if not last:
+        return True
+    return _sid(_t(group["last-delivered-id"])) >= _sid(_t(last[0][0]))
+
+
+def _sid(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def read_events(r: redis.Redis, keys: c.Keys) -> list[c.EventMessage]:
     out = []
     for sid, f in r.xrange(keys.events):
@@ -699,7 +723,8 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
 
 async def wait_drained(r: redis.Redis, keys: c.Keys, timeout: float = 90.0) -> None:
     """Until the group has nothing pending (bounded)."""
-    await await_until(lambda: pending_count(r, keys) == 0, timeout, "XPENDING to drain to 0", interval=0.1)
+    await await_until(lambda: drained(r, keys), timeout, "the group to read everything and XPENDING to drain to 0",
+                      interval=0.1)
 
 
 def async_redis(url: str) -> aioredis.Redis:
