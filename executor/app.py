@@ -29,14 +29,18 @@ def build_executor(settings: ExecutorSettings) -> Executor:
     return Executor(settings, make_broker(settings))
 
 
+EXIT_LEASE_LOST = 3
+
+
 def run(settings: ExecutorSettings) -> int:
-    """Run the executor until a stop signal. Returns the process exit code (0 clean, 1 failed)."""
+    """Run the executor until a stop signal. Returns the process exit code: 0 clean, 1 failed, EXIT_LEASE_LOST (3)
+    when it stepped down because another executor took over the account (a supervisor restarts it as standby)."""
     configure(settings.log_level, settings.log_json)
     log.info("starting executor", account=settings.account, broker=settings.broker,
              redis=mask_url(settings.redis_url), state_dir=str(settings.state_dir))
     try:
-        asyncio.run(_main(settings))
-        return 0
+        fenced = asyncio.run(_main(settings))
+        return EXIT_LEASE_LOST if fenced else 0
     except KeyboardInterrupt:  # a second Ctrl+C during shutdown
         return 1
     except Exception:
@@ -44,7 +48,7 @@ def run(settings: ExecutorSettings) -> int:
         return 1
 
 
-async def _main(settings: ExecutorSettings) -> None:
+async def _main(settings: ExecutorSettings) -> bool:
     executor = build_executor(settings)
     loop = asyncio.get_running_loop()
     restore = _install_signal_handlers(lambda: loop.call_soon_threadsafe(executor.request_stop))
@@ -52,6 +56,7 @@ async def _main(settings: ExecutorSettings) -> None:
         await executor.run()
     finally:
         restore()
+    return executor.fenced
 
 
 def _install_signal_handlers(stop: Any) -> Any:

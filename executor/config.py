@@ -58,6 +58,12 @@ class ExecutorSettings(BaseSettings):
     shutdown_timeout_ms: int = Field(10_000, ge=0, description="on stop, wait this long for in-flight commands and "
                                                                "the event flush")
 
+    # One active executor per account
+    lease_ms: int = Field(5_000, ge=0, description="leadership lease; a standby takes over this long after the "
+                                                   "leader stops renewing (0 = no lease: one executor only)")
+    lease_renew_ms: int = Field(1_000, ge=50, description="the leader renews, and a standby tries to acquire, "
+                                                          "this often (keep it well under lease_ms)")
+
     # Local durable state (journal of order intents, event spool)
     state_dir: Path = Field(Path("xtqueue-state"), description="folder of the executor's SQLite journal and spool")
     journal_retention_days: int = Field(3, ge=1, description="keep client order id records this many days")

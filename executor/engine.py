@@ -45,12 +45,13 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel
 
-from executor.broker.base import (Broker, BrokerError, BrokerRefusedError, BrokerTimeoutError,
+from executor.broker.base import (Broker, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError,
                                   BrokerUnavailableError)
 from executor.config import ExecutorSettings
 from executor.events import REDIS_DOWN_ERRORS, EventPublisher
 from executor.journal import UNRESOLVED, Journal, Record, StoredReply
-from executor.transport import CommandTransport, Entry, Finish, PendingInfo, is_nogroup
+from executor.lease import Lease
+from executor.transport import CommandTransport, Entry, Fenced, Finish, PendingInfo, is_nogroup
 from producer_lib import contract as c
 
 log = structlog.get_logger("executor")
@@ -174,6 +175,13 @@ class Executor:
                                fsync=settings.journal_fsync)
         self.publisher = EventPublisher(self.redis, self.keys, state_dir / f"events-{settings.account}.sqlite3")
         broker.set_event_sink(self.on_broker_event)
+        # One active executor per account (lease.py): fences broker calls, command settlement and events.
+        self.lease: Lease | None = None
+        if settings.lease_ms > 0:
+            self.lease = Lease(self.redis, self.keys, self.executor_id, lease_ms=settings.lease_ms)
+            broker.guard = self.lease.valid  # checked on the broker thread right before every order/cancel
+            self.publisher.guard = self.lease.valid
+        self.fenced = False  # set when this executor lost its lease: it stops without writing anything more
 
         # Orders in flight, by the keys events carry.
         self._placements: dict[str, _Placement] = {}  # coid -> placement until its outcome is journaled
@@ -242,7 +250,12 @@ class Executor:
         self.journal.open()
         self.journal.purge(c.now_ms() - self.settings.journal_retention_days * 86_400_000)
         await self._wait_for_redis()
-        rival = await self._rival_alive()  # before our own heartbeat overwrites the key
+        if self.lease is not None:
+            if not await self._become_leader():
+                return  # stopped while standing by
+            rival = None  # we hold the lease: every pending entry is ours to resolve
+        else:
+            rival = await self._rival_alive()  # before our own heartbeat overwrites the key
         await self.publisher.start()
         self.publisher.publish(c.ExecutorStarted(executor_id=self.executor_id, broker=self.broker.name,
                                                  version=self.version))
@@ -250,6 +263,8 @@ class Executor:
         await self._connect_broker()  # one attempt now; the supervisor keeps trying while we serve
         self._background.append(asyncio.create_task(self._supervise_broker(), name="broker-supervisor"))
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.lease is not None:
+            self._background.append(asyncio.create_task(self._keep_lease(), name="lease"))
         log.info("executor started", executor_id=self.executor_id, account=self.keys.account,
                  broker=self.broker.name, broker_connected=self._broker_up, version=self.version)
         await self._recover(rival)
@@ -281,6 +296,9 @@ class Executor:
         if self._started:
             self.publisher.publish(c.ExecutorStopped(executor_id=self.executor_id, reason=reason))
             await self.publisher.close(timeout_s)
+        if self.lease is not None and not self.fenced:
+            with contextlib.suppress(Exception):
+                await self.lease.release()  # a standby takes over at once instead of after lease_ms
         self.journal.close()
         if self._own_redis:
             with contextlib.suppress(Exception):
@@ -374,6 +392,9 @@ class Executor:
         Never raises for Redis trouble: it backs off and returns 0."""
         if block_ms == -1:
             block_ms = self.settings.block_ms
+        if self.lease is not None and not self.lease.valid():
+            self._step_down("lease expired before reading")
+            return 0
         room = self.settings.max_in_flight - len(self._inflight_ids)
         if room <= 0:
             self._room.clear()
@@ -401,6 +422,10 @@ class Executor:
         if self._redis_backoff_s:
             log.info("redis reachable again")
             self._redis_backoff_s = 0.0
+        if entries and self.lease is not None and not self.lease.valid():
+            # Read just before a pause (SIGSTOP) and handed to us after it: the successor owns these now.
+            self._step_down("lease expired while reading")
+            return 0
         if entries:
             await self._handle_batch(entries)
         return len(entries)
@@ -670,6 +695,10 @@ class Executor:
             return
         try:
             seq = await self.broker.place_order(p.cmd)
+        except BrokerFencedError as exc:  # nothing was sent; the successor owns this entry now
+            self._step_down(str(exc))
+            self._resolve(p, self._unknown(p, "this executor lost its lease before placing the order"))
+            return
         except BrokerUnavailableError as exc:
             self._resolve(p, _error(E.BROKER_UNAVAILABLE, f"the broker is not connected; nothing was placed "
                                                           f"({exc})", record=p.record.evolve(state=S.REFUSED)))
@@ -980,10 +1009,15 @@ class Executor:
                 items = [i for i, _, _ in batch]
                 while True:
                     try:
-                        errors = await self.transport.finish(items)
+                        errors = await self.transport.finish(
+                            items, self.lease.value if self.lease is not None else None)
                         for err in errors:
                             log.error("reply write failed", error=repr(err))
                         backoff = 0.05
+                        break
+                    except Fenced as exc:
+                        # Nothing was written: the successor owns these entries (they stay pending for it).
+                        self._step_down(f"lease lost; {len(items)} answers withheld ({exc})")
                         break
                     except REDIS_DOWN_ERRORS as exc:
                         # Not acked: if we die now the entries are re-delivered and answered from the journal.
@@ -1214,6 +1248,64 @@ class Executor:
                                                  error_msg=report.status_msg, detected_by="reconciliation"))
 
     # ==========================================================================================================
+    # Leadership: one active executor per account
+    # ==========================================================================================================
+    async def _become_leader(self) -> bool:
+        """Acquire the account's lease, waiting as a hot standby while another executor holds it. On taking over,
+        cut the previous holder's Redis connections: a paused leader's blocked XREADGROUP would otherwise still be
+        served new commands, which then sit in its pending list until the idle claim."""
+        assert self.lease is not None
+        waited = False
+        while not self._stopping.is_set():
+            try:
+                if await self.lease.try_acquire():
+                    break
+                if not waited:
+                    log.warning("standing by: another executor holds the lease", holder=await self.lease.holder())
+                    waited = True
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("redis unreachable while standing by", error=repr(exc))
+            await self._sleep_or_stop(self.settings.lease_renew_ms / 1000.0)
+        if self._stopping.is_set():
+            return False
+        log.warning("leader of the account", token=self.lease.token, took_over=waited)
+        await self._cut_other_executors()
+        return True
+
+    async def _cut_other_executors(self) -> None:
+        prefix = f"xtq-executor:{self.keys.account}:"
+        mine = f"{prefix}{self.executor_id}"[:128]
+        try:
+            for info in await self.redis.client_list():
+                name = info.get("name", "")
+                if name.startswith(prefix) and name != mine:
+                    await self.redis.client_kill_filter(_id=info["id"])
+        except Exception as exc:  # e.g. an ACL without CLIENT: the idle claim still recovers, later
+            log.warning("could not cut the previous leader's connections", error=repr(exc))
+
+    async def _keep_lease(self) -> None:
+        assert self.lease is not None
+        while True:
+            await asyncio.sleep(self.settings.lease_renew_ms / 1000.0)
+            try:
+                if not await self.lease.renew():
+                    self._step_down("lease lost (expired or taken over)")
+                    return
+            except REDIS_DOWN_ERRORS as exc:
+                if not self.lease.valid():
+                    self._step_down(f"lease could not be renewed while Redis was unreachable ({exc!r})")
+                    return
+
+    def _step_down(self, reason: str) -> None:
+        """Stop at once without trading, answering or acknowledging anything more: a successor owns the account.
+        Unanswered entries stay pending for it. The process exits with EXIT_LEASE_LOST."""
+        if self.fenced:
+            return
+        self.fenced = True
+        log.error("stepping down", reason=reason)
+        self.request_stop()
+
+    # ==========================================================================================================
     # Housekeeping: heartbeat, server clock, journal retention
     # ==========================================================================================================
     async def _housekeeping(self) -> None:
@@ -1222,11 +1314,13 @@ class Executor:
         next_purge = time.monotonic() + 3600.0
         while True:
             try:
-                await self.transport.heartbeat({
-                    "executor_id": self.executor_id, "pid": os.getpid(), "broker": self.broker.name,
-                    "connected": self._broker_up, "last_seq": self.publisher.last_seq,
-                    "ts_ms": self.transport.clock.now_ms(), "version": self.version,
-                })
+                if self.lease is None or self.lease.valid():
+                    await self.transport.heartbeat({
+                        "executor_id": self.executor_id, "pid": os.getpid(), "broker": self.broker.name,
+                        "connected": self._broker_up, "last_seq": self.publisher.last_seq,
+                        "ts_ms": self.transport.clock.now_ms(), "version": self.version,
+                        "lease_token": self.lease.token if self.lease is not None else None,
+                    })
                 if time.monotonic() >= next_clock:
                     await self.transport.sync_clock()
                     next_clock = time.monotonic() + self.settings.clock_sync_interval_ms / 1000.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,10 @@ class EventSpool:
         cur = self.db.execute("DELETE FROM spool WHERE rowid<=?", (rowid,))
         self.count -= cur.rowcount
 
+    def clear(self) -> None:
+        self.db.execute("DELETE FROM spool")
+        self.count = 0
+
     def delete_published(self, last_seq: int) -> None:
         cur = self.db.execute("DELETE FROM spool WHERE seq IS NOT NULL AND seq<=?", (last_seq,))
         self.count -= cur.rowcount
@@ -148,6 +153,11 @@ class EventPublisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task | None = None
+        # False once this executor lost the account's lease: its events are then dropped, since the successor
+        # publishes the same broker pushes from its own connection with the stream's seq (two writers would
+        # interleave two seq counters).
+        self.guard: Callable[[], bool] | None = None
+        self._fenced_drops = 0
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -241,6 +251,13 @@ class EventPublisher:
         self.redis_ok = True
 
     async def _publish_batch(self) -> None:
+        if self.guard is not None and not self.guard():
+            dropped = len(self._queue) + self.spool.count
+            self._fenced_drops += dropped
+            self._queue.clear()
+            self.spool.clear()
+            log.error("lease lost: events of this executor dropped (the leader publishes its own)", dropped=dropped)
+            return
         from_spool = self.spool.count > 0  # spooled events always go before newer ones
         if from_spool:
             batch = self.spool.head(self.batch_max)

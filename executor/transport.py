@@ -66,6 +66,52 @@ class ServerClock:
         return int(time.monotonic() * 1000.0 + self.offset_ms)
 
 
+class Fenced(Exception):
+    """This executor no longer holds the account's lease: it must not write, ack or trade any more."""
+
+
+# KEYS: 1 lease, 2 command stream, 3 dead-letter stream, 4.. reply streams.
+# ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, n items; then per item:
+#   stream id, reply key index (0 = none), n reply field/value strings, ..., n dead field/value strings, ...
+# Reply writes use pcall so one bad reply key (WRONGTYPE) cannot stop the batch's acks.
+FINISH_SCRIPT = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED this executor no longer holds the lease of ' .. KEYS[1])
+end
+local i, errors, ids = 7, {}, {}
+for _ = 1, tonumber(ARGV[6]) do
+  ids[#ids + 1] = ARGV[i]
+  local key_index, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  i = i + 3
+  if key_index > 0 then
+    local cmd = {'XADD', KEYS[key_index], 'MAXLEN', '~', ARGV[3], '*'}
+    for j = i, i + n - 1 do cmd[#cmd + 1] = ARGV[j] end
+    local ok = redis.pcall(unpack(cmd))
+    if type(ok) == 'table' and ok.err then errors[#errors + 1] = ok.err
+    else redis.call('EXPIRE', KEYS[key_index], ARGV[4]) end
+  end
+  i = i + n
+  local d = tonumber(ARGV[i])
+  i = i + 1
+  if d > 0 then
+    local cmd = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*'}
+    for j = i, i + d - 1 do cmd[#cmd + 1] = ARGV[j] end
+    redis.call(unpack(cmd))
+  end
+  i = i + d
+end
+if #ids > 0 then redis.call('XACK', KEYS[2], ARGV[2], unpack(ids)) end
+return errors
+"""
+
+
+def _flatten(fields: dict[Any, Any], out: list[Any]) -> None:
+    out.append(2 * len(fields))
+    for name, value in fields.items():
+        out.append(name)
+        out.append(value)
+
+
 def is_nogroup(exc: BaseException) -> bool:
     return isinstance(exc, rex.ResponseError) and str(exc).startswith("NOGROUP")
 
@@ -77,6 +123,7 @@ class CommandTransport:
         self.consumer = consumer
         self.group = group
         self.clock = ServerClock()
+        self._finish_script = redis.register_script(FINISH_SCRIPT)
 
     # --- group ----------------------------------------------------------------------------------------------
     async def ensure_group(self) -> bool:
@@ -134,23 +181,39 @@ class CommandTransport:
         return out
 
     # --- writing --------------------------------------------------------------------------------------------
-    async def finish(self, items: list[Finish]) -> list[BaseException]:
-        """Replies, dead letters and XACKs of a batch in ONE round trip (MULTI/EXEC: a reply is never written without
-        its ack, nor the other way round). Returns per-command errors (e.g. WRONGTYPE on a reply key) without
-        raising them; a connection error raises (nothing is known to be written: the caller retries)."""
-        pipe = self.redis.pipeline(transaction=True)
-        touched: set[str] = set()
+    async def finish(self, items: list[Finish], lease_value: str | None = None) -> list[BaseException]:
+        """Replies, dead letters and XACKs of a batch in ONE round trip, atomically (a Lua script: a reply is never
+        written without its ack, nor the other way round). With ``lease_value`` the script first checks that this
+        executor still holds the account's lease and writes nothing otherwise (raises ``Fenced``): a leader that
+        was paused past its lease cannot answer or acknowledge commands its successor now owns.
+        Returns per-command errors (e.g. WRONGTYPE on a reply key) without raising them; a connection error
+        raises (nothing is known to be written: the caller retries)."""
+        reply_keys: list[str] = []
+        index: dict[str, int] = {}
+        args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
+                           c.DEAD_LETTER_MAXLEN, len(items)]
         for item in items:
+            args.append(item.stream_id)
             if item.reply is not None and item.reply_to:
-                pipe.xadd(item.reply_to, item.reply, maxlen=c.REPLY_STREAM_MAXLEN, approximate=True)
-                touched.add(item.reply_to)
+                if item.reply_to not in index:
+                    reply_keys.append(item.reply_to)
+                    index[item.reply_to] = len(reply_keys) + 3  # KEYS[1..3] are lease, commands, dead letters
+                args.append(index[item.reply_to])
+                _flatten(item.reply, args)
+            else:
+                args.extend((0, 0))
             if item.dead is not None:
-                pipe.xadd(self.keys.dead_letter, item.dead, maxlen=c.DEAD_LETTER_MAXLEN, approximate=True)
-        for key in touched:
-            pipe.expire(key, c.REPLY_STREAM_TTL_S)
-        pipe.xack(self.keys.commands, self.group, *[item.stream_id for item in items])
-        results = await pipe.execute(raise_on_error=False)
-        return [r for r in results if isinstance(r, BaseException)]
+                _flatten(item.dead, args)
+            else:
+                args.append(0)
+        try:
+            errors = await self._finish_script(keys=[self.keys.lease, self.keys.commands, self.keys.dead_letter,
+                                                     *reply_keys], args=args)
+        except rex.ResponseError as exc:
+            if str(exc).startswith("FENCED"):
+                raise Fenced(str(exc)) from None
+            raise
+        return [rex.ResponseError(_s(e)) for e in errors or []]
 
     # --- clock and health -----------------------------------------------------------------------------------
     async def sync_clock(self) -> ServerClock:

@@ -39,6 +39,10 @@ class BrokerTimeoutError(BrokerError):
     """The broker did not answer in time. For an order, its outcome is unknown."""
 
 
+class BrokerFencedError(BrokerError):
+    """This executor lost the account's lease: the request was NOT sent (checked right before the call)."""
+
+
 class BrokerRefusedError(BrokerError):
     """The broker refused a request synchronously (e.g. a cancel with cancel_result -1)."""
 
@@ -56,6 +60,9 @@ class Broker(abc.ABC):
     """What the engine needs from a venue. See the module docstring for the required table."""
 
     name: str = "base"  # "sim" or "xt": reported by ping
+    #: Checked on the broker thread immediately before every order and cancel call; False → BrokerFencedError.
+    #: The engine sets it to its lease's ``valid`` (one active executor per account).
+    guard: Callable[[], bool] | None = None
 
     @property
     @abc.abstractmethod

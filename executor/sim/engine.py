@@ -40,8 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("executor.sim")
 _time = time.time
+_floor = math.floor
+# Hot paths below inline rules.money(x) as ``_floor(x * 100.0 + 0.5 + 1e-6) / 100.0`` (the very same expression,
+# so the very same doubles) to save a Python call per rounding; everything else calls R.money.
 
 BUY, SELL = xc.STOCK_BUY, xc.STOCK_SELL
+ORDER_SUCCEEDED, ORDER_PART_SUCC = xc.ORDER_SUCCEEDED, xc.ORDER_PART_SUCC
 OPEN_STATUSES = frozenset({xc.ORDER_UNREPORTED, xc.ORDER_WAIT_REPORTING, xc.ORDER_REPORTED, xc.ORDER_PART_SUCC,
                            xc.ORDER_REPORTED_CANCEL, xc.ORDER_PARTSUCC_CANCEL})
 NOARG = object()  # marks a push without argument (on_disconnected)
@@ -231,7 +235,7 @@ class Engine:
         self._grp: tuple | None = None  # the GROUP item at the end of self._pushes that deferred pushes extend
         self._targets_cache: dict[str, list] = {}
         self._drop_armed = False
-        self._secu_cache: dict[tuple[str, str], str] = {}
+        self._secu_cache: dict[str, dict[str, str]] = {}  # account_id -> suffix -> secu_account
         self._nb = 0.0  # not-before (monotonic) for pushes emitted by the running operation
 
         path.mkdir(parents=True, exist_ok=True)
@@ -492,10 +496,13 @@ class Engine:
         return R.session_phase(self.config.clock())
 
     def _secu(self, account_id: str, inst: R.Instrument | None) -> str:
-        key = (account_id, inst.suffix if inst else "")
-        v = self._secu_cache.get(key)
+        by_suffix = self._secu_cache.get(account_id)
+        if by_suffix is None:
+            by_suffix = self._secu_cache[account_id] = {}
+        suffix = inst.suffix if inst else ""
+        v = by_suffix.get(suffix)
         if v is None:
-            v = self._secu_cache[key] = f"{key[1]}{account_id}"  # a stand-in shareholder code
+            v = by_suffix[suffix] = f"{suffix}{account_id}"  # a stand-in shareholder code
         return v
 
     # *_args: the constructor arguments of a pushed/returned object, fixed now (objects.build_* builds it)
@@ -522,11 +529,11 @@ class Engine:
         last = q.last if q else 0.0
         avg = p.cost_total / p.volume if p.volume else 0.0
         opn = p.open_amount / p.open_volume if p.open_volume and p.volume else 0.0
-        mv = R.money(p.volume * last)
+        mv = _floor(p.volume * last * 100.0 + 0.5 + 1e-6) / 100.0
         return ((p.account_id, p.code, p.volume, p.can_use, opn, mv, p.frozen, 0, p.yesterday, avg,
                  xc.DIRECTION_FLAG_LONG, last, (last - avg) / avg if avg else 0.0,
                  self._secu(p.account_id, q.inst if q else None), q.name if q else ""),
-                R.money((last - avg) * p.volume) if p.volume else 0.0)
+                _floor((last - avg) * p.volume * 100.0 + 0.5 + 1e-6) / 100.0 if p.volume else 0.0)
 
     def asset_args(self, account_id: str) -> tuple:
         a = self.accounts[account_id]
@@ -537,10 +544,14 @@ class Engine:
                 q = quotes.get(p.code)
                 if q is not None:
                     mv += p.volume * q.last
-        mv = R.money(mv)
-        return ((account_id, a.cash, a.frozen_cash, mv, R.money(a.cash + a.frozen_cash + mv),
-                 R.money(max(a.cash - a.sell_proceeds, 0.0))),
-                R.money(a.cash + a.frozen_cash))
+        mv = _floor(mv * 100.0 + 0.5 + 1e-6) / 100.0
+        cash, frozen = a.cash, a.frozen_cash
+        fetch = cash - a.sell_proceeds
+        if fetch < 0.0:  # == max(fetch, 0.0), NaN and -0.0 included
+            fetch = 0.0
+        return ((account_id, cash, frozen, mv, _floor((cash + frozen + mv) * 100.0 + 0.5 + 1e-6) / 100.0,
+                 _floor(fetch * 100.0 + 0.5 + 1e-6) / 100.0),
+                _floor((cash + frozen) * 100.0 + 0.5 + 1e-6) / 100.0)
 
     def xt_order(self, o: Order):
         return build_order(self.order_args(o))
@@ -614,8 +625,8 @@ class Engine:
             # accepted: freeze, report
             if order_type == BUY:
                 a = self.accounts[account_id]
-                a.cash = R.money(a.cash - o.frozen)
-                a.frozen_cash = R.money(a.frozen_cash + o.frozen)
+                a.cash = _floor((a.cash - o.frozen) * 100.0 + 0.5 + 1e-6) / 100.0
+                a.frozen_cash = _floor((a.frozen_cash + o.frozen) * 100.0 + 0.5 + 1e-6) / 100.0
                 self._dirty_acct.add(account_id)
             else:
                 p = self.positions[account_id][code]
@@ -746,30 +757,33 @@ class Engine:
         if qty <= 0:
             return
         inst = o.inst
-        amount = R.money(px * qty)
+        fl = _floor
+        amount = fl(px * qty * 100.0 + 0.5 + 1e-6) / 100.0
         comm, stamp, transfer = R.fill_fees(inst, o.order_type == SELL, amount, o.traded_amount, self.fees)
-        fee = R.money(comm + stamp + transfer)
+        fee = fl((comm + stamp + transfer) * 100.0 + 0.5 + 1e-6) / 100.0
         o.traded_volume += qty
-        o.traded_amount = R.money(o.traded_amount + amount)
-        o.cum_commission = R.money(o.cum_commission + comm)
-        o.cum_fees = R.money(o.cum_fees + fee)
-        acct = self.accounts[o.account_id]
-        book = self.positions[o.account_id]
+        o.traded_amount = fl((o.traded_amount + amount) * 100.0 + 0.5 + 1e-6) / 100.0
+        o.cum_commission = fl((o.cum_commission + comm) * 100.0 + 0.5 + 1e-6) / 100.0
+        o.cum_fees = fl((o.cum_fees + fee) * 100.0 + 0.5 + 1e-6) / 100.0
+        aid = o.account_id
+        acct = self.accounts[aid]
+        book = self.positions[aid]
         p = book.get(o.code)
         if p is None:
-            p = book[o.code] = Position(o.account_id, o.code)
+            p = book[o.code] = Position(aid, o.code)
         if o.order_type == BUY:
-            new_frozen = R.buy_freeze(inst, o.freeze_price, o.remaining, o.traded_amount, o.cum_commission,
-                                      self.fees)
-            release = R.money(o.frozen - new_frozen)
+            rest = o.volume - o.traded_volume
+            new_frozen = R.buy_freeze(inst, o.freeze_price, rest, o.traded_amount, o.cum_commission,
+                                      self.fees) if rest > 0 else 0.0
+            release = fl((o.frozen - new_frozen) * 100.0 + 0.5 + 1e-6) / 100.0
             o.frozen = new_frozen
-            acct.frozen_cash = R.money(acct.frozen_cash - release)
-            acct.cash = R.money(acct.cash + release - amount - fee)
+            acct.frozen_cash = fl((acct.frozen_cash - release) * 100.0 + 0.5 + 1e-6) / 100.0
+            acct.cash = fl((acct.cash + release - amount - fee) * 100.0 + 0.5 + 1e-6) / 100.0
             p.volume += qty
             if inst.t0:
                 p.can_use += qty
-            p.cost_total = R.money(p.cost_total + amount + fee)
-            p.open_amount = R.money(p.open_amount + amount)
+            p.cost_total = fl((p.cost_total + amount + fee) * 100.0 + 0.5 + 1e-6) / 100.0
+            p.open_amount = fl((p.open_amount + amount) * 100.0 + 0.5 + 1e-6) / 100.0
             p.open_volume += qty
         else:
             avg = p.cost_total / p.volume if p.volume else 0.0
@@ -781,19 +795,20 @@ class Engine:
             net = R.money(amount - fee)
             acct.cash = R.money(acct.cash + net)
             acct.sell_proceeds = R.money(acct.sell_proceeds + net)
-        o.status = xc.ORDER_SUCCEEDED if o.remaining == 0 else xc.ORDER_PART_SUCC
-        if o.status == xc.ORDER_SUCCEEDED:
+        if o.volume == o.traded_volume:
+            o.status = ORDER_SUCCEEDED
             self._unbook(o)
+        else:
+            o.status = ORDER_PART_SUCC
         tseq = self.next_trade_seq
         self.next_trade_seq += 1
-        trow = (tseq, self.day, str(800000000 + tseq), o.order_id, o.account_id, o.code, o.order_type, px, qty,
+        trow = (tseq, self.day, str(800000000 + tseq), o.order_id, aid, o.code, o.order_type, px, qty,
                 amount, fee, self.now_epoch())
         self._new_trades.append(trow)
-        self.trades.setdefault(o.account_id, []).append(trow)
+        self.trades.setdefault(aid, []).append(trow)
         self._dirty_orders[o.order_id] = o
-        self._dirty_pos[(o.account_id, o.code)] = p
-        self._dirty_acct.add(o.account_id)
-        aid = o.account_id
+        self._dirty_pos[(aid, o.code)] = p
+        self._dirty_acct.add(aid)
         if self._drop_armed:
             self._emit_acct(aid, "on_stock_trade", self.trade_args, trow)
             self._emit_acct(aid, "on_stock_order", self.order_args, o)

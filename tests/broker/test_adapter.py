@@ -182,3 +182,17 @@ async def test_strict_order_query_refuses_to_read_none_as_empty():
     with pytest.raises(BrokerUnavailableError):
         await broker.query_orders(strict=True)
     await broker.close()
+
+
+async def test_guard_false_means_nothing_reaches_xtquant():
+    from executor.broker import BrokerFencedError
+
+    broker, _, _ = make_broker()
+    await broker.connect()
+    broker.guard = lambda: False  # the lease is gone (checked on the broker thread, right before the call)
+    with pytest.raises(BrokerFencedError):
+        await broker.place_order(_order())
+    with pytest.raises(BrokerFencedError):
+        await broker.cancel_order(order_id=1001)
+    assert ScriptedTrader.instances[-1].calls == []
+    await broker.close()

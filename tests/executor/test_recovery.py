@@ -157,7 +157,7 @@ async def test_live_rival_entries_left_alone_until_idle(make_executor, client, r
     ts = int((await r.time())[0]) * 1000
     await r.set(client.keys.heartbeat, json.dumps({"executor_id": "rival", "ts_ms": ts}), ex=5)
     broker = FakeBroker()
-    ex = make_executor(broker)
+    ex = make_executor(broker, lease_ms=0)  # without a lease, a fresh rival heartbeat is the sign of a live peer
     await ex.run_until_idle()
     assert broker.placed == []  # the rival is alive and its entry is not idle yet
     assert (await r.xpending(client.keys.commands, c.COMMAND_GROUP))["pending"] == 1

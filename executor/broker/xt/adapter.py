@@ -130,6 +130,7 @@ class XtBroker(base.Broker):
         account = self._account
 
         def send(trader: Any) -> int:
+            self._check_guard()
             return trader.order_stock_async(account, cmd.code, order_type, cmd.volume, price_type, price,
                                             cmd.strategy, cmd.client_order_id)
 
@@ -145,6 +146,7 @@ class XtBroker(base.Broker):
         account = self._account
 
         def send(trader: Any) -> c.CancelResponded | None:
+            self._check_guard()
             if sysid is not None:
                 seq = trader.cancel_order_stock_sysid_async(account, parsing.MARKET_TO_XT[c.Market(market)], sysid)
             else:
@@ -262,6 +264,12 @@ class XtBroker(base.Broker):
             self._thread = self._new_thread()
             self._mark_disconnected("a broker call did not return")
             raise base.BrokerTimeoutError("the broker call did not return in time") from None
+
+    def _check_guard(self) -> None:
+        """Broker thread, immediately before a trading call: a leader paused past its lease must not trade."""
+        guard = self.guard
+        if guard is not None and not guard():
+            raise base.BrokerFencedError("lease lost: the request was not sent")
 
     def _new_thread(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xt-broker")

@@ -1,0 +1,82 @@
+"""One active executor per account: a standby takes over a lapsed lease and resolves its predecessor's pending
+entries; a leader that lost its lease trades, answers and acknowledges nothing more (fenced by Redis and by the
+broker-thread guard)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fakes import FakeBroker, order
+
+from producer_lib import contract as c
+
+
+async def _until(predicate, timeout_s: float = 5.0, step_s: float = 0.02):
+    """Poll real state (bounded) until ``predicate()`` is truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not (result := await predicate()):
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(step_s)
+    return result
+
+
+async def _leave_pending(r, keys, consumer):
+    try:
+        await r.xgroup_create(keys.commands, c.COMMAND_GROUP, id="0", mkstream=True)
+    except Exception:
+        pass
+    await r.xreadgroup(c.COMMAND_GROUP, consumer, {keys.commands: ">"})
+
+
+async def test_standby_waits_then_takes_over_and_resolves_the_old_leaders_entries(make_executor, client, r):
+    await r.set(client.keys.lease, "1:old-leader", px=60_000)  # a live leader
+    await client.send(order("held-by-old"))
+    await _leave_pending(r, client.keys, consumer="old-leader")  # it read the command, then died
+    broker = FakeBroker()
+    ex = make_executor(broker, lease_ms=1_000, lease_renew_ms=50)
+    serving = asyncio.create_task(ex.run())
+    await asyncio.sleep(0.3)  # several acquisition attempts while the old lease is alive
+    assert broker.placed == [] and not ex.lease.valid()
+    await r.delete(client.keys.lease)  # the old leader's lease lapses
+    (reply,) = await client.replies(1)
+    assert reply.ok and reply.result.client_order_id == "held-by-old"
+    assert [p.client_order_id for p in broker.placed] == ["held-by-old"]
+    assert ex.lease.valid() and (await r.get(client.keys.lease)).decode() == f"{ex.lease.token}:ex-test"
+    ex.request_stop()
+    await serving
+    assert await r.get(client.keys.lease) is None  # released on a clean stop: a standby need not wait
+
+
+async def test_leader_whose_lease_was_taken_writes_no_reply_and_no_ack(make_executor, client, r):
+    broker = FakeBroker()
+    ex = make_executor(broker, lease_ms=60_000, lease_renew_ms=60_000)
+    await ex.start()
+    await r.set(client.keys.lease, "999:successor", px=60_000)  # taken over behind its back
+    await client.send(c.Ping())
+    await ex._poll_once(block_ms=200)
+    await _until(lambda: _true(ex.fenced))
+    await ex.stop()
+    assert await r.xlen(client.reply_to) == 0  # Redis refused the stale leader's reply ...
+    pending = await r.xpending(client.keys.commands, c.COMMAND_GROUP)
+    assert pending["pending"] == 1  # ... and its ack: the entry waits for the successor
+
+
+async def test_paused_leader_does_not_reach_the_broker(make_executor, client, r):
+    broker = FakeBroker()
+    ex = make_executor(broker, lease_ms=60_000, lease_renew_ms=60_000)
+    await ex.start()
+    ex.lease._valid_until_mono = 0.0  # as after a SIGSTOP longer than the lease: the local deadline passed
+    await client.send(order("after-pause"))
+    assert await ex._poll_once(block_ms=200) == 0
+    assert ex.fenced and broker.placed == []
+    assert not await broker_guard_allows(broker)
+    await ex.stop()
+
+
+async def _true(value):
+    return value
+
+
+async def broker_guard_allows(broker) -> bool:
+    return broker.guard is None or broker.guard()
