@@ -41,6 +41,19 @@ FAULT_FLAGS = ("--claim-idle-ms", "3000", "--claim-interval-ms", "500", "--probe
                "--sim-cash", "1000000000", "--recovery-settle-ms", "500", "--shutdown-timeout-ms", "3000")
 
 
+
+def _has_lease() -> bool:
+    from executor.config import ExecutorSettings
+
+    return "lease_ms" in ExecutorSettings.model_fields
+
+
+HAS_LEASE = _has_lease()
+# A restarted executor waits for the dead one's lease to lapse: 2 s here instead of the default 5 s keeps the
+# quick runs quick (the lease test itself uses its own values).
+SHORT_LEASE: tuple[str, ...] = ("--lease-ms", "2000", "--lease-renew-ms", "250") if HAS_LEASE else ()
+
+
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip() else default
@@ -792,3 +805,93 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
 
 def iterations(default_quick: int, default_slow: int, slow: bool) -> int:
     return env_int("XTQ_FAULT_ITERATIONS", default_slow) if slow else default_quick
+
+
+# =====================================================================================================================
+# a TCP proxy that cuts producer connections in the middle of an XADD
+# =====================================================================================================================
+class CuttingProxy:
+    """Loopback TCP proxy to Redis, in the test's event loop. For each command a client sends containing XADD,
+    with probability ``p_after`` the command is forwarded and the connection is then cut before Redis's answer
+    reaches the client (the entry IS on the stream, the client sees a connection error and re-sends the same
+    entry); with probability ``p_before`` the connection is cut before anything is forwarded (nothing reached
+    Redis). Everything else is relayed untouched. ``armed`` turns cutting on and off."""
+
+    def __init__(self, target_port: int, rng: random.Random, *, p_after: float = 0.1, p_before: float = 0.05) -> None:
+        self.target_port = target_port
+        self.rng = rng
+        self.p_after = p_after
+        self.p_before = p_before
+        self.armed = True
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+        self.cut_after = 0
+        self.cut_before = 0
+        self._conns: set[asyncio.Task] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    async def start(self) -> CuttingProxy:
+        self.server = await asyncio.start_server(self._handle, HOST, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+        for t in list(self._conns):
+            t.cancel()
+
+    async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._conns.add(task)
+        try:
+            sreader, swriter = await asyncio.open_connection(HOST, self.target_port)
+        except OSError:
+            cwriter.close()
+            return
+        doomed = asyncio.Event()  # set: drop Redis's next answer and cut
+
+        async def upstream() -> None:
+            while True:
+                data = await creader.read(65536)
+                if not data:
+                    break
+                if self.armed and b"XADD" in data.upper() and not doomed.is_set():
+                    roll = self.rng.random()
+                    if roll < self.p_before:
+                        self.cut_before += 1
+                        raise ConnectionResetError("cut before forwarding")
+                    if roll < self.p_before + self.p_after:
+                        self.cut_after += 1
+                        doomed.set()
+                swriter.write(data)
+                await swriter.drain()
+
+        async def downstream() -> None:
+            while True:
+                data = await sreader.read(65536)
+                if not data:
+                    break
+                if doomed.is_set():
+                    raise ConnectionResetError("cut after forwarding: the answer is dropped")
+                cwriter.write(data)
+                await cwriter.drain()
+
+        up = asyncio.ensure_future(upstream())
+        down = asyncio.ensure_future(downstream())
+        try:
+            await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (up, down):
+                t.cancel()
+            for w in (cwriter, swriter):
+                with contextlib.suppress(Exception):
+                    w.transport.abort()
+            if task is not None:
+                self._conns.discard(task)

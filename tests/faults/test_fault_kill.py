@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from harness import Report, iterations, run_scenario, env_int
+from harness import SHORT_LEASE, Report, env_int, iterations, run_scenario
 
 
 async def kill_and_restart(ctx) -> None:
@@ -30,7 +30,8 @@ async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders,
         report = Report(f"sigkill#{i}", seed)
         await run_scenario(workdir=tmp_path / f"run{i}", server=redis_server, rng=rng, report=report,
                            n_orders=n_orders, producers=producers, concurrency=concurrency,
-                           n_faults=kills, fault=kill_and_restart, account=f"K{secrets.token_hex(4)}")
+                           n_faults=kills, fault=kill_and_restart, account=f"K{secrets.token_hex(4)}",
+                           executor_extra=SHORT_LEASE)
         report.emit()
         total.merge(report)
     total.emit(record_property)
