@@ -762,7 +762,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
                        producers: int, concurrency: int, n_faults: int, fault: Any, account: str,
                        redis_kwargs: dict[str, Any] | None = None, producer_url: str | None = None,
                        commands_lost: bool = False, ttl_range: tuple[float, float] = (1.0, 6.0),
-                       executor_extra: tuple[str, ...] = ()) -> dict[str, Any]:
+                       executor_extra: tuple[str, ...] = (), supervise: bool = False) -> dict[str, Any]:
     """Start an executor, run ``n_orders`` through ``producers`` clients, call ``await fault(ctx)`` at
     ``n_faults`` random progress points (number of calls started), then drain, resolve unknowns and check.
 
@@ -778,6 +778,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
     ctx: dict[str, Any] = {"ex": ex, "server": server, "rng": rng, "report": report, "work": work,
                            "keys": keys, "workdir": workdir}
     r = server.client()
+    supervisor = asyncio.create_task(_supervise(ctx)) if supervise else None
     try:
         task = asyncio.create_task(work.run())
         points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
@@ -790,17 +791,37 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
             await fault(ctx)
             report.add("faults")
         await asyncio.wait_for(task, 300)
+        if supervise:
+            await await_until(lambda: ctx["ex"].alive and ctx.get("serving", True), 60, "executor serving")
         await await_until(lambda: ctx["ex"].alive, 1, "executor alive at the end")
         await wait_drained(r, keys)
         await work.resolve_unknowns()
         return check_run(r=r, keys=keys, sim_path=ex.sim_path, work=work, report=report,
                          commands_lost=commands_lost)
     finally:
+        if supervisor is not None:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
         await work.close()
         ctx["ex"].terminate()
         for extra in ctx.get("others", []):
             extra.terminate()
         r.close()
+
+
+async def _supervise(ctx: dict[str, Any]) -> None:
+    """What a service manager does: restart the executor when it exits with 3 (stepped down: lease lost)."""
+    while True:
+        ex: ExecutorProc = ctx["ex"]
+        if ex.proc is not None and ex.proc.poll() is not None and not ctx.get("restarting"):
+            rc = ex.proc.returncode
+            ctx["report"].add(f"supervisor_restart_after_exit_rc{rc}")
+            ctx["serving"] = False
+            ex.start()
+            await ex.wait_serving()
+            ctx["serving"] = True
+        await asyncio.sleep(0.1)
 
 
 def iterations(default_quick: int, default_slow: int, slow: bool) -> int:
