@@ -223,7 +223,9 @@ class OutcomeState(str, Enum):
 
 # --- Models -----------------------------------------------------------------------------------------------------
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # Results, reports and events ignore fields they do not know: an executor one version ahead may add a field
+    # without breaking every client. Commands (below) forbid them: the executor refuses what it cannot honour.
+    model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
 
 StockCode = Annotated[str, Field(pattern=_CODE_RE.pattern, description='"600000.SH"-style code')]
@@ -233,6 +235,8 @@ ClientOrderId = Annotated[str, Field(pattern=_COID_RE.pattern, max_length=CLIENT
 # Commands (imperative names). Fields marked "envelope" travel as plain-text routing fields, not in the body.
 class Command(_Model):
     """Base of every command. ``TYPE`` is the value of the envelope ``type`` field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     TYPE: ClassVar[str] = ""
     ENVELOPE_FIELDS: ClassVar[frozenset[str]] = frozenset()
