@@ -154,7 +154,8 @@ async def test_live_rival_entries_left_alone_until_idle(make_executor, client, r
     import json
     await client.send(order("o1"))
     await _leave_pending(r, client.keys, consumer="rival")
-    ts = int((await r.time())[0]) * 1000
+    secs, usecs = await r.time()
+    ts = secs * 1000 + usecs // 1000  # to the ms: whole seconds would age it up to 1 s, past the freshness window
     await r.set(client.keys.heartbeat, json.dumps({"executor_id": "rival", "ts_ms": ts}), ex=5)
     broker = FakeBroker()
     ex = make_executor(broker, lease_ms=0)  # without a lease, a fresh rival heartbeat is the sign of a live peer
