@@ -1009,8 +1009,7 @@ class Executor:
                 items = [i for i, _, _ in batch]
                 while True:
                     try:
-                        errors = await self.transport.finish(
-                            items, self.lease.value if self.lease is not None else None)
+                        errors = await self.transport.finish(items, *self._lease_proof())
                         for err in errors:
                             log.error("reply write failed", error=repr(err))
                         backoff = 0.05
@@ -1295,6 +1294,14 @@ class Executor:
                 if not self.lease.valid():
                     self._step_down(f"lease could not be renewed while Redis was unreachable ({exc!r})")
                     return
+
+    def _lease_proof(self) -> tuple[str | None, int]:
+        """What the finish script checks: our lease value, only while the lease is valid by our own clock."""
+        if self.lease is None:
+            return None, 0
+        if not self.lease.valid():
+            raise Fenced("the lease expired by this executor's own clock (paused, or Redis unreachable)")
+        return self.lease.value, self.settings.lease_ms
 
     def _step_down(self, reason: str) -> None:
         """Stop at once without trading, answering or acknowledging anything more: a successor owns the account.

@@ -22,10 +22,18 @@ import redis.asyncio as aioredis
 
 from producer_lib import contract as c
 
-# Renew only if we still hold it (compare-and-set); returns 1 when renewed.
+# Renew only if we still hold it (compare-and-set): 1 renewed, 2 re-established, 0 lost.
+# A key that vanished (Redis restarted without persistence, or FLUSHALL) was taken by nobody: the caller checked
+# that its own lease is still valid by its monotonic clock, so it re-establishes it. A key holding another value
+# means a successor took over: lost.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0
 """
@@ -79,7 +87,7 @@ class Lease:
         if started >= self._valid_until_mono:  # we were paused past our own deadline: never resurrect
             self.value = None
             return False
-        if await self._renew(keys=[self.key], args=[self.value, self.lease_ms]) != 1:
+        if await self._renew(keys=[self.key], args=[self.value, self.lease_ms]) == 0:
             self.value = None
             return False
         self._valid_until_mono = started + (self.lease_ms - self.safety_ms) / 1000.0

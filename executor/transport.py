@@ -71,14 +71,21 @@ class Fenced(Exception):
 
 
 # KEYS: 1 lease, 2 command stream, 3 dead-letter stream, 4.. reply streams.
-# ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, n items; then per item:
+# ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, n items, lease ms; then per item:
 #   stream id, reply key index (0 = none), n reply field/value strings, ..., n dead field/value strings, ...
 # Reply writes use pcall so one bad reply key (WRONGTYPE) cannot stop the batch's acks.
 FINISH_SCRIPT = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('FENCED this executor no longer holds the lease of ' .. KEYS[1])
+if ARGV[1] ~= '' then
+  local held = redis.call('GET', KEYS[1])
+  if not held then
+    -- the key vanished with Redis's data (restart without persistence): nobody took it, and the caller passes
+    -- its lease value only while its own lease is valid by its monotonic clock, so it re-establishes it
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[7])
+  elseif held ~= ARGV[1] then
+    return redis.error_reply('FENCED this executor no longer holds the lease of ' .. KEYS[1])
+  end
 end
-local i, errors, ids = 7, {}, {}
+local i, errors, ids = 8, {}, {}
 for _ = 1, tonumber(ARGV[6]) do
   ids[#ids + 1] = ARGV[i]
   local key_index, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -181,7 +188,8 @@ class CommandTransport:
         return out
 
     # --- writing --------------------------------------------------------------------------------------------
-    async def finish(self, items: list[Finish], lease_value: str | None = None) -> list[BaseException]:
+    async def finish(self, items: list[Finish], lease_value: str | None = None,
+                     lease_ms: int = 0) -> list[BaseException]:
         """Replies, dead letters and XACKs of a batch in ONE round trip, atomically (a Lua script: a reply is never
         written without its ack, nor the other way round). With ``lease_value`` the script first checks that this
         executor still holds the account's lease and writes nothing otherwise (raises ``Fenced``): a leader that
@@ -191,7 +199,7 @@ class CommandTransport:
         reply_keys: list[str] = []
         index: dict[str, int] = {}
         args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
-                           c.DEAD_LETTER_MAXLEN, len(items)]
+                           c.DEAD_LETTER_MAXLEN, len(items), lease_ms]
         for item in items:
             args.append(item.stream_id)
             if item.reply is not None and item.reply_to:

@@ -80,3 +80,21 @@ async def _true(value):
 
 async def broker_guard_allows(broker) -> bool:
     return broker.guard is None or broker.guard()
+
+
+async def test_sole_leader_survives_redis_losing_its_data(make_executor, client, r):
+    """A Redis restart without persistence deletes the lease key: nobody took it, so the still-valid leader
+    re-establishes it (on renewal, or when settling commands) instead of stepping down."""
+    broker = FakeBroker()
+    ex = make_executor(broker, lease_ms=5_000, lease_renew_ms=50)
+    serving = asyncio.create_task(ex.run())
+    await _until(lambda: _true(ex.lease.valid()))
+    await r.delete(client.keys.lease)  # as after a restart without persistence
+    await client.send(c.Ping())
+    (reply,) = await client.replies(1)
+    assert reply.ok and not ex.fenced
+    await _until(lambda: r.get(client.keys.lease))
+    assert (await r.get(client.keys.lease)).decode() == ex.lease.value
+    ex.request_stop()
+    await serving
+    assert not ex.fenced
