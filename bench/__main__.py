@@ -1,0 +1,413 @@
+"""``python -m bench``: floor vs HTTP wrapper vs xtqueue, side by side, on one machine.
+
+Starts its own redis-server on a free loopback port, a floor responder, a Sanic HTTP wrapper over the simulator
+and an xtqueue executor over the simulator, each in its own process; this process is the requester. Prints a table,
+writes bench/results/latest.json and bench/results/latency.png. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from bench import floor as fl
+from bench import xtq
+from bench._common import ROOT, RedisServer, free_port, percentiles, spawn, stop_process
+from bench.flood import Flood
+from bench.runner import HttpRequester, burst, in_flight, sequential
+
+RESULTS = Path(__file__).resolve().parent / "results"
+IN_FLIGHT = (1, 16, 64)
+
+
+class Plan:
+    def __init__(self, quick: bool, budget_s: float) -> None:
+        self.quick = quick
+        self.warmup = 100 if quick else 300
+        self.seq_n = 500 if quick else 5_000
+        self.flight_s = 1.0 if quick else 3.0
+        self.event_pairs = 200 if quick else 1_000
+        self.event_gap_ms = 5.0
+        self.mem_points = (10_000, 50_000) if quick else (100_000, 1_000_000)
+        self.mem_time_cap_s = 30.0 if quick else 120.0
+        self.scenario_n = 300 if quick else 2_000
+        self.scenario_cap = 256
+        self.budget_s = budget_s
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_s(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+async def wait_ready(check, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await asyncio.wait_for(check(), 2.0)
+            return
+        except Exception as exc:  # not up yet
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: {what} did not come up: {exc!r}") from None
+            await asyncio.sleep(0.1)
+
+
+async def load_suite(req, plan: Plan, proc: psutil.Process | None) -> dict[str, Any]:
+    """Warm-up, sequential latency, then 1/16/64 in flight; executor CPU per call when proc is given."""
+    await sequential(req, plan.warmup)
+    out: dict[str, Any] = {}
+    c0 = cpu_s(proc) if proc else 0.0
+    lat = await sequential(req, plan.seq_n)
+    out["sequential"] = percentiles(lat)
+    out["_sequential_ns"] = lat
+    calls = len(lat)
+    flights = []
+    for k in IN_FLIGHT:
+        r = await in_flight(req, k, plan.flight_s)
+        calls += r["calls"]
+        flights.append(r)
+        log(f"  {req.name} {k:>2} in flight: {r['calls_per_s']:,.0f} calls/s, p50 {r['latency']['p50_us']:,.0f} us")
+    out["in_flight"] = flights
+    if proc:
+        out["cpu_us_per_call"] = round((cpu_s(proc) - c0) / calls * 1e6, 1)
+        out["cpu_calls"] = calls
+    return out
+
+
+async def run_floor(rs: RedisServer, plan: Plan, tmp: Path) -> dict[str, Any]:
+    proc = spawn(["-m", "bench.floor", "respond", rs.url], log=tmp / "floor.log")
+    try:
+        r = redis.Redis.from_url(rs.url)
+        deadline = time.monotonic() + 20
+        while not r.get("floor:ready"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("bench: floor responder did not start")
+            time.sleep(0.05)
+        req = fl.FloorRequester(rs.url)
+        await req.start()
+        try:
+            res = await load_suite(req, plan, psutil.Process(proc.pid))
+        finally:
+            await req.close()
+        log("  floor events ...")
+        ready = asyncio.Event()
+        sub = asyncio.ensure_future(fl.subscribe_floor(rs.url, ready))
+        await ready.wait()
+        pub = spawn(["-m", "bench.floor", "publish", rs.url, str(plan.event_pairs), str(plan.event_gap_ms)])
+        ev = await asyncio.wait_for(sub, 120)
+        pub.wait(30)
+        res["events"] = {"all": percentiles(ev), "_ns": ev}
+        return res
+    finally:
+        stop_process(proc)
+
+
+async def run_http(port: int, plan: Plan) -> dict[str, Any]:
+    req = HttpRequester(f"http://127.0.0.1:{port}")
+    await wait_ready(req.start, "http server")
+    try:
+        return await load_suite(req, plan, None)
+    finally:
+        await req.close()
+
+
+async def run_xtq(rs: RedisServer, plan: Plan, ex_proc: psutil.Process) -> dict[str, Any]:
+    req = xtq.XtqRequester(rs.url)
+    await wait_ready(req.start, "executor")
+    try:
+        res = await load_suite(req, plan, ex_proc)
+    finally:
+        await req.close()
+    ready = asyncio.Event()
+    sub = asyncio.ensure_future(xtq.subscribe_xtq(rs.url, plan.event_pairs, ready, timeout_s=120))
+    await ready.wait()
+    pacer = spawn(["-m", "bench.xtq", "pace", rs.url, xtq.ACCOUNT, str(plan.event_pairs), str(plan.event_gap_ms)])
+    ev = await asyncio.wait_for(sub, 150)
+    pacer.wait(30)
+    res["events"] = {k: percentiles(v) for k, v in ev.items()}
+    res["events"]["_ns"] = ev["all"]
+    return res
+
+
+def run_memory(rs: RedisServer, plan: Plan, ex_proc: psutil.Process) -> dict[str, Any]:
+    """Cheap commands (ping / query_asset alternating) until the executor has done 100k and 1M commands in all
+    (orders of the earlier phases count); RSS at each point; CPU per command over the ramp."""
+    flood = Flood(rs.url, xtq.ACCOUNT)
+    points = []
+    start_done = flood.done()
+    c0, t0 = cpu_s(ex_proc), time.monotonic()
+    deadline = t0 + plan.mem_time_cap_s
+    capped = False
+    try:
+        for target in plan.mem_points:
+            done = flood.done()
+            while done < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    capped = True
+                    break
+                try:
+                    done = flood.run_until(min(target, done + 2_000), timeout_s=max(left, 1.0))
+                except TimeoutError:
+                    capped = True
+                    break
+            done = flood.done()
+            points.append({"commands": done, "rss_mb": round(ex_proc.memory_info().rss / 2**20, 1),
+                           "target": target, "reached": done >= target})
+            log(f"  memory: {done:,} commands, RSS {points[-1]['rss_mb']} MiB")
+            if capped:
+                break
+    finally:
+        flood.close()
+    n = flood.done() - start_done
+    wall = time.monotonic() - t0
+    return {"points": points, "time_capped": capped, "ramp_commands": n,
+            "ramp_commands_per_s": round(n / wall, 1) if wall else 0,
+            "cpu_us_per_cheap_command": round((cpu_s(ex_proc) - c0) / max(n, 1) * 1e6, 1),
+            "mix": "ping and query_asset alternating"}
+
+
+async def run_scenario(rs: RedisServer, plan: Plan, http_port: int, http_sim: Path, xtq_sim: Path) -> dict[str, Any]:
+    """Simulator answers every broker call in 5 ms; 2,000 orders as fast as the strategy can (cap outstanding)."""
+    from executor.sim import SimControl
+
+    out: dict[str, Any] = {"call_latency_ms": 5, "orders": plan.scenario_n, "cap_in_flight": plan.scenario_cap}
+    for path in (http_sim, xtq_sim):
+        ctl = SimControl(path)
+        if not ctl.wait_applied(ctl.set_call_latency(5), timeout=10):
+            raise SystemExit(f"bench: simulator at {path} did not apply the call latency")
+        ctl.close()
+    http = HttpRequester(f"http://127.0.0.1:{http_port}", limit=plan.scenario_cap)
+    await http.start()
+    try:
+        out["http"] = await burst(http, plan.scenario_n, plan.scenario_cap)
+    finally:
+        await http.close()
+    log(f"  5 ms broker: http {out['http']['orders_per_s']:,.0f} orders/s")
+    req = xtq.XtqRequester(rs.url, max_connections=plan.scenario_cap + 8)
+    await req.start()
+    try:
+        out["xtqueue"] = await burst(req, plan.scenario_n, plan.scenario_cap)
+    finally:
+        await req.close()
+    log(f"  5 ms broker: xtqueue {out['xtqueue']['orders_per_s']:,.0f} orders/s")
+    for path in (http_sim, xtq_sim):
+        ctl = SimControl(path)
+        ctl.set_call_latency(0)
+        ctl.close()
+    return out
+
+
+def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
+    f, h, x = res["floor"], res["http"], res["xtqueue"]
+    out = []
+
+    def add(name: str, measured: str, limit: str, ok: bool | None) -> None:
+        out.append({"target": name, "measured": measured, "limit": limit, "met": ok})
+
+    fs, hs, xs = f["sequential"], h["sequential"], x["sequential"]
+    add("sequential p50 <= floor p50 + 100 us", f"{xs['p50_us']:,.0f} us", f"{fs['p50_us'] + 100:,.0f} us",
+        xs["p50_us"] <= fs["p50_us"] + 100)
+    add("sequential p50 <= http p50", f"{xs['p50_us']:,.0f} us", f"{hs['p50_us']:,.0f} us",
+        xs["p50_us"] <= hs["p50_us"])
+    add("sequential p99 <= floor p99 + 300 us", f"{xs['p99_us']:,.0f} us", f"{fs['p99_us'] + 300:,.0f} us",
+        xs["p99_us"] <= fs["p99_us"] + 300)
+    f64, h64, x64 = (r["in_flight"][-1]["calls_per_s"] for r in (f, h, x))
+    add("64 in flight >= 0.8 x floor", f"{x64:,.0f}/s", f"{0.8 * f64:,.0f}/s", x64 >= 0.8 * f64)
+    add("64 in flight >= 1.8 x http", f"{x64:,.0f}/s", f"{1.8 * h64:,.0f}/s", x64 >= 1.8 * h64)
+    fe, xe = f["events"]["all"]["p50_us"], x["events"]["all"]["p50_us"]
+    add("event latency p50 <= floor p50", f"{xe:,.0f} us", f"{fe:,.0f} us", xe <= fe)
+    cpu = x.get("cpu_us_per_call")
+    add("executor CPU <= 45 us per command (orders)", f"{cpu:,.0f} us", "45 us", cpu is not None and cpu <= 45)
+    mem = res.get("memory")
+    if mem:
+        cheap = mem["cpu_us_per_cheap_command"]
+        add("executor CPU <= 45 us per command (ping/query)", f"{cheap:,.0f} us", "45 us", cheap <= 45)
+        pts = mem["points"]
+        if len(pts) == 2 and pts[1]["reached"]:
+            growth = (pts[1]["rss_mb"] / pts[0]["rss_mb"] - 1) * 100
+            add(f"RSS growth {pts[0]['commands']:,} -> {pts[1]['commands']:,} commands < 5%", f"{growth:+.1f}%",
+                "5%", growth < 5)
+        elif len(pts) >= 1:
+            last = pts[-1]
+            growth = (last["rss_mb"] / pts[0]["rss_mb"] - 1) * 100 if len(pts) == 2 else 0.0
+            add(f"RSS growth to {mem['points'][0]['target']:,}/{res['plan']['mem_points'][-1]:,} commands < 5%",
+                f"not reached: stopped at {last['commands']:,} commands after the {res['plan']['mem_time_cap_s']:.0f} s "
+                f"cap ({mem['ramp_commands_per_s']:,.0f} commands/s); growth so far {growth:+.1f}%", "5%", None)
+    sc = res.get("scenario")
+    if sc:
+        ratio = sc["xtqueue"]["orders_per_s"] / sc["http"]["orders_per_s"]
+        add("5 ms broker: xtqueue >= 20 x http orders/s", f"{ratio:.1f}x", "20x", ratio >= 20)
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    rows: list[tuple[str, ...]] = [("metric", "floor", "http", "xtqueue")]
+    sysn = ("floor", "http", "xtqueue")
+
+    def us(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.0f} us"
+
+    for q in ("p50", "p99", "p999", "max"):
+        rows.append((f"sequential {q.replace('p999', 'p99.9')}", *(us(res[s]["sequential"][f"{q}_us"]) for s in sysn)))
+    for i, k in enumerate(IN_FLIGHT):
+        rows.append((f"{k} in flight: calls/s", *(f"{res[s]['in_flight'][i]['calls_per_s']:,.0f}" for s in sysn)))
+        rows.append((f"{k} in flight: p50 / p99",
+                     *(f"{us(res[s]['in_flight'][i]['latency']['p50_us'])} / {us(res[s]['in_flight'][i]['latency']['p99_us'])}"
+                       for s in sysn)))
+    rows.append(("event latency p50 / p99", f"{us(res['floor']['events']['all']['p50_us'])} / "
+                 f"{us(res['floor']['events']['all']['p99_us'])}", "n/a (no event stream)",
+                 f"{us(res['xtqueue']['events']['all']['p50_us'])} / {us(res['xtqueue']['events']['all']['p99_us'])}"))
+    rows.append(("server CPU per call (load phases)", us(res["floor"].get("cpu_us_per_call")), "-",
+                 us(res["xtqueue"].get("cpu_us_per_call"))))
+    mem = res.get("memory")
+    if mem:
+        rows.append(("executor CPU per ping/query", "-", "-", us(mem["cpu_us_per_cheap_command"])))
+        for p in mem["points"]:
+            rows.append((f"executor RSS after {p['commands']:,} commands", "-", "-", f"{p['rss_mb']} MiB"))
+    sc = res.get("scenario")
+    if sc:
+        rows.append((f"5 ms broker, {sc['orders']:,} orders: orders/s", "-", f"{sc['http']['orders_per_s']:,.0f}",
+                     f"{sc['xtqueue']['orders_per_s']:,.0f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def chart(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    colors = {"floor": "tab:green", "http": "tab:orange", "xtqueue": "tab:blue"}
+    ax = axes[0]
+    for s in ("floor", "http", "xtqueue"):
+        ns = sorted(res[s]["_sequential_ns"])
+        ax.plot([v / 1000 for v in ns], [(i + 1) / len(ns) for i in range(len(ns))], label=s, color=colors[s])
+    ax.set_xscale("log")
+    ax.set_xlabel("round trip (µs, log)")
+    ax.set_ylabel("fraction of calls ≤ x")
+    ax.set_title(f"Sequential round trip, {res['plan']['seq_n']:,} calls (place order / echo)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax = axes[1]
+    for s in ("floor", "xtqueue"):
+        ns = sorted(res[s]["events"]["_ns"])
+        if ns:
+            ax.plot([max(v, 1) / 1000 for v in ns], [(i + 1) / len(ns) for i in range(len(ns))], label=s,
+                    color=colors[s])
+    ax.set_xscale("log")
+    ax.set_xlabel("broker callback → subscriber (µs, log)")
+    ax.set_title("Event latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if res["plan"]["quick"]:
+        fig.suptitle("--quick run (scaled-down counts)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def strip(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: strip(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [strip(v) for v in obj]
+    return obj
+
+
+async def amain(plan: Plan, phases: set[str]) -> dict[str, Any]:
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="xtq-bench-"))
+    res: dict[str, Any] = {"plan": dict(vars(plan)), "machine": {
+        "cpus": psutil.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+        "load_avg_at_start": [round(x, 2) for x in psutil.getloadavg()]}}
+    rs = RedisServer(tmp / "redis").start()
+    log(f"redis-server on port {rs.port}; work dir {tmp}")
+    http_port = free_port()
+    http_sim, xtq_sim = tmp / "http-sim", tmp / "xtq-sim"
+    http_proc = spawn(["-m", "bench.http_server", str(http_port), str(http_sim), xtq.ACCOUNT], log=tmp / "http.log")
+    ex_proc = spawn(["-m", "bench._executor", "--redis-url", rs.url, "--account", xtq.ACCOUNT, "executor",
+                     "--broker", "sim", "--sim-path", str(xtq_sim), "--state-dir", str(tmp / "xtq-state"),
+                     "--sim-cash", "1e13", "--log-level", "WARNING"], log=tmp / "executor.log")
+    try:
+        log("floor ...")
+        res["floor"] = await run_floor(rs, plan, tmp)
+        log("http ...")
+        res["http"] = await run_http(http_port, plan)
+        log("xtqueue ...")
+        ex = psutil.Process(ex_proc.pid)
+        res["xtqueue"] = await run_xtq(rs, plan, ex)
+        if "memory" in phases:
+            log("executor memory / CPU ramp ...")
+            res["memory"] = await asyncio.get_running_loop().run_in_executor(None, run_memory, rs, plan, ex)
+        if "scenario" in phases:
+            log("5 ms broker scenario ...")
+            res["scenario"] = await run_scenario(rs, plan, http_port, http_sim, xtq_sim)
+    finally:
+        stop_process(ex_proc)
+        stop_process(http_proc)
+        rs.stop()
+        if ex_proc.returncode not in (0, None):
+            log(f"executor exit code {ex_proc.returncode}; log tail:\n" + (tmp / "executor.log").read_text()[-3000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["elapsed_s"] = round(time.monotonic() - started, 1)
+    res["targets"] = targets(res)
+    return res
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(f"bench: stopped by signal {signum}")  # unwinds through the finally blocks: children stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="scaled-down counts (smoke run, about a minute)")
+    ap.add_argument("--skip", action="append", default=[], choices=["memory", "scenario"],
+                    help="leave out a phase")
+    ap.add_argument("--mem-time-cap", type=float, default=None, metavar="S",
+                    help="stop the memory ramp after S seconds (default 120, quick 30)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and latency.png")
+    args = ap.parse_args(argv)
+    plan = Plan(args.quick, budget_s=300)
+    if args.mem_time_cap is not None:
+        plan.mem_time_cap_s = args.mem_time_cap
+    phases = {"memory", "scenario"} - set(args.skip)
+    res = asyncio.run(amain(plan, phases))
+    args.out.mkdir(parents=True, exist_ok=True)
+    chart(res, args.out / "latency.png")
+    (args.out / "latest.json").write_text(json.dumps(strip(res), indent=2) + "\n")
+    print()
+    if plan.quick:
+        print("QUICK RUN (--quick): counts scaled down; figures are a smoke test, not the benchmark.\n")
+    print(table(res))
+    print()
+    for t in res["targets"]:
+        mark = {True: "MET ", False: "MISS", None: "n/a "}[t["met"]]
+        print(f"  [{mark}] {t['target']}: {t['measured']} (limit {t['limit']})")
+    print(f"\nelapsed {res['elapsed_s']} s; wrote {args.out / 'latest.json'} and {args.out / 'latency.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
