@@ -22,7 +22,7 @@ import producer_lib as pl
 from executor.sim.control import SimControl
 from harness import CODE, ExecutorProc, Report, await_until, env_int, read_events, sim_trades
 
-RECONCILE_WAIT_S = 8.0  # 8 reconciliation intervals (--probe-interval-ms 1000)
+RECONCILE_WAIT_S = 6.0  # 6 reconciliation intervals (--probe-interval-ms 1000)
 
 
 async def _executor(tmp_path, redis_server, account):

@@ -199,7 +199,7 @@ def _run(tmp_path, redis_server, seed, record_property, max_examples: int) -> No
 
 
 def test_fuzz_command_stream_quick(tmp_path, redis_server, seed, record_property):
-    _run(tmp_path, redis_server, seed, record_property, max_examples=40)
+    _run(tmp_path, redis_server, seed, record_property, max_examples=25)
 
 
 @pytest.mark.slow
