@@ -45,12 +45,16 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import BaseModel
 
+from executor.auth import AuthPolicy, CommandAuth, redis_security_kwargs
 from executor.broker.base import (Broker, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError,
                                   BrokerUnavailableError)
 from executor.config import ExecutorSettings
 from executor.events import REDIS_DOWN_ERRORS, EventPublisher
 from executor.journal import UNRESOLVED, Journal, Record, StoredReply
 from executor.lease import Lease
+from executor.audit import AuditTrail
+from executor.halt import HaltSwitch
+from executor.risk import RiskGate
 from executor.transport import CommandTransport, Entry, Fenced, Finish, PendingInfo, is_nogroup
 from producer_lib import contract as c
 
@@ -86,7 +90,8 @@ def make_redis(settings: ExecutorSettings) -> aioredis.Redis:
         socket_timeout=timeout_s + settings.block_ms / 1000.0,  # a blocking XREADGROUP must not time out
         health_check_interval=0,
         # Named, so `redis-cli CLIENT LIST` shows which connections are an executor's (and tests can cut just them).
-        client_name=f"xtq-executor:{settings.account}:{settings.executor_id or default_executor_id()}"[:128])
+        client_name=f"xtq-executor:{settings.account}:{settings.executor_id or default_executor_id()}"[:128],
+        **redis_security_kwargs(settings))  # ACL user, TLS files (executor/auth.py)
 
 
 class _Fifo(dict):
@@ -170,10 +175,20 @@ class Executor:
         self._own_redis = redis is None
         self.redis = redis if redis is not None else make_redis(settings)
         self.transport = CommandTransport(self.redis, self.keys, self.executor_id)
+        policy = AuthPolicy.from_settings(settings)  # signed commands (executor/auth.py): off unless configured
+        self.auth = CommandAuth(policy, self.transport.clock.now_ms) if policy.active else None
         state_dir = settings.state_dir
         self.journal = Journal(state_dir / f"journal-{settings.account}.sqlite3", settings.account,
                                fsync=settings.journal_fsync)
         self.publisher = EventPublisher(self.redis, self.keys, state_dir / f"events-{settings.account}.sqlite3")
+        # Running it safely (docs/operations.md): risk limits, kill switch, audit trail ("Safety" section below).
+        self.risk = RiskGate(settings.risk, state_dir / f"risk-{settings.account}.sqlite3", settings.account)
+        self.halt = HaltSwitch(self.redis, self.keys, self.executor_id, state_dir / f"halt-{settings.account}.json",
+                               self._halt_changed)
+        self.audit = AuditTrail(self.redis, self.keys, state_dir / f"audit-{settings.account}.log", self.executor_id,
+                                stream_maxlen=settings.audit_stream_maxlen,
+                                file_max_bytes=settings.audit_file_max_mb << 20,
+                                file_backups=settings.audit_file_backups, enabled=settings.audit_enabled)
         broker.set_event_sink(self.on_broker_event)
         # One active executor per account (lease.py): fences broker calls, command settlement and events.
         self.lease: Lease | None = None
@@ -206,6 +221,7 @@ class Executor:
         self._stopping = asyncio.Event()
         self._broker_changed = asyncio.Event()
         self._broker_up = False
+        self._reconciled_once = False  # the first reconciliation only learns the day's state (see _reconcile)
         self._broker_sessions = 0
         self._started = False
         self._stopped = False
@@ -249,6 +265,7 @@ class Executor:
         self._started_mono = time.monotonic()
         self.journal.open()
         self.journal.purge(c.now_ms() - self.settings.journal_retention_days * 86_400_000)
+        self.risk.open()
         await self._wait_for_redis()
         if self.lease is not None:
             if not await self._become_leader():
@@ -260,7 +277,14 @@ class Executor:
         self.publisher.publish(c.ExecutorStarted(executor_id=self.executor_id, broker=self.broker.name,
                                                  version=self.version))
         self._background.append(asyncio.create_task(self._finisher(), name="finisher"))
-        await self._connect_broker()  # one attempt now; the supervisor keeps trying while we serve
+        self.audit.start()
+        await self.halt.refresh()  # announces a kill switch change made while no executor ran
+        self._background.append(asyncio.create_task(self.halt.watch(self.settings.halt_poll_ms / 1000.0),
+                                                    name="halt"))
+        if await self._connect_broker():  # one attempt now; the supervisor keeps trying while we serve
+            await self._publish_missed_pushes()  # first pass: learn the day's orders and fills
+        if self._broker_up and self.settings.risk.max_open_orders is not None:
+            await self._broker_orders_by_coid()  # open orders for the risk limit (re-synced at each reconciliation)
         self._background.append(asyncio.create_task(self._supervise_broker(), name="broker-supervisor"))
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.lease is not None:
@@ -299,6 +323,8 @@ class Executor:
         if self.lease is not None and not self.fenced:
             with contextlib.suppress(Exception):
                 await self.lease.release()  # a standby takes over at once instead of after lease_ms
+        await self.audit.close(timeout_s)
+        self.risk.close()
         self.journal.close()
         if self._own_redis:
             with contextlib.suppress(Exception):
@@ -464,6 +490,7 @@ class Executor:
         jobs: list[Job] = []
         for entry in entries:
             self._inflight_ids.add(entry.stream_id)
+            self.audit.command(entry.stream_id, entry.deliveries, entry.fields)
             job = Job(entry, time.perf_counter_ns())
             try:
                 outcome = self._decode(job)
@@ -478,11 +505,14 @@ class Executor:
 
         orders = [j for j in jobs if isinstance(j.cmd, c.PlaceOrder)]
         known = await self._lookup_orders(orders) if orders else _NO_LOOKUP
+        if orders:
+            await self._safety_prepare(orders)  # kill switch: one GET per batch; positions for sells (cached)
         fresh: list[tuple[Job, _Placement]] = []
         for job in jobs:
             try:
                 if isinstance(job.cmd, c.PlaceOrder):
                     admitted = self._admit_order(job, known)
+                    self._audit_decision(job, admitted)
                     if isinstance(admitted, _Placement):
                         fresh.append((job, admitted))
                     elif isinstance(admitted, Outcome):
@@ -504,6 +534,7 @@ class Executor:
                 self._resolve(p, _error(E.INTERNAL, "the executor could not record the order; nothing was placed"))
                 self._spawn(job, self._await_placement(job, p))
             return
+        self._risk_commit()  # the day's counters, durable before these orders reach the broker
         for job, p in fresh:  # in stream order: the broker receives orders in the order strategies sent them
             await self._dispatch(p)
             self._spawn(job, self._await_placement(job, p))
@@ -561,6 +592,12 @@ class Executor:
                                             f"{self.keys.account!r}; not executed")
             out.dead_reason = E.INVALID_REQUEST.value
             return out
+        if self.auth is not None:  # signed commands: refused before anything is done with them
+            refusal = self.auth.check(entry.fields, env, entry.stream_id, entry.deliveries)
+            if refusal is not None:
+                out = _error(E.UNAUTHORIZED, refusal)
+                out.dead_reason = E.UNAUTHORIZED.value
+                return out
         if entry.deliveries > self.settings.max_deliveries:
             # Choice: too many deliveries means it crashed or stalled executors before. It is not executed again;
             # for an order that may have been placed by an earlier delivery the answer is outcome_unknown.
@@ -612,6 +649,7 @@ class Executor:
         except (BrokerError, asyncio.TimeoutError) as exc:
             log.warning("broker order list unavailable", error=repr(exc))
             return None
+        self.risk.sync_orders(orders)  # open orders for the risk limit
         by_coid: dict[str, c.OrderReport] = {}
         for order in orders:
             if not order.client_order_id:
@@ -655,9 +693,16 @@ class Executor:
                 return self._outcome_from_report(base, report, duplicate=True)
         if self.transport.clock.now_ms() > job.deadline_ms:
             return self._expired(base)
+        if self.halt.halted:  # the kill switch, as read for this batch (docs/operations.md)
+            return _error(E.HALTED, self.halt.refusal_message(), record=base.evolve(state=S.REFUSED),
+                          details={"reason": self.halt.reason})
         if not self._broker_up:
             return _error(E.BROKER_UNAVAILABLE, "the broker (MiniQMT) is not connected; nothing was placed",
                           record=base.evolve(state=S.REFUSED))
+        refusal = self.risk.check(cmd, fresh=rec is None)  # pre-trade limits (executor/risk.py)
+        if refusal is not None:
+            return _error(E.RISK_REJECTED, f"risk limit {refusal.rule}: {refusal.message}; nothing was placed",
+                          record=base.evolve(state=S.REFUSED), details=refusal.details)
         loop = asyncio.get_running_loop()
         p = _Placement(cmd=cmd, coid=coid, fingerprint=fp, record=base.evolve(state=S.PENDING),
                        deadline_ms=job.deadline_ms, future=loop.create_future())
@@ -786,6 +831,7 @@ class Executor:
         if p.seq is not None and self._by_seq.get(p.seq) is p:
             del self._by_seq[p.seq]
         if not p.future.done():
+            self._risk_placement_done(p, outcome)
             p.future.set_result(outcome)
 
     async def _await_placement(self, job: Job, p: _Placement) -> Outcome:
@@ -952,6 +998,8 @@ class Executor:
         reply_to = env.reply_to if env is not None and self.keys.is_reply_stream(env.reply_to) else None
         command_type = env.type if env is not None else ""
         coid = env.client_order_id if env is not None else ""
+        self.audit.reply(env.command_id if env is not None else "", command_type, coid, entry.stream_id,
+                         outcome.result, outcome.error)
         item = Finish(stream_id=entry.stream_id)
         if reply_to is not None:
             assert env is not None
@@ -1054,6 +1102,7 @@ class Executor:
         except Exception:
             log.exception("tracking a broker event failed", event=event.TYPE)
             keep, coid, order_id = True, "", getattr(event, "order_id", None)
+        self._safety_event(event)
         if keep:
             self.publisher.publish(event, client_order_id=coid, order_id=order_id)
 
@@ -1215,10 +1264,12 @@ class Executor:
                 await asyncio.sleep(1.0)
 
     async def _reconcile(self) -> None:
-        """Settle what pushes alone cannot: unresolved journal records, and rejections without an OrderRejected."""
+        """Settle what pushes alone cannot: unresolved journal records, rejections without an OrderRejected, and
+        order / fill pushes the broker never delivered (xtquant does not guarantee them; see field-lessons.md)."""
         found = await self._broker_orders_by_coid()
         if found is None:
             return
+        await self._publish_missed_pushes()
         now = c.now_ms()
         settled = []
         for rec in self.journal.unresolved():
@@ -1245,6 +1296,44 @@ class Executor:
                         order_id=report.order_id)
             self.on_broker_event(c.OrderRejected(order_id=report.order_id, client_order_id=coid,
                                                  error_msg=report.status_msg, detected_by="reconciliation"))
+
+    async def _publish_missed_pushes(self) -> None:
+        """Compare the broker's lists with what this executor published and publish what the broker is AHEAD on.
+
+        A snapshot is never allowed to move an order backwards (it may be older than a push already published): an
+        order is published only if it filled more, or filled the same and moved to a later status. The first pass
+        of a process only learns the day's state (after a restart, replaying the whole day would publish every
+        order and fill twice; subscribers re-sync by query on ``executor_started``); later passes, including the
+        one after a reconnect, publish what was missed."""
+        seed = not self._reconciled_once
+        try:
+            orders = await self._broker_call(self.broker.query_orders(strict=True))
+            trades = await self._broker_call(self.broker.query_trades())
+        except (BrokerError, asyncio.TimeoutError) as exc:
+            log.warning("reconciliation: broker lists unavailable", error=repr(exc))
+            return
+        self._reconciled_once = True
+        for trade in trades:
+            if not trade.trade_id:
+                continue
+            key = (trade.order_id, trade.trade_id, trade.volume, trade.price)
+            if key in self._seen_trades:
+                continue
+            if seed:
+                self._seen_trades.put(key, True)
+                continue
+            log.warning("fill without a push; publishing it", order_id=trade.order_id, trade_id=trade.trade_id)
+            self.on_broker_event(c.OrderFilled(trade=trade, detected_by="reconciliation"))
+        for order in orders:
+            last = self._last_report.get(order.order_id)
+            if last is not None and not _ahead(order, last):
+                continue
+            if seed or last is None and not order.client_order_id:
+                self._last_report.put(order.order_id, order)  # learn; foreign orders are never replayed
+                continue
+            log.warning("order change without a push; publishing it", order_id=order.order_id,
+                        status=order.status.value)
+            self.on_broker_event(c.OrderUpdated(order=order, detected_by="reconciliation"))
 
     # ==========================================================================================================
     # Leadership: one active executor per account
@@ -1313,6 +1402,58 @@ class Executor:
         self.request_stop()
 
     # ==========================================================================================================
+    # Safety: risk limits, kill switch, audit trail (executor/risk.py, halt.py, audit.py; docs/operations.md)
+    # ==========================================================================================================
+    async def _safety_prepare(self, orders: list[Job]) -> None:
+        """Once per batch holding orders: read the kill switch; refresh positions if a sell needs them."""
+        await self.halt.refresh()
+        cmds = [j.cmd for j in orders]
+        if self._broker_up and self.risk.needs_positions(cmds):  # type: ignore[arg-type]
+            t0 = self.risk.clock()
+            try:
+                self.risk.set_positions(await self._broker_call(self.broker.query_positions()), t0)
+            except (BrokerError, asyncio.TimeoutError) as exc:
+                log.warning("positions unavailable for the sellable-volume check", error=repr(exc))
+
+    def _risk_commit(self) -> None:
+        try:
+            self.risk.commit()
+        except Exception:
+            log.exception("risk: saving the day's counters failed")
+
+    def _risk_placement_done(self, p: _Placement, outcome: Outcome) -> None:
+        try:
+            if isinstance(outcome.result, c.OrderAck):
+                self.risk.placement_done(p.coid, order_id=outcome.result.order_id, status=outcome.result.status,
+                                         placed=True)
+            else:
+                unknown = outcome.error is not None and outcome.error.code is E.OUTCOME_UNKNOWN
+                self.risk.placement_done(p.coid, order_id=None, status=None, placed=None if unknown else False)
+        except Exception:
+            log.exception("risk: tracking an order outcome failed", coid=p.coid)
+
+    def _safety_event(self, event: c.Event) -> None:
+        self.audit.broker(event)
+        try:
+            self.risk.on_event(event)
+        except Exception:
+            log.exception("risk: tracking a broker event failed", event=event.TYPE)
+
+    def _halt_changed(self, event: c.Event) -> None:
+        self.publisher.publish(event)
+        self.audit.record("halt", event.model_dump(mode="json"))
+
+    def _audit_decision(self, job: Job, admitted: Outcome | _Placement | asyncio.Future) -> None:
+        env, coid = job.env, job.cmd.client_order_id  # type: ignore[union-attr]
+        cid = env.command_id if env is not None else ""
+        if isinstance(admitted, _Placement):
+            self.audit.decision(cid, coid, "accepted")
+        elif isinstance(admitted, Outcome):
+            self.audit.decision(cid, coid, "refused" if admitted.error is not None else "answered", admitted.error)
+        else:
+            self.audit.decision(cid, coid, "duplicate_in_flight")
+
+    # ==========================================================================================================
     # Housekeeping: heartbeat, server clock, journal retention
     # ==========================================================================================================
     async def _housekeeping(self) -> None:
@@ -1345,6 +1486,21 @@ class Executor:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
+_STATUS_RANK = {
+    c.OrderStatus.UNREPORTED: 0, c.OrderStatus.WAIT_REPORTING: 0, c.OrderStatus.UNKNOWN: 0,
+    c.OrderStatus.REPORTED: 1, c.OrderStatus.PART_SUCC: 2, c.OrderStatus.REPORTED_CANCEL: 2,
+    c.OrderStatus.PARTSUCC_CANCEL: 3,
+    c.OrderStatus.PART_CANCEL: 4, c.OrderStatus.CANCELED: 4, c.OrderStatus.SUCCEEDED: 4, c.OrderStatus.JUNK: 4,
+}
+
+
+def _ahead(report: c.OrderReport, last: c.OrderReport) -> bool:
+    """True if ``report`` is a later state of the order than ``last`` (more filled, or further along)."""
+    if report.traded_volume != last.traded_volume:
+        return report.traded_volume > last.traded_volume
+    return _STATUS_RANK.get(report.status, 0) > _STATUS_RANK.get(last.status, 0)
+
+
 @dataclass(slots=True)
 class _Known:
     """Result of one broker order-list lookup for a batch: which coids were looked up, and what was found

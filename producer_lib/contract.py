@@ -7,11 +7,15 @@ module; this module imports nothing from the executor and nothing from xtquant.
 Layout of one account's keys (all share the hash tag ``{ACCOUNT}`` so they live in one Redis Cluster slot)::
 
     xtq:{ACCOUNT}:cmd               stream   commands from strategies (consumer group "executors")
-    xtq:{ACCOUNT}:reply:{CLIENT}    stream   replies to one client instance (bounded, expiring)
+    xtq:{ACCOUNT}:reply:{CLIENT}    stream   replies to one client instance (bounded, expiring); a client of a
+                                             strategy is named "{STRATEGY}.{random}" (see new_client_id), so
+                                             Redis ACLs can give each strategy its own reply streams
     xtq:{ACCOUNT}:events            stream   every broker callback and executor event, with a per-account seq
     xtq:{ACCOUNT}:dead              stream   commands that could not be processed, with the reason
     xtq:{ACCOUNT}:heartbeat         string   executor health (JSON), refreshed every second, expires
     xtq:{ACCOUNT}:lease             string   fencing lease of the active executor
+    xtq:{ACCOUNT}:halt              string   kill switch: present = no new orders (value = the reason)
+    xtq:{ACCOUNT}:audit             stream   audit trail: every command, decision and broker result (long)
 
 An entry's routing fields are plain text, so ``redis-cli XRANGE`` alone tells an operator what it is; its ``body``
 field is msgpack. Field names are the constants below (``F_*``). See docs/protocol.md for redis-cli sessions.
@@ -66,7 +70,8 @@ MAX_TTL_MS = 24 * 3600 * 1000
 class Keys:
     """Redis key builder for one account. All keys carry the hash tag ``{account}`` (one Cluster slot)."""
 
-    __slots__ = ("account", "prefix", "base", "commands", "events", "dead_letter", "heartbeat", "lease", "halt")
+    __slots__ = ("account", "prefix", "base", "commands", "events", "dead_letter", "heartbeat", "lease", "halt",
+                 "audit")
 
     def __init__(self, account: str, prefix: str = KEY_PREFIX) -> None:
         validate_account(account)
@@ -79,6 +84,7 @@ class Keys:
         self.heartbeat = f"{self.base}:heartbeat"
         self.lease = f"{self.base}:lease"
         self.halt = f"{self.base}:halt"
+        self.audit = f"{self.base}:audit"
 
     def replies(self, client_id: str) -> str:
         if not _CLIENT_ID_RE.fullmatch(client_id):
@@ -104,6 +110,23 @@ def new_client_order_id() -> str:
 
 def new_command_id() -> str:
     return secrets.token_hex(12)
+
+
+STRATEGY_PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-]{1,40}$")  # strategy names usable as a reply stream prefix
+
+
+def new_client_id(strategy: str = "") -> str:
+    """A fresh client id (names the reply stream). For a strategy whose name is 1-40 of ``A-Z a-z 0-9 _ -`` it is
+    ``"<strategy>.<16 hex>"``, so the ACL key pattern ``xtq:{ACCOUNT}:reply:<strategy>.*`` covers exactly that
+    strategy's reply streams (``xtqueue acl``); otherwise 16 hex characters (no dot)."""
+    token = secrets.token_hex(8)
+    return f"{strategy}.{token}" if strategy and STRATEGY_PREFIX_RE.fullmatch(strategy) else token
+
+
+def strategy_of_client_id(client_id: str) -> str:
+    """The strategy a client id names (the part before its first dot), or "" if it names none."""
+    head, dot, _ = client_id.partition(".")
+    return head if dot and STRATEGY_PREFIX_RE.fullmatch(head) else ""
 
 
 def validate_client_order_id(value: str) -> str:
@@ -491,6 +514,8 @@ class OrderUpdated(Event):
 
     TYPE: ClassVar[str] = "order_updated"
     order: OrderReport
+    # "reconciliation": the push was missing; the executor found the change in the broker's order list
+    detected_by: Literal["callback", "reconciliation"] = "callback"
 
 
 class OrderFilled(Event):
@@ -498,6 +523,8 @@ class OrderFilled(Event):
 
     TYPE: ClassVar[str] = "order_filled"
     trade: TradeReport
+    # "reconciliation": the push was missing; the executor found the fill in the broker's trade list
+    detected_by: Literal["callback", "reconciliation"] = "callback"
 
 
 class OrderRejected(Event):
@@ -598,11 +625,26 @@ class ExecutorStopped(Event):
     reason: str = ""
 
 
+class AccountHalted(Event):
+    """The executor saw the account's kill switch (the ``halt`` key) turned on: new orders are refused."""
+
+    TYPE: ClassVar[str] = "account_halted"
+    executor_id: str
+    reason: str = ""
+
+
+class AccountResumed(Event):
+    """The executor saw the account's kill switch turned off: new orders are admitted again."""
+
+    TYPE: ClassVar[str] = "account_resumed"
+    executor_id: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     e.TYPE: e
     for e in (OrderUpdated, OrderFilled, OrderRejected, CancelRejected, OrderResponded, CancelResponded,
               AssetUpdated, PositionUpdated, AccountStatusChanged, BrokerConnected, BrokerDisconnected,
-              ExecutorStarted, ExecutorStopped)
+              ExecutorStarted, ExecutorStopped, AccountHalted, AccountResumed)
 }
 
 
@@ -852,5 +894,6 @@ REPLY_STREAM_TTL_S = 3_600  # a reply stream nobody writes to for an hour disapp
 EVENT_STREAM_MAXLEN = 1_000_000
 COMMAND_STREAM_MAXLEN = 100_000
 DEAD_LETTER_MAXLEN = 100_000
+AUDIT_STREAM_MAXLEN = 2_000_000  # long retention (approximate trim); the executor's rotating file keeps more
 HEARTBEAT_TTL_S = 5
 

@@ -34,10 +34,11 @@ class SimControl:
         self._conn = open_db(p / db_filename)
         self._lock = threading.Lock()
 
-    def _post(self, kind: str, **payload: Any) -> int:
+    def _post(self, _control_kind: str, /, **payload: Any) -> int:
+        # positional-only: a payload may itself carry a "kind" (drop_next_push does)
         with self._lock:
             cur = self._conn.execute("INSERT INTO control (kind, payload, created) VALUES (?, ?, ?)",
-                                     (kind, json.dumps(payload), time.time()))
+                                     (_control_kind, json.dumps(payload), time.time()))
             return int(cur.lastrowid)
 
     # --- market ---
