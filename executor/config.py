@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from producer_lib import contract as c
@@ -22,6 +22,12 @@ class ExecutorSettings(BaseSettings):
 
     # Where and what
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    # Redis ACL user and TLS (deploy/redis/README.md, docs/security.md); the password is never logged
+    redis_username: str = Field("", description="Redis ACL user (xtqueue acl writes one per account's executor)")
+    redis_password: SecretStr | None = Field(None, description="its password (prefer env XTQUEUE_REDIS_PASSWORD)")
+    redis_ca_cert: Path | None = Field(None, description="rediss://: CA certificate (PEM) that signed Redis' cert")
+    redis_client_cert: Path | None = Field(None, description="rediss://: client certificate (PEM) for mutual TLS")
+    redis_client_key: Path | None = Field(None, description="rediss://: private key (PEM) of the client certificate")
     account: str = Field("SIM001", description="fund account id this executor trades (one account per process)")
     key_prefix: str = Field(c.KEY_PREFIX, description="prefix of every Redis key")
     executor_id: str = Field("", description="consumer name in the group; default host-pid")
@@ -77,6 +83,16 @@ class ExecutorSettings(BaseSettings):
     probe_interval_ms: int = Field(5_000, ge=100, description="periodic broker liveness probe")
     log_level: str = Field("INFO")
     log_json: bool = Field(False, description="JSON log lines (for log shippers) instead of console lines")
+
+    # Signed commands (executor/auth.py); secrets are never logged
+    signing_keys_file: Path | None = Field(None, description="TOML file of strategies' signing keys (mode 0600)")
+    signing_keys: SecretStr | None = Field(None, description="key_id:strategy:secret,... (prefer the file or env "
+                                                             "XTQUEUE_SIGNING_KEYS to a flag)")
+    signing_required: list[str] = Field(default_factory=list, description="strategies whose commands must be "
+                                                                          "signed; * = every command")
+    signing_window_ms: int = Field(30_000, ge=1, description="a signature's timestamp may differ from the Redis "
+                                                             "server clock by this much")
+    signing_replay_cache: int = Field(200_000, ge=1, description="command ids remembered against replays")
 
     @field_validator("account")
     @classmethod

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import secrets
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -133,6 +132,7 @@ class Prepared:
     started: float  # local monotonic clock when built: measures retries and the wait
     result_type: type[BaseModel]
     unwrap: Callable[[Any], Any] = field(default=lambda result: result)
+    signer: Any = None  # signing.Signer of a signing client: a re-sent entry is signed again
 
     def retry_entry(self, now: float) -> dict[str, Any] | None:
         """The same entry with its ttl reduced by the time spent so far, or None when no time is left.
@@ -143,7 +143,8 @@ class Prepared:
         ttl_ms = self.ttl_ms - math.ceil((now - self.started) * 1000)
         if ttl_ms <= 0:
             return None
-        return {**self.entry, contract.F_TTL_MS: str(ttl_ms)}
+        entry = {**self.entry, contract.F_TTL_MS: str(ttl_ms)}
+        return entry if self.signer is None else self.signer.sign(entry)
 
     def remaining_s(self, now: float) -> float:
         return max(0.0, self.started + self.wait_s - now)
@@ -163,12 +164,20 @@ class BaseClient:
     """Account, keys, client id, lifecycle and command building shared by both clients."""
 
     def __init__(self, account: str | None, *, strategy: str = "", client_id: str | None = None,
-                 key_prefix: str = contract.KEY_PREFIX) -> None:
+                 key_prefix: str = contract.KEY_PREFIX, signing_key: str | bytes | None = None,
+                 key_id: str | None = None) -> None:
         if account is None:
             raise TypeError("account is required (the fund account id the executor serves)")
         self._keys = Keys(account, key_prefix)
-        # One reply stream per instance: the reader starts at 0-0 on it, so no reply can be missed.
-        self.client_id = client_id or secrets.token_hex(8)
+        # One reply stream per instance: the reader starts at 0-0 on it, so no reply can be missed. Named
+        # "<strategy>.<random>" so a Redis ACL can give each strategy its own reply streams (contract.new_client_id).
+        self.client_id = client_id or contract.new_client_id(strategy if isinstance(strategy, str) else "")
+        # Signed commands (producer_lib/signing.py): key_id defaults to the strategy name.
+        self._signer = None
+        if signing_key is not None:
+            from .signing import Signer
+
+            self._signer = Signer(signing_key, key_id or strategy)
         self._reply_key = self._keys.replies(self.client_id)
         if not isinstance(strategy, str) or len(strategy) > 64:
             raise ValueError("strategy must be a string of at most 64 characters")
@@ -194,9 +203,12 @@ class BaseClient:
         command_id = contract.new_command_id()
         entry = contract.encode_command(command, account=self.account, command_id=command_id,
                                         reply_to=self._reply_key, ttl_ms=ttl_ms)
+        if self._signer is not None:
+            entry = self._signer.sign(entry)
         coid = getattr(command, "client_order_id", None) or ""
         return Prepared(command_id=command_id, command_type=command.TYPE, client_order_id=coid, entry=entry,
-                        ttl_ms=ttl_ms, wait_s=wait_s, started=started, result_type=result_type, unwrap=unwrap)
+                        ttl_ms=ttl_ms, wait_s=wait_s, started=started, result_type=result_type, unwrap=unwrap,
+                        signer=self._signer)
 
     @staticmethod
     def _model(cls: type[Command], coid: str | None, **fields: Any) -> Command:

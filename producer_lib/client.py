@@ -64,12 +64,15 @@ class Client(BaseClient):
 
     ``redis_kwargs`` go to ``redis.asyncio.Redis.from_url`` (e.g. ``ssl_ca_certs`` for rediss://). A ``redis``
     client passed in is used as is and not closed by ``aclose()``; it must have ``decode_responses=False``.
+    With ``signing_key`` (and ``key_id``, default: the strategy name) every command is signed (producer_lib/signing.py).
     """
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", account: str | None = None, *,
                  strategy: str = "", client_id: str | None = None, redis: aioredis.Redis | None = None,
-                 key_prefix: str = contract.KEY_PREFIX, **redis_kwargs: Any) -> None:
-        super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix)
+                 key_prefix: str = contract.KEY_PREFIX, signing_key: str | bytes | None = None,
+                 key_id: str | None = None, **redis_kwargs: Any) -> None:
+        super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix,
+                         signing_key=signing_key, key_id=key_id)
         if redis is not None:
             check_given_redis(redis)
             self._redis = redis

@@ -64,13 +64,16 @@ class SyncClient(BaseClient):
     """Blocking client of one account's executor. Use ``with SyncClient(url, account) as client:``.
 
     ``redis_kwargs`` go to ``redis.Redis.from_url``. A ``redis`` client passed in is used as is and not closed by
-    ``close()``; it must have ``decode_responses=False``.
+    ``close()``; it must have ``decode_responses=False``. With ``signing_key`` (and ``key_id``, default: the
+    strategy name) every command is signed (producer_lib/signing.py).
     """
 
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", account: str | None = None, *,
                  strategy: str = "", client_id: str | None = None, redis: syncredis.Redis | None = None,
-                 key_prefix: str = contract.KEY_PREFIX, **redis_kwargs: Any) -> None:
-        super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix)
+                 key_prefix: str = contract.KEY_PREFIX, signing_key: str | bytes | None = None,
+                 key_id: str | None = None, **redis_kwargs: Any) -> None:
+        super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix,
+                         signing_key=signing_key, key_id=key_id)
         if redis is not None:
             check_given_redis(redis)
             self._redis = redis
