@@ -41,7 +41,7 @@ class Plan:
         self.event_pairs = 200 if quick else 1_000
         self.event_gap_ms = 5.0
         self.mem_points = (10_000, 50_000) if quick else (100_000, 1_000_000)
-        self.mem_time_cap_s = 30.0 if quick else 120.0
+        self.mem_time_cap_s = 20.0 if quick else 100.0
         self.scenario_n = 300 if quick else 2_000
         self.scenario_cap = 256
         self.budget_s = budget_s
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", action="append", default=[], choices=["memory", "scenario"],
                     help="leave out a phase")
     ap.add_argument("--mem-time-cap", type=float, default=None, metavar="S",
-                    help="stop the memory ramp after S seconds (default 120, quick 30)")
+                    help="stop the memory ramp after S seconds (default 100, quick 20)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and latency.png")
     args = ap.parse_args(argv)
     plan = Plan(args.quick, budget_s=300)

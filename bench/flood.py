@@ -22,6 +22,7 @@ class Flood:
         self.sent = 0
         self._ping = c.Ping()
         self._asset = c.QueryAsset()
+        self.base = self.done()  # acknowledged before this flood's first entry
 
     def done(self) -> int:
         """Commands the executor group has read and acknowledged (entries-read - pending)."""
@@ -34,14 +35,13 @@ class Flood:
                   timeout_s: float = 600.0) -> int:
         """Send until the group has acknowledged ``total_done`` entries in all (cumulative). Returns done."""
         deadline = time.monotonic() + timeout_s
-        base = self.done()
         while True:
             done = self.done()
             if done >= total_done:
                 return done
             if time.monotonic() > deadline:
                 raise TimeoutError(f"flood: {done}/{total_done} after {timeout_s} s")
-            outstanding = (base + self.sent) - done
+            outstanding = (self.base + self.sent) - done
             room = min(self.batch, self.window - outstanding, total_done - done - outstanding)
             if room <= 0:
                 time.sleep(0.002)
