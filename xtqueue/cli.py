@@ -24,7 +24,7 @@ import re
 import sys
 import time
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,6 +46,13 @@ class Globals:
     account: str
     redis_url_given: bool  # --redis-url on the command line (the demo starts its own Redis otherwise)
     account_given: bool
+    redis_security: dict = field(default_factory=dict)  # ACL user and TLS files as given (docs/security.md)
+
+    @property
+    def redis_kwargs(self) -> dict[str, Any]:
+        """redis-py options for the ACL user and TLS files; checked when a command connects (the executor command
+        takes its own --redis-url, so the group's URL is not the one they go with)."""
+        return redis_security_kwargs(self.redis_url, **self.redis_security)
 
 
 class _Group(click.Group):
@@ -71,10 +78,22 @@ class _Group(click.Group):
               show_envvar=True, metavar="URL", help="Redis holding the account's streams (redis:// or rediss://).")
 @click.option("--account", envvar="XTQUEUE_ACCOUNT", default=DEFAULT_ACCOUNT, show_default=True, show_envvar=True,
               help="Fund account id (资金账号).")
+@click.option("--redis-username", envvar="XTQUEUE_REDIS_USERNAME", default=None, show_envvar=True, metavar="USER",
+              help="Redis ACL user (xtqueue acl writes one per role).")
+@click.option("--redis-password", envvar="XTQUEUE_REDIS_PASSWORD", default=None, show_envvar=True, metavar="PW",
+              help="Its password: give it by the environment variable, not on the command line.")
+@click.option("--tls-ca", envvar="XTQUEUE_REDIS_CA_CERT", default=None, show_envvar=True, metavar="PEM",
+              type=click.Path(exists=True, dir_okay=False), help="rediss://: CA certificate of Redis' certificate.")
+@click.option("--tls-cert", envvar="XTQUEUE_REDIS_CLIENT_CERT", default=None, show_envvar=True, metavar="PEM",
+              type=click.Path(exists=True, dir_okay=False), help="rediss://: client certificate (mutual TLS).")
+@click.option("--tls-key", envvar="XTQUEUE_REDIS_CLIENT_KEY", default=None, show_envvar=True, metavar="PEM",
+              type=click.Path(exists=True, dir_okay=False), help="rediss://: private key of the client certificate.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the client library's warnings (retries, reconnects).")
 @click.version_option(package_name="xtqueue", prog_name="xtqueue")
 @click.pass_context
-def cli(ctx: click.Context, redis_url: str, account: str, verbose: bool) -> None:
+def cli(ctx: click.Context, redis_url: str, account: str, verbose: bool, redis_username: str | None = None,
+        redis_password: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
+        tls_key: str | None = None) -> None:
     """xtqueue: orders to XunTou QMT / miniQMT through Redis streams (迅投 QMT 下单队列).
 
     Strategies send commands to the executor through Redis; `xtqueue` does the same from a terminal.
@@ -87,7 +106,23 @@ def cli(ctx: click.Context, redis_url: str, account: str, verbose: bool) -> None
         account=account,
         redis_url_given=ctx.get_parameter_source("redis_url") is src.COMMANDLINE,
         account_given=ctx.get_parameter_source("account") is src.COMMANDLINE,
+        redis_security=dict(username=redis_username, password=redis_password, ca=tls_ca, cert=tls_cert, key=tls_key),
     )
+
+
+def redis_security_kwargs(url: str, username: str | None, password: str | None, ca: str | None = None,
+                          cert: str | None = None, key: str | None = None) -> dict[str, Any]:
+    """redis-py options for an ACL user and TLS files (only those given); TLS files need a rediss:// URL."""
+    kwargs: dict[str, Any] = {}
+    if username:
+        kwargs["username"] = username
+    if password:
+        kwargs["password"] = password
+    files = {"ssl_ca_certs": ca, "ssl_certfile": cert, "ssl_keyfile": key}
+    given = {k: v for k, v in files.items() if v}
+    if given and not url.startswith("rediss://"):
+        raise click.UsageError("--tls-ca/--tls-cert/--tls-key need a rediss:// --redis-url")
+    return {**kwargs, **given}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -119,14 +154,17 @@ def _client(g: Globals, strategy: str = "") -> Any:
     import redis
     from producer_lib import SyncClient
 
-    probe = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    probe = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **g.redis_kwargs)
     try:
         probe.ping()
     except redis.RedisError as exc:
         raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}") from None
     finally:
         probe.close()
-    return SyncClient(g.redis_url, g.account, strategy=strategy)
+    user = g.redis_security.get("username") or ""
+    if not strategy and user.startswith("xtq-strategy-"):  # its reply streams are reply:<strategy>.* (xtqueue acl)
+        strategy = user.removeprefix("xtq-strategy-")
+    return SyncClient(g.redis_url, g.account, strategy=strategy, **g.redis_kwargs)
 
 
 class RedisUnreachable(click.ClickException):
@@ -566,7 +604,10 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
         lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
         raise click.UsageError("invalid executor settings:\n" + "\n".join(lines)) from None
     if check:
-        code, message = check_heartbeat(settings.redis_url, settings.account, settings.key_prefix)
+        from executor.auth import redis_security_kwargs as executor_redis_kwargs
+
+        code, message = check_heartbeat(settings.redis_url, settings.account, settings.key_prefix,
+                                        executor_redis_kwargs(settings))
         click.echo(message, err=code != 0)
         ctx.exit(code)
     import importlib
@@ -575,7 +616,8 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
     ctx.exit(int(app.run(settings) or 0))
 
 
-def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None) -> tuple[int, str]:
+def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
+                    redis_kwargs: dict[str, Any] | None = None) -> tuple[int, str]:
     """(exit code, reason) from the account's heartbeat key: 0 only if present and the broker is connected."""
     import json
 
@@ -584,7 +626,7 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None)
 
     key = contract.Keys(account, key_prefix or contract.KEY_PREFIX).heartbeat
     try:
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3)
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3, **(redis_kwargs or {}))
         try:
             raw = client.get(key)
             ttl_ms = client.pttl(key) if raw is not None else -2
@@ -642,3 +684,29 @@ def demo(g: Globals, demo_redis_url: str | None, duration: float, demo_account: 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# --- Redis ACL users ---------------------------------------------------------------------------------------------
+@cli.command("acl", context_settings=CONTEXT)
+@click.argument("roles", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="The ACL file to write (Redis' aclfile), e.g. /etc/redis/users.acl.")
+@click.option("--secrets-dir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Folder for one credential file per user (mode 0600) and the executors' signing keys.")
+@click.option("--rotate", is_flag=True, help="Draw new passwords and signing keys for every user.")
+def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None:
+    """Redis ACL users for every role of a roles file (TOML, see deploy/redis/README.md).
+
+    Secrets are written to files only, never printed. Then: redis-cli ... ACL LOAD (or restart Redis).
+    """
+    from xtqueue import acl as acl_gen
+
+    try:
+        result = acl_gen.generate(roles, out, secrets_dir, rotate=rotate)
+    except acl_gen.RolesError as exc:
+        raise click.UsageError(str(exc)) from None
+    for user in result.users:
+        click.echo(f"{user.name:34} {user.role:10} {','.join(user.accounts)}"
+                   + ("  (signs)" if user.signing else ""))
+    click.echo(f"wrote {result.aclfile} and {len(result.credential_files)} credential files in {secrets_dir}"
+               + (f", signing keys for {', '.join(result.signing_files)}" if result.signing_files else ""))
