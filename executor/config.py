@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from executor.risk import RiskLimits
 from producer_lib import contract as c
 
 
@@ -83,6 +84,18 @@ class ExecutorSettings(BaseSettings):
     probe_interval_ms: int = Field(5_000, ge=100, description="periodic broker liveness probe")
     log_level: str = Field("INFO")
     log_json: bool = Field(False, description="JSON log lines (for log shippers) instead of console lines")
+
+    # Running it safely (docs/operations.md): pre-trade risk limits, kill switch, audit trail
+    risk: RiskLimits = Field(default_factory=RiskLimits, description="pre-trade risk limits: the [risk] table of "
+                             "the TOML file (flag / env XTQUEUE_RISK: JSON); every limit is off by default")
+    halt_poll_ms: int = Field(250, ge=10, description="read the kill switch key this often to announce changes "
+                                                      "(it is also read once per batch of orders)")
+    audit_enabled: bool = Field(True, description="audit trail: stream xtq:{ACCOUNT}:audit and "
+                                                  "state_dir/audit-ACCOUNT.log")
+    audit_stream_maxlen: int = Field(c.AUDIT_STREAM_MAXLEN, ge=1_000, description="entries kept in the audit "
+                                                                                  "stream (approximate trim)")
+    audit_file_max_mb: int = Field(100, ge=1, description="rotate the audit file at this size (MB)")
+    audit_file_backups: int = Field(20, ge=0, description="rotated audit files kept")
 
     # Signed commands (executor/auth.py); secrets are never logged
     signing_keys_file: Path | None = Field(None, description="TOML file of strategies' signing keys (mode 0600)")

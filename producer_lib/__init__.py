@@ -28,6 +28,8 @@ from ._exceptions import (
 )
 from .client import Client
 from .contract import (
+    AccountHalted,
+    AccountResumed,
     AccountStatusChanged,
     AccountStatusResult,
     AssetReport,
@@ -62,6 +64,8 @@ from .contract import (
 from .sync_client import SyncClient
 
 __all__ = [
+    "AccountHalted",
+    "AccountResumed",
     "AccountStatusChanged",
     "AccountStatusResult",
     "AssetReport",

@@ -456,6 +456,84 @@ def _gap_fields(gap: Any) -> dict[str, Any]:
     return {k: v for k, v in getattr(gap, "__dict__", {}).items() if not k.startswith("_")}
 
 
+# --- kill switch ------------------------------------------------------------------------------------------------
+def _redis_checked(g: Globals) -> Any:
+    import redis
+
+    client = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **g.redis_kwargs)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}") from None
+    return client
+
+
+@cli.command()
+@click.argument("account_arg", metavar="[ACCOUNT]", required=False)
+@click.option("--reason", default=None, help="Why (shown in every refusal and in the account_halted event).")
+@click.option("--cancel-open", is_flag=True, help="Also cancel every open (cancelable) order of the account.")
+@click.pass_obj
+def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: bool) -> None:
+    """Kill switch: refuse every new order of ACCOUNT from now on (停止交易).
+
+    Sets the plain Redis key xtq:{ACCOUNT}:halt to the reason (the same as
+    `redis-cli SET xtq:{ACCOUNT}:halt "reason"`); the executor reads it before admitting each batch of orders, so
+    the next order is refused `halted`. Cancels and queries still pass. Lift it with `xtqueue resume ACCOUNT`.
+    """
+    import dataclasses
+    import getpass
+    import socket
+
+    from producer_lib import contract
+
+    account = contract.validate_account(account_arg or g.account)
+    if not reason:
+        reason = f"halted by {getpass.getuser()}@{socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    client = _redis_checked(g)
+    try:
+        client.set(contract.Keys(account).halt, reason)
+    finally:
+        client.close()
+    click.echo(f"halted {account}: new orders are refused ({reason}); cancels still pass. "
+               f"Lift with: xtqueue resume {account}")
+    if not cancel_open:
+        return
+    failed = 0
+    with _client(dataclasses.replace(g, account=account)) as c:
+        rows = c.query_orders(cancelable_only=True)
+        for row in rows:
+            try:
+                c.cancel_order(row.order_id)
+                click.echo(f"  cancel sent: order {row.order_id} coid {row.client_order_id or '-'} {row.code}")
+            except Exception as exc:  # report each and go on: one stuck order must not stop the rest
+                failed += 1
+                click.echo(f"  cancel FAILED: order {row.order_id}: {exc}", err=True)
+    click.echo(f"{len(rows) - failed} of {len(rows)} open orders: cancel sent (final statuses arrive as events)")
+    if failed:
+        sys.exit(r.EXIT_ERROR)
+
+
+@cli.command()
+@click.argument("account_arg", metavar="[ACCOUNT]", required=False)
+@click.pass_obj
+def resume(g: Globals, account_arg: str | None) -> None:
+    """Lift the kill switch of ACCOUNT: orders are admitted again (恢复交易).
+
+    Deletes xtq:{ACCOUNT}:halt (the same as `redis-cli DEL xtq:{ACCOUNT}:halt`).
+    """
+    from producer_lib import contract
+
+    account = contract.validate_account(account_arg or g.account)
+    client = _redis_checked(g)
+    try:
+        removed = client.delete(contract.Keys(account).halt)
+    finally:
+        client.close()
+    click.echo(f"resumed {account}: orders are admitted again" if removed
+               else f"{account} was not halted; nothing to do")
+
+
 # --- executor ---------------------------------------------------------------------------------------------------
 _RESERVED = {"config_file", "check"}
 
@@ -492,11 +570,15 @@ def settings_options() -> list[click.Option]:
                 kwargs["type"] = click.FLOAT
             elif isinstance(annotation, type) and issubclass(annotation, Path):
                 kwargs["type"] = click.Path(path_type=Path)
+            elif hasattr(annotation, "model_fields"):  # a nested section ([risk]): JSON on the command line
+                kwargs["type"] = _JsonType()
             else:
                 kwargs["type"] = click.STRING
         default = field.get_default(call_default_factory=True)
         if isinstance(default, list):
             shown = _list_text(default)
+        elif hasattr(type(default), "model_fields"):
+            shown = "{} (JSON object; usually the TOML table instead)"
         elif isinstance(default, bool):
             shown = flag[2:] if default else "no-" + flag[2:]
         else:
@@ -521,6 +603,25 @@ def _list_text(values: list) -> str:
     if ints and len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
         return f"{values[0]}-{values[-1]}"
     return ",".join(str(v) for v in values)
+
+
+class _JsonType(click.ParamType):
+    """A JSON object, e.g. --risk '{"max_order_volume": 10000}'."""
+
+    name = "JSON"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dict:
+        import json
+
+        if isinstance(value, dict):
+            return value
+        try:
+            data = json.loads(value)
+        except ValueError as exc:
+            self.fail(f"not JSON: {exc}", param, ctx)
+        if not isinstance(data, dict):
+            self.fail("give a JSON object ({...})", param, ctx)
+        return data
 
 
 class _ListType(click.ParamType):

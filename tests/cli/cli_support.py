@@ -43,4 +43,6 @@ def sample_events():
         (c.BrokerDisconnected(executor_id="e1", reason="probe failed"), "", None),
         (c.ExecutorStarted(executor_id="e1", broker="sim", version="0.1.0"), "", None),
         (c.ExecutorStopped(executor_id="e1", reason="SIGTERM"), "", None),
+        (c.AccountHalted(executor_id="e1", reason="operator: runaway strategy"), "", None),
+        (c.AccountResumed(executor_id="e1"), "", None),
     ]

@@ -1,0 +1,243 @@
+"""The audit trail: every command, every admission decision, every reply and every broker result, kept long.
+
+Two copies, written off the hot path by one background task (the engine only appends a tuple to a list):
+
+* the stream ``xtq:{ACCOUNT}:audit`` (``MAXLEN ~ audit_stream_maxlen``, default 2 000 000): plain-text fields
+  ``ts_ms kind account executor id coid data`` (``data`` is JSON), so ``redis-cli XREVRANGE xtq:{A}:audit + - COUNT
+  20`` reads as is;
+* the file ``state_dir/audit-ACCOUNT.log``: one JSON object per line, rotated by size
+  (``logging.handlers.RotatingFileHandler``: ``audit_file_max_mb`` per file, ``audit_file_backups`` old files).
+
+Kinds: ``command`` (the entry as received: routing fields and decoded body), ``decision`` (orders only: accepted /
+refused / duplicate, with the error code and the risk rule), ``reply`` (what the command's sender was told),
+``broker`` (each broker event: responses, statuses, fills, rejections, cancels, positions, connection), ``halt``
+(kill switch changes seen).
+
+Secrets are masked before anything is written: values of fields named like ``sig``, ``signature``, ``password``,
+``secret``, ``token``, ``hmac`` become ``***``, and ``scheme://user:password@`` in any string becomes
+``scheme://user:***@``.
+
+When Redis is unreachable the stream copy waits (bounded: the oldest entries beyond 100 000 are dropped from the
+stream copy with a warning); the file copy is written regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import logging.handlers
+import queue
+import re
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from producer_lib import contract as c
+
+log = structlog.get_logger("executor.audit")
+
+_SECRET_NAME = re.compile(r"(^|_|\.)(sig|signature|password|passwd|pwd|secret|token|hmac|api_key)($|_)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
+MASK = "***"
+_REDIS_BACKLOG = 100_000
+
+
+def mask(value: Any, name: str = "") -> Any:
+    """``value`` with secrets replaced (recursively through dicts and lists)."""
+    if name and _SECRET_NAME.search(name):
+        return MASK
+    if isinstance(value, dict):
+        return {str(k): mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", value)
+    return value
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def entry_fields(fields: dict) -> dict[str, Any]:
+    """A command entry's fields as JSON-able values: text fields decoded, the msgpack body unpacked."""
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        name = _text(k)
+        if name == c.F_BODY:
+            try:
+                out[name] = c.unpack(v)
+            except Exception:
+                out[name] = f"<{len(v)} bytes, not msgpack>"
+        else:
+            out[name] = _text(v)
+    return out
+
+
+class AuditTrail:
+    def __init__(self, redis: aioredis.Redis, keys: c.Keys, path: Path | None, executor_id: str, *,
+                 stream_maxlen: int = c.AUDIT_STREAM_MAXLEN, file_max_bytes: int = 100 << 20,
+                 file_backups: int = 20, enabled: bool = True) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.path = path
+        self.executor_id = executor_id
+        self.stream_maxlen = stream_maxlen
+        self.file_max_bytes = file_max_bytes
+        self.file_backups = file_backups
+        self.enabled = enabled
+        self._queue: list[tuple[int, str, str, str, Any]] = []  # (ts_ms, kind, command id, coid, payload)
+        self._backlog: list[dict[str, str]] = []  # stream entries not written yet (Redis down)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._handler: logging.Handler | None = None
+        self._listener: logging.handlers.QueueListener | None = None
+        self._file_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closing = False
+        self.written = 0
+
+    # --- appending (hot path: a tuple onto a list) ---------------------------------------------------------------
+    def record(self, kind: str, payload: Any, *, command_id: str = "", coid: str = "") -> None:
+        if not self.enabled:
+            return
+        self._queue.append((c.now_ms(), kind, command_id, coid, payload))
+        self._wake.set()
+
+    def command(self, stream_id: str, deliveries: int, fields: dict) -> None:
+        self.record("command", ("fields", stream_id, deliveries, fields))
+
+    def decision(self, command_id: str, coid: str, decision: str, error: c.ErrorInfo | None = None) -> None:
+        self.record("decision", ("decision", decision, error), command_id=command_id, coid=coid)
+
+    def reply(self, command_id: str, command_type: str, coid: str, stream_id: str, result: Any,
+              error: c.ErrorInfo | None) -> None:
+        self.record("reply", ("reply", command_type, stream_id, result, error), command_id=command_id, coid=coid)
+
+    def broker(self, event: c.Event) -> None:
+        coid = getattr(event, "client_order_id", "") or ""
+        self.record("broker", ("event", event), coid=coid)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self.enabled or self._task is not None:
+            return
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=self.file_max_bytes,
+                                                           backupCount=self.file_backups, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self._handler = handler
+            # The file is written by the listener's own thread: the event loop only enqueues records.
+            self._listener = logging.handlers.QueueListener(self._file_queue, handler)
+            self._listener.start()
+        self._task = asyncio.create_task(self._run(), name="audit")
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (bounded by ``timeout_s`` for the stream copy), then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+            if not done:
+                self._task.cancel()
+                log.warning("audit: stream copy not fully written on close", left=len(self._backlog))
+            self._task = None
+        if self._listener is not None:
+            self._listener.stop()  # drains the file queue
+            self._listener = None
+        if self._handler is not None:
+            self._handler.close()
+            self._handler = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("audit write failed")
+                if self._closing:
+                    return
+                await asyncio.sleep(0.5)
+            if self._closing and not self._queue and not self._backlog:
+                return
+
+    # --- writing (background) -----------------------------------------------------------------------------------------
+    async def flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if batch:
+            docs = [self._doc(item) for item in batch]
+            lines = [json.dumps(d, ensure_ascii=False, separators=(",", ":"), default=str) for d in docs]
+            if self._listener is not None:
+                for line in lines:
+                    self._file_queue.put(logging.LogRecord("xtqueue.audit", logging.INFO, "", 0, line, None, None))
+            for d, line in zip(docs, lines):
+                self._backlog.append({"ts_ms": str(d["ts_ms"]), "kind": d["kind"], "account": self.keys.account,
+                                      "executor": self.executor_id, "id": d.get("id", ""),
+                                      "coid": d.get("coid", ""), "data": line})
+            if len(self._backlog) > _REDIS_BACKLOG:
+                dropped = len(self._backlog) - _REDIS_BACKLOG
+                del self._backlog[:dropped]
+                log.warning("audit stream backlog full; oldest entries kept in the file only", dropped=dropped)
+        if self._backlog:
+            entries = self._backlog
+            pipe = self.redis.pipeline(transaction=False)
+            for fields in entries:
+                pipe.xadd(self.keys.audit, fields, maxlen=self.stream_maxlen, approximate=True)
+            try:
+                await pipe.execute()
+            except Exception as exc:
+                log.warning("audit stream write failed; will retry", error=repr(exc), pending=len(entries))
+                if self._closing:
+                    raise
+                await asyncio.sleep(0.2)
+                self._wake.set()
+                return
+            del self._backlog[:len(entries)]
+            self.written += len(entries)
+
+    def _doc(self, item: tuple[int, str, str, str, Any]) -> dict[str, Any]:
+        ts_ms, kind, command_id, coid, payload = item
+        doc: dict[str, Any] = {"ts_ms": ts_ms, "kind": kind, "account": self.keys.account,
+                               "executor": self.executor_id}
+        tag = payload[0] if isinstance(payload, tuple) and payload else None
+        if tag == "fields":
+            _, stream_id, deliveries, fields = payload
+            data = entry_fields(fields)
+            command_id = command_id or str(data.get(c.F_ID, ""))
+            coid = coid or str(data.get(c.F_COID, ""))
+            doc.update(stream_id=stream_id, deliveries=deliveries, type=data.get(c.F_TYPE, ""),
+                       strategy=data.get(c.F_STRATEGY, ""), fields=data)
+        elif tag == "decision":
+            _, decision, error = payload
+            doc["decision"] = decision
+            if error is not None:
+                doc.update(code=error.code.value, message=error.message, details=error.details)
+        elif tag == "reply":
+            _, command_type, stream_id, result, error = payload
+            doc.update(type=command_type, stream_id=stream_id, ok=error is None)
+            if error is not None:
+                doc["error"] = error.model_dump(mode="json")
+            elif result is not None:
+                doc["result"] = result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+        elif tag == "event":
+            event = payload[1]
+            doc.update(type=event.TYPE, event=event.model_dump(mode="json"))
+            order_id = getattr(event, "order_id", None)
+            if order_id is None:
+                inner = getattr(event, "order", None) or getattr(event, "trade", None)
+                order_id = getattr(inner, "order_id", None)
+                coid = coid or getattr(inner, "client_order_id", "") or ""
+            if order_id is not None:
+                doc["order_id"] = order_id
+        else:
+            doc["data"] = payload
+        if command_id:
+            doc["id"] = command_id
+        if coid:
+            doc["coid"] = coid
+        return mask(doc)

@@ -1,0 +1,432 @@
+"""Pre-trade risk limits: checked on every new order before the broker is called.
+
+The limits come from the executor's settings (``[risk]`` in the TOML file, see ``RiskLimits``); every one is off
+by default, so an executor without a ``[risk]`` section behaves as before. A refusal is a ``risk_rejected`` reply
+whose ``details`` are ``{"rule": ..., "limit": ..., "value": ...}``; nothing reaches the broker and the journal
+records the client order id as REFUSED (a refused id stays refused: send the order again under a new id).
+
+Every rule compares the value the order WOULD bring about with the limit, and is **inclusive**: ``value == limit``
+is allowed, ``value > limit`` is refused (for the sell side of the price band: ``price == floor`` is allowed,
+``price < floor`` is refused). Amounts in CNY, volumes in shares (张 for bonds), rates in orders per second.
+
+| rule (details["rule"])         | value compared                                   | refused when             |
+|--------------------------------|--------------------------------------------------|--------------------------|
+| trading_enabled                | -                                                | trading_enabled = false  |
+| allowed_codes / blocked_codes  | the order's code                                 | not in / in the list     |
+| allowed_boards / blocked_boards| the code's board (classify_board)                | not in / in the list     |
+| max_order_volume               | the order's volume                               | volume > limit           |
+| max_order_notional_cny         | price x volume (market orders: reference price)  | notional > limit         |
+| price_band_pct                 | limit price vs reference price                   | buy > ref*(1+pct/100), sell < ref*(1-pct/100) |
+| sellable_volume                | sell volume vs can_use_volume - own sells in flight | volume > sellable     |
+| max_open_orders                | open orders (incl. in flight) + 1                | > limit                  |
+| max_daily_orders               | orders admitted today + 1                        | > limit                  |
+| max_daily_notional_cny         | notional admitted today + this order's           | > limit                  |
+| max_orders_per_s_per_strategy  | token bucket per strategy (capacity = burst)     | fewer than 1 token left  |
+
+Choices (where the brief left them open):
+
+* **Day** = the calendar date in China (UTC+8, no DST). The day's counters (orders, notional) count orders the
+  executor admitted and handed to the broker, including those the broker later rejected (conservative), and are
+  persisted in ``state_dir/risk-ACCOUNT.sqlite3`` in the same batch before the orders are dispatched, so a
+  restart does not reset them.
+* **Reference price** for the band and for valuing market orders: the most recent of a position's ``last_price``
+  (position query or ``position_updated`` event) and the price of the last fill seen (``order_filled``). When none
+  is known, ``price_band_without_reference`` decides: ``"allow"`` (default: the executor has no market data feed
+  and the exchange enforces its own daily price limits) or ``"refuse"``. A market order with no reference price
+  cannot be valued: when a notional limit is set, it is refused (rule = that limit, value = None).
+* **Open orders** = non-final orders at the broker (from order events; re-synced from ``query_orders`` at start and
+  at every reconciliation) plus orders admitted whose broker order id is not known yet. A snapshot older than a
+  fresh event can re-count a just-finished order until the next reconciliation (errs on the safe side).
+* **Sellable volume**: ``can_use_volume`` from a position query cached ``positions_cache_ms``, minus the volume of
+  this executor's sells admitted but not yet reflected in that snapshot (accepted by the broker after the query
+  was sent, or not yet accepted). When no position snapshot could ever be obtained, sells are refused.
+* An order re-placed by crash recovery (its intent was journaled before) is checked against the static rules only
+  (enabled, codes, boards, per-order size, band): it was counted when it was first admitted.
+
+Cost: all checks are in-memory; a position query runs at most once per ``positions_cache_ms`` and only for a batch
+that contains a sell while ``sell_within_sellable`` is on; counters are committed once per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from producer_lib import contract as c
+
+Board = Literal["main", "star", "chinext", "bse", "etf", "lof", "cb", "other"]
+BOARDS: tuple[str, ...] = ("main", "star", "chinext", "bse", "etf", "lof", "cb", "other")
+
+_CHINA = timezone(timedelta(hours=8))
+_EPS = 1e-9
+_CODE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
+
+
+# --- board classification (pure; the same prefixes as executor/sim/rules.py, which the engine must not import) ---
+def classify_board(code: str) -> str:
+    """The board of ``code``: main (SSE/SZSE main boards), star (科创板), chinext (创业板), bse (北交所), etf, lof,
+    cb (convertible bonds), or other (anything else: indexes, repos, unknown prefixes)."""
+    m = _CODE_RE.match(code)
+    if not m:
+        return "other"
+    digits, suffix = m.group(1), m.group(2)
+    p2, p3, p4 = digits[:2], digits[:3], digits[:4]
+    if suffix == "SH":
+        if p3 in ("688", "689"):
+            return "star"
+        if p2 == "60":
+            return "main"
+        if p3 in ("510", "511", "512", "513", "515", "516", "517", "518", "520", "530",
+                  "560", "561", "562", "563", "588"):
+            return "etf"
+        if p3 in ("501", "502", "506"):
+            return "lof"
+        if p3 in ("110", "112", "113") or p4 in ("1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007",
+                                                 "1008", "1110", "1111", "1112", "1113", "1114", "1180", "1181",
+                                                 "1182", "1183", "1184"):
+            return "cb"
+        return "other"
+    if suffix == "SZ":
+        if p3 in ("000", "001", "002", "003", "004"):
+            return "main"
+        if p2 == "30":
+            return "chinext"
+        if p3 in ("158", "159"):
+            return "etf"
+        if p2 == "16":
+            return "lof"
+        if p4 in ("1210", "1211", "1212", "1213", "1214") or p3 in ("122", "123", "124", "125", "126", "127",
+                                                                    "128", "129"):
+            return "cb"
+        return "other"
+    if p2 in ("43", "83", "87") or p3 == "920":
+        return "bse"
+    return "other"
+
+
+# --- configuration ------------------------------------------------------------------------------------------------
+class RiskLimits(BaseModel):
+    """The ``[risk]`` section of the executor's settings. Every limit is off by default (None / empty list)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trading_enabled: bool = Field(True, description="false: every new order is refused (rule trading_enabled)")
+    allowed_codes: list[str] = Field(default_factory=list, description="only these codes (empty = any)")
+    blocked_codes: list[str] = Field(default_factory=list, description="never these codes")
+    allowed_boards: list[Board] = Field(default_factory=list, description="only these boards (empty = any): "
+                                        "main, star, chinext, bse, etf, lof, cb, other")
+    blocked_boards: list[Board] = Field(default_factory=list, description="never these boards")
+    max_order_volume: int | None = Field(None, ge=1, description="shares (张 for bonds) per order, inclusive")
+    max_order_notional_cny: float | None = Field(None, gt=0, description="price x volume per order, inclusive")
+    max_daily_orders: int | None = Field(None, ge=0, description="orders admitted per day (China date)")
+    max_daily_notional_cny: float | None = Field(None, ge=0, description="sum of price x volume admitted per day")
+    max_open_orders: int | None = Field(None, ge=0, description="non-final orders at once, incl. in flight")
+    max_orders_per_s_per_strategy: float | None = Field(None, gt=0, description="token bucket refill rate per "
+                                                        "strategy name (\"\" is one strategy)")
+    orders_burst_per_strategy: int | None = Field(None, ge=1, description="token bucket capacity; default "
+                                                  "ceil(rate), at least 1")
+    price_band_pct: float | None = Field(None, gt=0, description="fat finger: a limit buy more than this % above, "
+                                         "or a limit sell more than this % below, the reference price is refused")
+    price_band_without_reference: Literal["allow", "refuse"] = Field(
+        "allow", description="what the band does when no reference price is known")
+    sell_within_sellable: bool = Field(False, description="refuse sells above can_use_volume minus own sells in "
+                                       "flight (needs a position query, cached positions_cache_ms)")
+    positions_cache_ms: int = Field(1_000, ge=0, description="age up to which a position snapshot is reused")
+
+    @field_validator("allowed_codes", "blocked_codes")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        out = [x.strip().upper() for x in v]
+        for x in out:
+            if not _CODE_RE.match(x):
+                raise ValueError(f"{x!r} is not a code like 600000.SH")
+        return out
+
+    @property
+    def burst(self) -> int:
+        if self.orders_burst_per_strategy is not None:
+            return self.orders_burst_per_strategy
+        return max(1, math.ceil(self.max_orders_per_s_per_strategy or 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    rule: str
+    limit: Any
+    value: Any
+    message: str
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"rule": self.rule, "limit": self.limit, "value": self.value}
+
+
+def china_today() -> date:
+    return datetime.now(_CHINA).date()
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+@dataclass(slots=True)
+class _Sell:
+    code: str
+    volume: int
+    acked_mono: float | None = None  # when the broker had it (its frozen volume shows in later snapshots)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS daily (
+    account  TEXT NOT NULL,
+    day      TEXT NOT NULL,       -- China date, YYYY-MM-DD
+    orders   INTEGER NOT NULL,
+    notional REAL NOT NULL,       -- CNY
+    PRIMARY KEY (account, day)
+);
+"""
+
+
+class RiskGate:
+    """The per-account risk state and checks. Synchronous, loop-thread only; ``clock`` (monotonic seconds) and
+    ``today`` are injectable for tests."""
+
+    def __init__(self, limits: RiskLimits, path: Path | None, account: str, *,
+                 clock: Callable[[], float] = time.monotonic, today: Callable[[], date] = china_today) -> None:
+        self.limits = limits
+        self.path = path
+        self.account = account
+        self.clock = clock
+        self.today = today
+        self._db: sqlite3.Connection | None = None
+        self.day: date = today()
+        self.orders_today = 0
+        self.notional_today = 0.0
+        self._dirty = False
+        self.open_orders: set[int] = set()  # non-final broker order ids
+        self.pending: set[str] = set()  # admitted client order ids whose order id is not known yet
+        self.ref_price: dict[str, float] = {}  # code -> last known price
+        self.sellable: dict[str, int] | None = None  # code -> can_use_volume from the last snapshot
+        self.sellable_t0 = -math.inf  # monotonic time the snapshot's query was sent
+        self._sells: dict[str, _Sell] = {}  # coid -> own sell not (yet known to be) in the snapshot
+        self._buckets: dict[str, list[float]] = {}  # strategy -> [tokens, last refill monotonic]
+
+    # --- lifecycle ------------------------------------------------------------------------------------------------
+    def open(self) -> None:
+        if self.path is None or self._db is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        self._db = db
+        self._load(self.today())
+
+    def close(self) -> None:
+        if self._db is not None:
+            self.commit()
+            self._db.close()
+            self._db = None
+
+    def _load(self, day: date) -> None:
+        self.day = day
+        self.orders_today, self.notional_today = 0, 0.0
+        if self._db is not None:
+            row = self._db.execute("SELECT orders, notional FROM daily WHERE account=? AND day=?",
+                                   (self.account, day.isoformat())).fetchone()
+            if row:
+                self.orders_today, self.notional_today = int(row[0]), float(row[1])
+
+    def commit(self) -> None:
+        """Persist the day's counters (once per batch, before its orders are dispatched)."""
+        if not self._dirty or self._db is None:
+            return
+        self._db.execute("INSERT INTO daily (account, day, orders, notional) VALUES (?,?,?,?) "
+                         "ON CONFLICT(account, day) DO UPDATE SET orders=excluded.orders, notional=excluded.notional",
+                         (self.account, self.day.isoformat(), self.orders_today, self.notional_today))
+        self._dirty = False
+
+    # --- what a batch needs -------------------------------------------------------------------------------------------
+    def needs_positions(self, orders: Iterable[c.PlaceOrder]) -> bool:
+        if not self.limits.sell_within_sellable:
+            return False
+        if not any(o.side is c.Side.SELL for o in orders):
+            return False
+        return self.clock() - self.sellable_t0 > self.limits.positions_cache_ms / 1000.0
+
+    def set_positions(self, positions: Iterable[c.PositionReport], t0: float) -> None:
+        """A position snapshot whose query was sent at monotonic ``t0``."""
+        self.sellable = {p.code: p.can_use_volume for p in positions}
+        self.sellable_t0 = t0
+        for p in positions:
+            if p.last_price > 0:
+                self.ref_price[p.code] = p.last_price
+        for coid in [k for k, s in self._sells.items() if s.acked_mono is not None and s.acked_mono <= t0]:
+            del self._sells[coid]
+
+    def sellable_now(self, code: str) -> int | None:
+        if self.sellable is None:
+            return None
+        own = sum(s.volume for s in self._sells.values() if s.code == code)
+        return self.sellable.get(code, 0) - own
+
+    def open_count(self) -> int:
+        return len(self.open_orders) + len(self.pending)
+
+    # --- the check --------------------------------------------------------------------------------------------------
+    def check(self, cmd: c.PlaceOrder, *, fresh: bool = True) -> Refusal | None:
+        """None = allowed (and counted: day, open orders, rate, own sells); else the first rule that refuses."""
+        lim = self.limits
+        refusal = self._static(cmd)
+        if refusal is not None or not fresh:
+            return refusal
+        day = self.today()
+        if day != self.day:
+            self.commit()
+            self._load(day)
+        notional = self._notional(cmd)
+        if lim.sell_within_sellable and cmd.side is c.Side.SELL:
+            can = self.sellable_now(cmd.code)
+            if can is None:
+                return Refusal("sellable_volume", None, cmd.volume,
+                               "sellable volume unknown (no position snapshot from the broker); sell refused")
+            if cmd.volume > can:
+                return Refusal("sellable_volume", can, cmd.volume,
+                               f"sell volume {cmd.volume} exceeds the sellable volume {can} of {cmd.code} "
+                               "(can_use_volume minus this executor's sells in flight)")
+        if lim.max_open_orders is not None and self.open_count() + 1 > lim.max_open_orders:
+            return Refusal("max_open_orders", lim.max_open_orders, self.open_count() + 1,
+                           f"{self.open_count()} orders are open; at most {lim.max_open_orders} may be")
+        if lim.max_daily_orders is not None and self.orders_today + 1 > lim.max_daily_orders:
+            return Refusal("max_daily_orders", lim.max_daily_orders, self.orders_today + 1,
+                           f"{self.orders_today} orders today; at most {lim.max_daily_orders} per day")
+        if lim.max_daily_notional_cny is not None:
+            if notional is None:
+                return Refusal("max_daily_notional_cny", lim.max_daily_notional_cny, None,
+                               "a market order without a reference price cannot be valued")
+            total = self.notional_today + notional
+            if total > lim.max_daily_notional_cny + 1e-6:
+                return Refusal("max_daily_notional_cny", lim.max_daily_notional_cny, _num(total),
+                               f"today's notional would be {total:.2f} CNY; at most "
+                               f"{lim.max_daily_notional_cny:.2f} per day")
+        if lim.max_orders_per_s_per_strategy is not None:
+            now = self.clock()
+            rate, burst = lim.max_orders_per_s_per_strategy, lim.burst
+            bucket = self._buckets.setdefault(cmd.strategy, [float(burst), now])
+            bucket[0] = min(float(burst), bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+            if bucket[0] < 1.0 - _EPS:
+                return Refusal("max_orders_per_s_per_strategy", rate, _num(bucket[0]),
+                               f"strategy {cmd.strategy!r} sends more than {rate:g} orders/s (burst {burst}); "
+                               f"{bucket[0]:.3f} tokens left")
+            bucket[0] -= 1.0
+        # Allowed: count it.
+        self.orders_today += 1
+        self.notional_today += notional or 0.0
+        self._dirty = True
+        self.pending.add(cmd.client_order_id)
+        if cmd.side is c.Side.SELL:
+            self._sells[cmd.client_order_id] = _Sell(cmd.code, cmd.volume)
+        return None
+
+    def _notional(self, cmd: c.PlaceOrder) -> float | None:
+        price = cmd.price if cmd.price_type is c.PriceType.LIMIT else self.ref_price.get(cmd.code)
+        return None if price is None else price * cmd.volume
+
+    def _static(self, cmd: c.PlaceOrder) -> Refusal | None:
+        lim = self.limits
+        if not lim.trading_enabled:
+            return Refusal("trading_enabled", False, True, "trading is disabled for this account (risk config)")
+        if lim.allowed_codes and cmd.code not in lim.allowed_codes:
+            return Refusal("allowed_codes", list(lim.allowed_codes), cmd.code, f"{cmd.code} is not an allowed code")
+        if cmd.code in lim.blocked_codes:
+            return Refusal("blocked_codes", list(lim.blocked_codes), cmd.code, f"{cmd.code} is a blocked code")
+        if lim.allowed_boards or lim.blocked_boards:
+            board = classify_board(cmd.code)
+            if lim.allowed_boards and board not in lim.allowed_boards:
+                return Refusal("allowed_boards", list(lim.allowed_boards), board,
+                               f"{cmd.code} is on board {board}, not an allowed board")
+            if board in lim.blocked_boards:
+                return Refusal("blocked_boards", list(lim.blocked_boards), board,
+                               f"{cmd.code} is on board {board}, a blocked board")
+        if lim.max_order_volume is not None and cmd.volume > lim.max_order_volume:
+            return Refusal("max_order_volume", lim.max_order_volume, cmd.volume,
+                           f"volume {cmd.volume} exceeds {lim.max_order_volume} per order")
+        notional = self._notional(cmd)
+        if lim.max_order_notional_cny is not None:
+            if notional is None:
+                return Refusal("max_order_notional_cny", lim.max_order_notional_cny, None,
+                               "a market order without a reference price cannot be valued")
+            if notional > lim.max_order_notional_cny + 1e-6:
+                return Refusal("max_order_notional_cny", lim.max_order_notional_cny, _num(notional),
+                               f"notional {notional:.2f} CNY exceeds {lim.max_order_notional_cny:.2f} per order")
+        if lim.price_band_pct is not None and cmd.price_type is c.PriceType.LIMIT:
+            assert cmd.price is not None
+            ref = self.ref_price.get(cmd.code)
+            if ref is None:
+                if lim.price_band_without_reference == "refuse":
+                    return Refusal("price_band_pct", lim.price_band_pct, None,
+                                   f"no reference price is known for {cmd.code}; refused (price band)")
+            elif cmd.side is c.Side.BUY:
+                cap = ref * (1 + lim.price_band_pct / 100.0)
+                if cmd.price > cap + _EPS:
+                    return Refusal("price_band_pct", _num(cap), cmd.price,
+                                   f"buy at {cmd.price} is more than {lim.price_band_pct:g}% above the reference "
+                                   f"price {ref} (at most {cap:.4f})")
+            else:
+                floor = ref * (1 - lim.price_band_pct / 100.0)
+                if cmd.price < floor - _EPS:
+                    return Refusal("price_band_pct", _num(floor), cmd.price,
+                                   f"sell at {cmd.price} is more than {lim.price_band_pct:g}% below the reference "
+                                   f"price {ref} (at least {floor:.4f})")
+        return None
+
+    # --- tracking ---------------------------------------------------------------------------------------------------
+    def placement_done(self, coid: str, *, order_id: int | None, status: c.OrderStatus | None,
+                       placed: bool | None) -> None:
+        """An admitted order's first outcome. ``placed``: True = the broker has it, False = it does not (refused,
+        rejected, expired), None = unknown."""
+        self.pending.discard(coid)
+        if placed and order_id and status is not None and not status.is_final:
+            self.open_orders.add(order_id)
+        sell = self._sells.get(coid)
+        if sell is not None:
+            if placed is False:
+                del self._sells[coid]
+            elif sell.acked_mono is None:
+                sell.acked_mono = self.clock()
+
+    def on_event(self, ev: c.Event) -> None:
+        if isinstance(ev, c.OrderUpdated):
+            o = ev.order
+            if o.status.is_final:
+                self.open_orders.discard(o.order_id)
+            else:
+                self.open_orders.add(o.order_id)
+            if o.client_order_id:
+                self.pending.discard(o.client_order_id)
+        elif isinstance(ev, c.OrderRejected):
+            self.open_orders.discard(ev.order_id)
+        elif isinstance(ev, c.OrderFilled):
+            if ev.trade.price > 0:
+                self.ref_price[ev.trade.code] = ev.trade.price
+        elif isinstance(ev, c.PositionUpdated):
+            if ev.position.last_price > 0:
+                self.ref_price[ev.position.code] = ev.position.last_price
+
+    def sync_orders(self, orders: Iterable[c.OrderReport]) -> None:
+        """Today's full order list from the broker: the open set becomes its non-final orders."""
+        orders = list(orders)
+        self.open_orders = {o.order_id for o in orders if not o.status.is_final}
+        for o in orders:
+            self.pending.discard(o.client_order_id)
