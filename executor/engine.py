@@ -210,6 +210,9 @@ class Executor:
         self._seen_trades: _Fifo = _Fifo(200_000)  # (order id, trade id) of fills published (dedupe)
         self._rejections_seen: _Fifo = _Fifo(100_000)  # order ids with an OrderRejected published
         self._responded: _Fifo = _Fifo(100_000)  # order ids whose OrderResponded has been seen
+        # The broker's orders by remark (client order id), from its order list at start and every order push since:
+        # an id this executor's journal does not know may have been placed by a predecessor (another state dir).
+        self._broker_by_coid: _Fifo = _Fifo(500_000)
 
         # The loop.
         self._inflight_ids: set[str] = set()  # stream ids being handled (never claimed from ourselves)
@@ -289,6 +292,8 @@ class Executor:
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.lease is not None:
             self._background.append(asyncio.create_task(self._keep_lease(), name="lease"))
+        with contextlib.suppress(*REDIS_DOWN_ERRORS):
+            await self._beat()  # health is visible as soon as we serve, not one interval later
         log.info("executor started", executor_id=self.executor_id, account=self.keys.account,
                  broker=self.broker.name, broker_connected=self._broker_up, version=self.version)
         await self._recover(rival)
@@ -310,9 +315,11 @@ class Executor:
             await self._drain_finishes(timeout_s)
         for task in self._background:
             task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._background:
+            # Bounded: redis-py can swallow a cancellation that lands inside a command, and a stop must never hang.
+            _done, stuck = await asyncio.wait(self._background, timeout=min(timeout_s, 3.0))
+            for task in stuck:
+                log.warning("background task did not stop in time; abandoned", task=task.get_name())
         try:
             await self.broker.close()
         except Exception:
@@ -328,7 +335,7 @@ class Executor:
         self.journal.close()
         if self._own_redis:
             with contextlib.suppress(Exception):
-                await self.redis.aclose()
+                await asyncio.wait_for(self.redis.aclose(), 3.0)  # bounded, like every step of stop()
         log.info("executor stopped", executor_id=self.executor_id, commands_done=self.commands_done)
 
     async def _wait_for_redis(self) -> None:
@@ -660,6 +667,7 @@ class Executor:
                 continue  # the first (lowest id) is the one we answer with
             by_coid[order.client_order_id] = order
             self._coid_by_order_id.put(order.order_id, order.client_order_id)
+            self._broker_by_coid.put(order.client_order_id, order)
         return by_coid
 
     def _admit_order(self, job: Job, known: _Known) -> Outcome | _Placement | asyncio.Future:
@@ -691,6 +699,12 @@ class Executor:
             report = known.found.get(coid)
             if report is not None:
                 return self._outcome_from_report(base, report, duplicate=True)
+        at_broker = self._broker_by_coid.get(coid) if rec is None else None
+        if at_broker is not None:
+            # Placed already, by a predecessor whose journal this executor cannot see: answer, never place again.
+            if (at_broker.code, at_broker.side, at_broker.volume) != (cmd.code, cmd.side, cmd.volume):
+                return self._conflict(coid, f"{at_broker.code}|{at_broker.side}|{at_broker.volume} at the broker", fp)
+            return self._outcome_from_report(base, at_broker, duplicate=True)
         if self.transport.clock.now_ms() > job.deadline_ms:
             return self._expired(base)
         if self.halt.halted:  # the kill switch, as read for this batch (docs/operations.md)
@@ -1114,6 +1128,7 @@ class Executor:
             coid = order.client_order_id or self._coid_by_order_id.get(oid, "")
             if order.client_order_id:
                 self._coid_by_order_id.put(oid, order.client_order_id)
+                self._broker_by_coid.put(order.client_order_id, order)
             if self._last_report.get(oid) == order:
                 log.info("duplicate order push dropped", order_id=oid, status=order.status.value)
                 return False, coid, oid, ev
@@ -1236,7 +1251,7 @@ class Executor:
         """Reconnect with back-off while down; probe and reconcile while up."""
         backoff = 0.1
         max_backoff = self.settings.reconnect_max_backoff_ms / 1000.0
-        while True:
+        while not self._stopping.is_set():
             try:
                 if not self._broker_up:
                     if await self._connect_broker():
@@ -1312,7 +1327,13 @@ class Executor:
         except (BrokerError, asyncio.TimeoutError) as exc:
             log.warning("reconciliation: broker lists unavailable", error=repr(exc))
             return
+        except Exception:  # an adapter bug must not stop start-up or supervision; the next pass retries
+            log.exception("reconciliation: reading the broker's lists failed")
+            return
         self._reconciled_once = True
+        for order in orders:
+            if order.client_order_id and order.client_order_id not in self._broker_by_coid:
+                self._broker_by_coid.put(order.client_order_id, order)
         for trade in trades:
             if not trade.trade_id:
                 continue
@@ -1456,19 +1477,23 @@ class Executor:
     # ==========================================================================================================
     # Housekeeping: heartbeat, server clock, journal retention
     # ==========================================================================================================
+    async def _beat(self) -> None:
+        """Write the heartbeat key (only while leading: a standby must not look like the live executor)."""
+        if self.lease is None or self.lease.valid():
+            await self.transport.heartbeat({
+                "executor_id": self.executor_id, "pid": os.getpid(), "broker": self.broker.name,
+                "connected": self._broker_up, "last_seq": self.publisher.last_seq,
+                "ts_ms": self.transport.clock.now_ms(), "version": self.version,
+                "lease_token": self.lease.token if self.lease is not None else None,
+            })
+
     async def _housekeeping(self) -> None:
         interval_s = self.settings.heartbeat_interval_ms / 1000.0
         next_clock = time.monotonic() + self.settings.clock_sync_interval_ms / 1000.0
         next_purge = time.monotonic() + 3600.0
-        while True:
+        while not self._stopping.is_set():  # also checked: a swallowed cancellation must not keep it alive
             try:
-                if self.lease is None or self.lease.valid():
-                    await self.transport.heartbeat({
-                        "executor_id": self.executor_id, "pid": os.getpid(), "broker": self.broker.name,
-                        "connected": self._broker_up, "last_seq": self.publisher.last_seq,
-                        "ts_ms": self.transport.clock.now_ms(), "version": self.version,
-                        "lease_token": self.lease.token if self.lease is not None else None,
-                    })
+                await self._beat()
                 if time.monotonic() >= next_clock:
                     await self.transport.sync_clock()
                     next_clock = time.monotonic() + self.settings.clock_sync_interval_ms / 1000.0

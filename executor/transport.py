@@ -73,7 +73,10 @@ class Fenced(Exception):
 # KEYS: 1 lease, 2 command stream, 3 dead-letter stream, 4.. reply streams.
 # ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, n items, lease ms; then per item:
 #   stream id, reply key index (0 = none), n reply field/value strings, ..., n dead field/value strings, ...
-# Reply writes use pcall so one bad reply key (WRONGTYPE) cannot stop the batch's acks.
+# Each entry is XACKed FIRST and its reply / dead letter written only if that ack took (XACK = 1): if Redis ran the
+# script but its answer was lost, the executor's retry finds the entries already acked and writes nothing twice.
+# XACK 0 for an entry that no longer exists (Redis lost it: restart without persistence) still writes the reply,
+# since nobody else can have answered it. Reply writes use pcall so one bad reply key cannot stop the batch.
 FINISH_SCRIPT = """
 if ARGV[1] ~= '' then
   local held = redis.call('GET', KEYS[1])
@@ -85,29 +88,35 @@ if ARGV[1] ~= '' then
     return redis.error_reply('FENCED this executor no longer holds the lease of ' .. KEYS[1])
   end
 end
-local i, errors, ids = 8, {}, {}
+local i, errors = 8, {}
 for _ = 1, tonumber(ARGV[6]) do
-  ids[#ids + 1] = ARGV[i]
+  local sid = ARGV[i]
   local key_index, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  i = i + 3
-  if key_index > 0 then
-    local cmd = {'XADD', KEYS[key_index], 'MAXLEN', '~', ARGV[3], '*'}
-    for j = i, i + n - 1 do cmd[#cmd + 1] = ARGV[j] end
-    local ok = redis.pcall(unpack(cmd))
-    if type(ok) == 'table' and ok.err then errors[#errors + 1] = ok.err
-    else redis.call('EXPIRE', KEYS[key_index], ARGV[4]) end
-  end
-  i = i + n
+  local reply_at = i + 3
+  i = reply_at + n
   local d = tonumber(ARGV[i])
-  i = i + 1
-  if d > 0 then
-    local cmd = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*'}
-    for j = i, i + d - 1 do cmd[#cmd + 1] = ARGV[j] end
-    redis.call(unpack(cmd))
+  local dead_at = i + 1
+  i = dead_at + d
+  local acked = redis.pcall('XACK', KEYS[2], ARGV[2], sid)
+  local fresh = acked == 1
+  if not fresh then  -- already acked (a retried batch), or the entry is gone with Redis's data
+    fresh = #redis.call('XRANGE', KEYS[2], sid, sid) == 0
   end
-  i = i + d
+  if fresh then
+    if key_index > 0 then
+      local cmd = {'XADD', KEYS[key_index], 'MAXLEN', '~', ARGV[3], '*'}
+      for j = reply_at, reply_at + n - 1 do cmd[#cmd + 1] = ARGV[j] end
+      local ok = redis.pcall(unpack(cmd))
+      if type(ok) == 'table' and ok.err then errors[#errors + 1] = ok.err
+      else redis.call('EXPIRE', KEYS[key_index], ARGV[4]) end
+    end
+    if d > 0 then
+      local cmd = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*'}
+      for j = dead_at, dead_at + d - 1 do cmd[#cmd + 1] = ARGV[j] end
+      redis.call(unpack(cmd))
+    end
+  end
 end
-if #ids > 0 then redis.call('XACK', KEYS[2], ARGV[2], unpack(ids)) end
 return errors
 """
 

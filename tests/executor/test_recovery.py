@@ -162,3 +162,18 @@ async def test_live_rival_entries_left_alone_until_idle(make_executor, client, r
     await ex.run_until_idle()
     assert broker.placed == []  # the rival is alive and its entry is not idle yet
     assert (await r.xpending(client.keys.commands, c.COMMAND_GROUP))["pending"] == 1
+
+
+async def test_an_id_placed_by_a_predecessor_with_another_journal_is_not_placed_again(make_executor, client):
+    """A takeover by an executor with its own state dir: its journal has never seen the id, but the broker has it
+    (the old leader placed it). A re-sent command with that id is answered from the broker's record."""
+    cmd = order("placed-by-old")
+    broker = FakeBroker()
+    broker.next_order_id += 1
+    broker.report(broker.next_order_id, cmd, c.OrderStatus.REPORTED, 50)  # on the broker's books already
+    ex = make_executor(broker)
+    await client.send(cmd)  # a fresh entry (the producer re-sent it): delivered once, unknown to this journal
+    await ex.run_until_idle()
+    (reply,) = await client.replies(1)
+    assert reply.ok and reply.result.order_id == broker.next_order_id and reply.result.duplicate
+    assert broker.placed == []

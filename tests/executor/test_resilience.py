@@ -99,3 +99,40 @@ async def test_redis_connections_killed_loop_keeps_serving(make_executor, client
             break
     (rep,) = await client.replies(1)
     assert rep.command_id == cid and rep.ok
+
+
+async def test_a_retried_settlement_writes_no_second_reply(r, account):
+    """Redis ran the finish script but its answer was lost: the executor retries the same batch. Entries are acked
+    first and answered only if the ack took, so the retry writes nothing (one command, one reply)."""
+    from executor.transport import CommandTransport, Finish
+
+    keys = c.Keys(account)
+    transport = CommandTransport(r, keys, "consumer-1")
+    await transport.ensure_group()
+    sid = (await r.xadd(keys.commands, {"v": "1"})).decode()
+    await transport.read_new(10, None)
+    reply_to = keys.replies("cli")
+    item = Finish(stream_id=sid, reply_to=reply_to,
+                  reply=c.encode_reply(account=account, command_id="cmd-1", command_type="ping",
+                                       result=c.OrderAck(order_id=1, client_order_id="x", status="reported")))
+    assert await transport.finish([item]) == []
+    assert await transport.finish([item]) == []  # the retry
+    assert await r.xlen(reply_to) == 1
+    assert (await r.xpending(keys.commands, c.COMMAND_GROUP))["pending"] == 0
+
+
+async def test_settlement_of_an_entry_lost_with_redis_data_still_replies(r, account):
+    from executor.transport import CommandTransport, Finish
+
+    keys = c.Keys(account)
+    transport = CommandTransport(r, keys, "consumer-1")
+    await transport.ensure_group()
+    sid = (await r.xadd(keys.commands, {"v": "1"})).decode()
+    await transport.read_new(10, None)
+    await r.delete(keys.commands)  # Redis restarted without persistence: the stream and group are gone
+    reply_to = keys.replies("cli")
+    item = Finish(stream_id=sid, reply_to=reply_to,
+                  reply=c.encode_reply(account=account, command_id="cmd-1", command_type="ping",
+                                       result=c.OrderAck(order_id=1, client_order_id="x", status="reported")))
+    assert await transport.finish([item]) == []
+    assert await r.xlen(reply_to) == 1
