@@ -181,6 +181,17 @@ class Client(BaseClient):
         return await self._call(self._build_ping)
 
     # --- events ----------------------------------------------------------------------------------------------
+    async def last_event_id(self) -> str:
+        """The id of the account's newest event ("0" if there is none). Take it BEFORE placing an order and
+        follow ``events(from_id=...)`` from it, so the order's own events (which can be published before a
+        later ``events("$")`` starts) are not missed."""
+        self._check_open()
+        newest = await self._redis.xrevrange(self._keys.events, count=1)
+        if not newest:
+            return "0"
+        sid = newest[0][0]
+        return sid.decode() if isinstance(sid, bytes) else sid
+
     async def events(self, from_id: str = "$", *, types: Iterable[str] | None = None,
                      block_ms: int = 1000) -> AsyncIterator[EventMessage | Gap]:
         """Follow the account's event stream, resuming after ``from_id`` ("$": only new events, "0": from the

@@ -172,6 +172,16 @@ class SyncClient(BaseClient):
         return self._call(self._build_ping)
 
     # --- events ----------------------------------------------------------------------------------------------
+    def last_event_id(self) -> str:
+        """The id of the account's newest event ("0" if there is none). Take it BEFORE placing an order and
+        follow ``events(from_id=...)`` from it, so the order's own events are not missed."""
+        self._check_open()
+        newest = self._redis.xrevrange(self._keys.events, count=1)
+        if not newest:
+            return "0"
+        sid = newest[0][0]
+        return sid.decode() if isinstance(sid, bytes) else sid
+
     def events(self, from_id: str = "$", *, types: Iterable[str] | None = None,
                block_ms: int = 1000) -> Iterator[EventMessage | Gap]:
         """Follow the account's event stream. See Client.events."""

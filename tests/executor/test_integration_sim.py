@@ -47,3 +47,33 @@ async def test_engine_on_real_adapter_and_simulator(settings_for, client, tmp_pa
         assert {"order_responded", "order_updated"} <= {e.type for e in mine}
     finally:
         await ex.stop()
+
+
+@pytest.mark.skipif(not HAVE_SIM, reason="executor.broker.make_broker / executor.sim not importable yet")
+async def test_following_events_from_a_mark_taken_before_placing_sees_the_orders_fill(settings_for, tmp_path):
+    """The README's pattern: last_event_id() before placing, events(from_id=mark) after. A marketable order's fill
+    is published before the reply arrives, so events("$") started after placing would miss it."""
+    import asyncio
+
+    from executor.app import build_executor
+    from producer_lib import Client
+
+    settings = settings_for(broker="sim", sim_path=tmp_path / "sim", ack_wait_ms=2_000, broker_timeout_ms=5_000)
+    ex = build_executor(settings)
+    serving = asyncio.create_task(ex.run())
+    try:
+        async with Client(settings.redis_url, settings.account) as client:
+            await client.ping()
+            mark = await client.last_event_id()
+            ack = await client.buy("600000.SH", 100, 10.5)  # above the 10.00 market: fills at once
+
+            async def fill():
+                async for event in client.events(from_id=mark):
+                    if event.type == "order_filled" and event.order_id == ack.order_id:
+                        return event
+
+            event = await asyncio.wait_for(fill(), 10)
+            assert event.data.trade.volume == 100 and event.client_order_id == ack.client_order_id
+    finally:
+        ex.request_stop()
+        await serving
