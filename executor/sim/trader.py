@@ -17,7 +17,8 @@ are real ``xtquant.xttype`` instances. Behaviour choices (each also listed in ex
 * ``connect()`` before ``start()`` returns -1. After a disconnect the instance is dead for good (one-shot):
   orders -1 / response order_id -1, cancels -1, queries ``None``, subscribe -1; build a new instance.
 * ``run_forever()`` returns after ``stop()`` (the real one never returns). ``set_timeout`` is a no-op.
-* ``on_connected`` never fires (as in the real wheel); ``on_account_status`` is not pushed.
+* ``on_connected`` never fires (as in the real wheel); ``on_account_status(ACCOUNT_STATUS_OK)`` is pushed once
+  after each successful ``subscribe``.
 """
 
 from __future__ import annotations
@@ -208,6 +209,10 @@ class SimXtQuantTrader:
                 return -1
             self._subs.add(aid)
             self._engine.invalidate_targets()
+        # MiniQMT reports the account's login state to a subscribed session; the simulator's accounts are logged
+        # in, so one on_account_status(ACCOUNT_STATUS_OK) follows a successful subscribe.
+        self._deliver([(0, "on_account_status",
+                        xt.XtAccountStatus(aid, xc.SECURITY_ACCOUNT, xc.ACCOUNT_STATUS_OK))])
         return 0
 
     def unsubscribe(self, account) -> int:

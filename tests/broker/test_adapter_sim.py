@@ -120,3 +120,8 @@ async def test_disconnect_refuses_then_reconnect_with_a_new_trader(broker):
     await broker.place_order(_order("after-reconnect", price=9.0))
     await broker.recorder.wait_for(
         lambda e: isinstance(e, c.OrderUpdated) and e.order.client_order_id == "after-reconnect")
+
+
+async def test_account_status_push_becomes_an_event(broker):
+    event = await broker.recorder.wait_for(lambda e: isinstance(e, c.AccountStatusChanged))
+    assert (event.status, event.status_name) == (0, "ok")

@@ -55,6 +55,8 @@ class Recorder:
         with self.cond:
             evs = list(self.events)
         for n, o in evs:
+            if n == "on_account_status":  # the login-state push after subscribe belongs to no order's lifecycle
+                continue
             if order_id is not None and n in ("on_stock_order", "on_stock_trade", "on_order_error") \
                     and getattr(o, "order_id", None) != order_id:
                 continue

@@ -260,3 +260,11 @@ def test_queries_and_account_info(sim):
     t.query_stock_asset_async(ACC, lambda a: ev2.set())
     assert ev2.wait(5)
     assert t.set_timeout(100) is None
+
+
+def test_subscribe_pushes_the_accounts_login_state(sim):
+    t, rec = sim()
+    assert rec.wait_count("on_account_status", 1)
+    (status,) = rec.of("on_account_status")
+    assert isinstance(status, xt.XtAccountStatus)
+    assert (status.account_id, status.status) == ("SIM001", xc.ACCOUNT_STATUS_OK)
