@@ -421,8 +421,10 @@ def trimmed_after(from_id: str, info: dict | None, from_entry_exists: bool) -> b
     ``from_id`` older than the first entry → it was trimmed away, and possibly entries after it too (reported,
     even if only ``from_id`` itself went: a needless re-sync is harmless, a missed fill is not).
     """
-    if info is None:  # no stream: nothing can be missing
-        return False
+    if info is None:
+        # No stream. From the start nothing can be missing; but a saved id means the stream once had entries
+        # (Redis lost its data, or someone deleted the key): whatever came after that id is gone.
+        return from_id != "0-0"
     max_deleted = _info_get(info, "max-deleted-entry-id")  # Redis >= 7; moved by XDEL (not by trimming)
     if max_deleted is not None and parse_stream_id(max_deleted) > parse_stream_id(from_id):
         return True
@@ -434,7 +436,12 @@ def trimmed_after(from_id: str, info: dict | None, from_entry_exists: bool) -> b
     if from_entry_exists:
         return False
     first = _info_get(info, "first-entry")
-    return bool(first) and parse_stream_id(first[0]) > parse_stream_id(from_id)
+    if first:
+        return parse_stream_id(first[0]) > parse_stream_id(from_id)
+    # Empty stream: trimmed to nothing (or re-created after data loss). Entries after from_id are missing unless
+    # from_id was the last id ever generated.
+    last_generated = _info_get(info, "last-generated-id")
+    return last_generated is None or parse_stream_id(last_generated) != parse_stream_id(from_id)
 
 
 def first_entry_seq(info: dict | None) -> int | None:

@@ -252,7 +252,13 @@ def test_trimmed_after():
     old_server = {"first-entry": first}
     assert trimmed_after("0-0", old_server, False) and trimmed_after("5-0", old_server, False)
     assert not trimmed_after("0-0", {"first-entry": (b"1-0", event_fields(1))}, False)
-    assert not trimmed_after("5-0", None, False)
+    # The stream is gone (Redis lost its data, or the key was deleted): after a saved id, everything may be missing.
+    assert trimmed_after("5-0", None, False)
+    assert not trimmed_after("0-0", None, False)
+    # Trimmed to empty: entries after the resume id existed unless it was the last id ever generated.
+    emptied = {"length": 0, "entries-added": 5, "first-entry": None, "last-generated-id": b"12-0"}
+    assert trimmed_after("5-0", emptied, False)
+    assert not trimmed_after("12-0", emptied, False)
 
 
 def test_normalize_from_id():

@@ -316,6 +316,17 @@ async def test_events_report_a_trimmed_resume_id(client, redis_client, account):
     await it.aclose()
 
 
+async def test_events_report_a_gap_when_the_stream_was_emptied_after_the_resume_id(client, redis_client, account):
+    ids = [add_event(redis_client, account, seq) for seq in range(1, 6)]
+    redis_client.xtrim(contract.Keys(account).events, maxlen=0, approximate=False)  # seq 3..5 gone with the rest
+    it = client.events(ids[1], block_ms=50)
+    (gap,) = await take(it, 1)  # reported before anything is read: the stream is empty now
+    assert gap.reason == "trimmed"
+    add_event(redis_client, account, 6)
+    assert [m.seq for m in await take(it, 1)] == [6]
+    await it.aclose()
+
+
 async def test_events_filter_by_type_still_reports_gaps(client, redis_client, account):
     fill = contract.OrderFilled(trade=contract.TradeReport(trade_id="T9", order_id=9, code="600000.SH",
                                                            order_type=23, price=10.0, volume=100, amount=1000.0))
