@@ -65,6 +65,10 @@ class ExecutorSettings(BaseSettings):
     shutdown_timeout_ms: int = Field(10_000, ge=0, description="on stop, wait this long for in-flight commands and "
                                                                "the event flush")
 
+    command_retention_ms: int = Field(3_600_000, ge=0, description="answered commands stay on the command stream "
+                                                                   "this long (for operators), then are trimmed; "
+                                                                   "pending or undelivered ones never are")
+
     # One active executor per account
     lease_ms: int = Field(5_000, ge=0, description="leadership lease; a standby takes over this long after the "
                                                    "leader stops renewing (0 = no lease: one executor only)")

@@ -1491,6 +1491,7 @@ class Executor:
         interval_s = self.settings.heartbeat_interval_ms / 1000.0
         next_clock = time.monotonic() + self.settings.clock_sync_interval_ms / 1000.0
         next_purge = time.monotonic() + 3600.0
+        next_trim = time.monotonic() + 60.0
         while not self._stopping.is_set():  # also checked: a swallowed cancellation must not keep it alive
             try:
                 await self._beat()
@@ -1503,6 +1504,12 @@ class Executor:
                 raise
             except Exception:
                 log.exception("housekeeping failed")
+            if time.monotonic() >= next_trim:
+                next_trim = time.monotonic() + 60.0
+                try:
+                    await self.transport.trim_commands(self.settings.command_retention_ms)
+                except Exception as exc:  # trimming is hygiene: never worth more than a log line
+                    log.warning("trimming the command stream failed", error=repr(exc))
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + 3600.0
                 with contextlib.suppress(Exception):

@@ -174,6 +174,24 @@ class CommandTransport:
         return [PendingInfo(_s(r["message_id"]), _s(r["consumer"]), int(r["time_since_delivered"]),
                             int(r["times_delivered"])) for r in rows]
 
+    async def trim_commands(self, keep_ms: int, *, approximate: bool = True) -> str | None:
+        """Drop command entries older than ``keep_ms`` (by the server clock), but never one still pending (read,
+        not yet answered) or not yet delivered to the group. Returns the MINID used (None: nothing to trim)."""
+        candidate = (self.clock.now_ms() - keep_ms, 0)
+        floors = [candidate]
+        summary = await self.redis.xpending(self.keys.commands, self.group)
+        if summary and summary.get("pending") and summary.get("min"):
+            floors.append(_id_tuple(summary["min"]))
+        for group in await self.redis.xinfo_groups(self.keys.commands):
+            if _s(group.get("name", b"")) == self.group:
+                floors.append(_id_tuple(group.get("last-delivered-id") or b"0-0"))
+        minid = min(floors)
+        if minid <= (0, 0):
+            return None
+        text = f"{minid[0]}-{minid[1]}"
+        await self.redis.xtrim(self.keys.commands, minid=text, approximate=approximate)
+        return text
+
     async def claim(self, infos: list[PendingInfo], min_idle_ms: int) -> list[Entry]:
         """XCLAIM the given entries for this consumer. Entries deleted from the stream meanwhile are dropped from the
         pending list by Redis (>= 7) and are not returned; their ids are acked here for older servers."""
@@ -255,6 +273,11 @@ class CommandTransport:
             return json.loads(raw)
         except ValueError:
             return None
+
+
+def _id_tuple(stream_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = _s(stream_id).partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _s(value: bytes | str) -> str:

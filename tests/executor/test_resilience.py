@@ -136,3 +136,21 @@ async def test_settlement_of_an_entry_lost_with_redis_data_still_replies(r, acco
                                        result=c.OrderAck(order_id=1, client_order_id="x", status="reported")))
     assert await transport.finish([item]) == []
     assert await r.xlen(reply_to) == 1
+
+
+async def test_command_stream_trimmed_but_never_past_a_pending_or_undelivered_entry(r, account):
+    from executor.transport import CommandTransport
+
+    keys = c.Keys(account)
+    transport = CommandTransport(r, keys, "consumer-1")
+    await transport.ensure_group()
+    await transport.sync_clock()
+    old = [(await r.xadd(keys.commands, {"n": str(i)}, id=f"{1000 + i}-0")).decode() for i in range(4)]
+    entries = await transport.read_new(3, None)  # delivers 1000..1002; 1003 stays undelivered
+    await r.xack(keys.commands, c.COMMAND_GROUP, entries[0].stream_id)  # 1000 answered; 1001, 1002 pending
+    await transport.trim_commands(keep_ms=0, approximate=False)
+    left = [sid.decode() for sid, _ in await r.xrange(keys.commands)]
+    assert left == old[1:]  # only the answered entry went
+    await r.xack(keys.commands, c.COMMAND_GROUP, old[1], old[2])
+    await transport.trim_commands(keep_ms=0, approximate=False)
+    assert [sid.decode() for sid, _ in await r.xrange(keys.commands)] == [old[2], old[3]]  # 1003 never delivered
