@@ -192,7 +192,8 @@ def executor_rules(prefix: str, account: str) -> list[str]:
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION,
             "+time", "+client|setname", "+client|list", "+client|kill", "+multi", "+exec", "+discard",
             "+script|load",
-            _selector([f"~{b}:cmd"], ["+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xack", "+xrange"]),
+            _selector([f"~{b}:cmd"], ["+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xack", "+xrange",
+                                      "+xinfo|groups", "+xtrim"]),  # xinfo/xtrim: trimming answered commands
             _selector([f"~{b}:reply:*"], ["+xadd", "+expire"]),
             _selector([f"~{b}:dead", f"~{b}:audit"], ["+xadd"]),
             _selector([f"~{b}:events"], ["+xadd", "+xrevrange"]),

@@ -217,6 +217,28 @@ def test_executor_user_is_confined_to_its_account(server, generated):
     refused(r.delete, K1.events)
     refused(r.flushall)
     refused(r.config_set, "appendonly", "no")
+    refused(r.xtrim, K2.commands, maxlen=0)
+
+
+async def test_executor_user_can_trim_its_command_stream(server, generated):
+    """The hourly trim (XPENDING, XINFO GROUPS, XTRIM MINID) runs under the executor's ACL user."""
+    import redis.asyncio as aioredis
+
+    from executor.transport import CommandTransport
+
+    cr = creds(generated, "xtq-executor-A1")
+    r = aioredis.Redis.from_url(server.url, username=cr["XTQUEUE_REDIS_USERNAME"],
+                                password=cr["XTQUEUE_REDIS_PASSWORD"])
+    transport = CommandTransport(r, K1, "trim-check")
+    await transport.ensure_group()
+    await transport.sync_clock()
+    admin = connect(server, generated, "xtq-admin")
+    sid = admin.xadd(K1.commands, {"v": "1"}).decode()  # a strategy's command (the executor may not add one)
+    admin.close()
+    (entry,) = await transport.read_new(10, None)
+    await r.xack(K1.commands, c.COMMAND_GROUP, entry.stream_id)
+    assert await transport.trim_commands(keep_ms=0, approximate=False) == sid  # XINFO + XTRIM allowed
+    await r.aclose()
 
 
 # --- a real executor process serving strategies and a subscriber through their ACL users -------------------------
