@@ -975,8 +975,22 @@ class Executor:
                                                   message="being placed now"))
         rec = self.journal.get(coid)
         if rec is None:
-            return Outcome(result=c.OutcomeResult(client_order_id=coid, state=S.NOT_FOUND,
-                                                  message="this executor has never seen this client order id"))
+            # Not in this executor's journal: a predecessor with another state dir may have placed it, so the
+            # broker's own books decide (known from pushes, else its order list right now).
+            at_broker = self._broker_by_coid.get(coid)
+            if at_broker is None:
+                found = await self._broker_orders_by_coid()
+                if found is None:
+                    return Outcome(result=c.OutcomeResult(
+                        client_order_id=coid, state=S.UNKNOWN,
+                        message="not in this executor's journal, and the broker's order list cannot be read now"))
+                at_broker = found.get(coid)
+            if at_broker is None:
+                return Outcome(result=c.OutcomeResult(client_order_id=coid, state=S.NOT_FOUND,
+                                                      message="neither this executor nor the broker has this id"))
+            state = S.REJECTED if at_broker.status is c.OrderStatus.JUNK else S.PLACED
+            return Outcome(result=c.OutcomeResult(client_order_id=coid, state=state, order_id=at_broker.order_id,
+                                                  message="found in the broker's orders", order=at_broker))
         order: c.OrderReport | None = None
         if not rec.final:
             found = await self._broker_orders_by_coid()

@@ -177,3 +177,19 @@ async def test_an_id_placed_by_a_predecessor_with_another_journal_is_not_placed_
     (reply,) = await client.replies(1)
     assert reply.ok and reply.result.order_id == broker.next_order_id and reply.result.duplicate
     assert broker.placed == []
+
+
+async def test_query_outcome_of_an_id_only_the_broker_knows(make_executor, client):
+    """After a takeover by an executor with its own state dir, the outcome of an id the old leader placed comes
+    from the broker's books, not 'not_found'."""
+    cmd = order("old-leaders")
+    broker = FakeBroker()
+    broker.next_order_id += 1
+    broker.report(broker.next_order_id, cmd, c.OrderStatus.REPORTED, 50)
+    ex = make_executor(broker)
+    known = await client.send(c.QueryOutcome(client_order_id="old-leaders"))
+    unknown = await client.send(c.QueryOutcome(client_order_id="never-sent"))
+    await ex.run_until_idle()
+    reps = {rep.command_id: rep for rep in await client.replies(2)}
+    assert (reps[known].result.state, reps[known].result.order_id) == (c.OutcomeState.PLACED, broker.next_order_id)
+    assert reps[unknown].result.state is c.OutcomeState.NOT_FOUND
