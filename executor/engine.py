@@ -57,6 +57,7 @@ from executor.halt import HaltSwitch
 from executor.risk import RiskGate
 from executor.transport import CommandTransport, Entry, Fenced, Finish, PendingInfo, is_nogroup
 from producer_lib import contract as c
+from producer_lib._connections import use_hiredis_packer
 
 log = structlog.get_logger("executor")
 
@@ -84,7 +85,7 @@ def make_redis(settings: ExecutorSettings) -> aioredis.Redis:
     from redis.backoff import NoBackoff
 
     timeout_s = settings.redis_timeout_ms / 1000.0
-    return aioredis.Redis.from_url(
+    client = aioredis.Redis.from_url(
         settings.redis_url, decode_responses=False, retry=Retry(NoBackoff(), 0),
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s + settings.block_ms / 1000.0,  # a blocking XREADGROUP must not time out
@@ -92,6 +93,8 @@ def make_redis(settings: ExecutorSettings) -> aioredis.Redis:
         # Named, so `redis-cli CLIENT LIST` shows which connections are an executor's (and tests can cut just them).
         client_name=f"xtq-executor:{settings.account}:{settings.executor_id or default_executor_id()}"[:128],
         **redis_security_kwargs(settings))  # ACL user, TLS files (executor/auth.py)
+    use_hiredis_packer(client.connection_pool)
+    return client
 
 
 class _Fifo(dict):

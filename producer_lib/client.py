@@ -39,6 +39,7 @@ from ._base import (
     resume_point,
     xread_entries,
 )
+from ._connections import use_hiredis_packer
 from ._exceptions import ClientClosed, XtqueueError
 from .contract import (
     AccountStatusResult,
@@ -80,6 +81,7 @@ class Client(BaseClient):
         else:
             kwargs = redis_kwargs_with_defaults(redis_kwargs, Retry(NoBackoff(), 0))
             self._redis = aioredis.Redis.from_url(redis_url, **kwargs)
+            use_hiredis_packer(self._redis.connection_pool)
             self._owns_redis = True
         self._pending: dict[str, tuple[asyncio.Future[Any], Prepared]] = {}
         self._reader: asyncio.Task[None] | None = None

@@ -1,0 +1,43 @@
+"""Connection plumbing shared by the executor and the async client.
+
+redis-py's synchronous connections pack commands with hiredis (C); its asyncio connections still use a pure-Python
+packer whose cost grows with every argument (it re-joins a growing buffer per argument). Our hot commands carry many
+arguments (the executor's settlement script, pipelines of XADDs), so asyncio pools get a connection class that packs
+with redis-py's own hiredis serializer: byte-for-byte the same wire format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio.connection import ConnectionPool
+
+try:
+    from redis.connection import HiredisRespSerializer
+    from redis.utils import HIREDIS_AVAILABLE
+except ImportError:  # pragma: no cover - older redis-py: keep its packer
+    HIREDIS_AVAILABLE = False
+
+_FAST: dict[type, type] = {}
+
+
+def _fast_class(base: type) -> type:
+    cls = _FAST.get(base)
+    if cls is None:
+        packer = HiredisRespSerializer()
+
+        def pack_command(self: Any, *args: Any) -> list[bytes]:
+            return packer.pack(*args)
+
+        cls = type(f"HiredisPack{base.__name__}", (base,), {"pack_command": pack_command})
+        _FAST[base] = cls
+    return cls
+
+
+def use_hiredis_packer(pool: ConnectionPool) -> ConnectionPool:
+    """Make ``pool`` create connections that pack commands with hiredis (no-op without hiredis). Call before the
+    pool has made a connection. Works for TCP, TLS and unix-socket pools alike (the class the URL chose is kept
+    as the base)."""
+    if HIREDIS_AVAILABLE:
+        pool.connection_class = _fast_class(pool.connection_class)
+    return pool
