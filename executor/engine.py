@@ -288,9 +288,10 @@ class Executor:
         self._background.append(asyncio.create_task(self.halt.watch(self.settings.halt_poll_ms / 1000.0),
                                                     name="halt"))
         if await self._connect_broker():  # one attempt now; the supervisor keeps trying while we serve
-            await self._publish_missed_pushes()  # first pass: learn the day's orders and fills
-        if self._broker_up and self.settings.risk.max_open_orders is not None:
-            await self._broker_orders_by_coid()  # open orders for the risk limit (re-synced at each reconciliation)
+            orders = await self._broker_orders()
+            if orders is not None:
+                self._index_orders(orders)  # also the open orders for the risk limit (re-synced at reconciliation)
+                await self._publish_missed_pushes(orders)  # first pass: learn the day's orders and fills
         self._background.append(asyncio.create_task(self._supervise_broker(), name="broker-supervisor"))
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.lease is not None:
@@ -442,7 +443,7 @@ class Executor:
             try:
                 if time.monotonic() >= self._next_claim_mono:
                     await self._claim_idle()
-                entries = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
+                entries, halt_raw = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
                 break
             except REDIS_DOWN_ERRORS as exc:
                 await self._redis_trouble(exc)
@@ -463,7 +464,8 @@ class Executor:
             self._step_down("lease expired while reading")
             return 0
         if entries:
-            await self._handle_batch(entries)
+            self.halt.observe_read(halt_raw)  # the kill switch as Redis saw it right after this read
+            await self._handle_batch(entries, halt_read=True)
         return len(entries)
 
     async def _redis_trouble(self, exc: BaseException) -> None:
@@ -494,9 +496,10 @@ class Executor:
                         consumers=sorted({i.consumer for i in infos}))
             await self._handle_batch(entries)
 
-    async def _handle_batch(self, entries: list[Entry]) -> None:
+    async def _handle_batch(self, entries: list[Entry], *, halt_read: bool = False) -> None:
         """Decode every entry; admit place_orders in stream order (journal, dedupe, deadline), commit their intents
-        in ONE transaction, hand them to the broker in stream order; everything else runs as its own task."""
+        in ONE transaction, hand them to the broker in stream order; everything else runs as its own task.
+        ``halt_read``: the kill switch was read together with these entries (else it is read here)."""
         jobs: list[Job] = []
         for entry in entries:
             self._inflight_ids.add(entry.stream_id)
@@ -516,7 +519,7 @@ class Executor:
         orders = [j for j in jobs if isinstance(j.cmd, c.PlaceOrder)]
         known = await self._lookup_orders(orders) if orders else _NO_LOOKUP
         if orders:
-            await self._safety_prepare(orders)  # kill switch: one GET per batch; positions for sells (cached)
+            await self._safety_prepare(orders, halt_read)  # kill switch; positions for sells (cached)
         fresh: list[tuple[Job, _Placement]] = []
         for job in jobs:
             try:
@@ -545,8 +548,8 @@ class Executor:
                 self._spawn(job, self._await_placement(job, p))
             return
         self._risk_commit()  # the day's counters, durable before these orders reach the broker
-        for job, p in fresh:  # in stream order: the broker receives orders in the order strategies sent them
-            await self._dispatch(p)
+        await self._dispatch([p for _, p in fresh])  # in stream order, one hop to the broker thread
+        for job, p in fresh:
             self._spawn(job, self._await_placement(job, p))
 
     def _spawn(self, job: Job, coro: Awaitable[Outcome]) -> None:
@@ -652,13 +655,19 @@ class Executor:
 
     async def _broker_orders_by_coid(self) -> dict[str, c.OrderReport] | None:
         """None when the list cannot be obtained (it must never be read as empty)."""
+        orders = await self._broker_orders()
+        return None if orders is None else self._index_orders(orders)
+
+    async def _broker_orders(self) -> list[c.OrderReport] | None:
         if not self._broker_up:
             return None
         try:
-            orders = await self._broker_call(self.broker.query_orders(strict=True))
+            return await self._broker_call(self.broker.query_orders(strict=True))
         except (BrokerError, asyncio.TimeoutError) as exc:
             log.warning("broker order list unavailable", error=repr(exc))
             return None
+
+    def _index_orders(self, orders: list[c.OrderReport]) -> dict[str, c.OrderReport]:
         self.risk.sync_orders(orders)  # open orders for the risk limit
         by_coid: dict[str, c.OrderReport] = {}
         for order in orders:
@@ -750,35 +759,46 @@ class Executor:
         stored = StoredReply.of(result=ack.model_copy(update={"duplicate": False}))
         return Outcome(result=ack, record=base.evolve(state=S.PLACED, order_id=report.order_id, reply=stored))
 
-    async def _dispatch(self, p: _Placement) -> None:
-        """Hand one admitted order to the broker (its intent is committed). The outcome comes via events."""
-        if self.transport.clock.now_ms() > p.deadline_ms:  # re-checked at the last moment before the broker
-            self._resolve(p, self._expired(p.record))
+    async def _dispatch(self, placements: list[_Placement]) -> None:
+        """Hand admitted orders (intents committed) to the broker, in stream order. Outcomes come via events."""
+        now_ms = self.transport.clock.now_ms()
+        sending = []
+        for p in placements:
+            if now_ms > p.deadline_ms:  # re-checked at the last moment before the broker
+                self._resolve(p, self._expired(p.record))
+            else:
+                sending.append(p)
+        if not sending:
             return
         try:
-            seq = await self.broker.place_order(p.cmd)
-        except BrokerFencedError as exc:  # nothing was sent; the successor owns this entry now
+            results = await self.broker.place_orders([p.cmd for p in sending])
+        except Exception as exc:  # an adapter that raised for the whole batch: it may have sent some of them
+            results = [exc] * len(sending)
+        loop = asyncio.get_running_loop()
+        for p, result in zip(sending, results):
+            if isinstance(result, BaseException):
+                self._send_failed(p, result)
+                continue
+            p.sent = True
+            p.seq = result
+            self._by_seq[result] = p
+            early = self._early_responses.pop(result, None)
+            if early is not None:
+                self._on_order_response(p, early)
+            elif not p.future.done():
+                p.timer = loop.call_later(self.settings.broker_timeout_ms / 1000.0, self._response_timeout, p)
+
+    def _send_failed(self, p: _Placement, exc: BaseException) -> None:
+        if isinstance(exc, BrokerFencedError):  # nothing was sent; the successor owns this entry now
             self._step_down(str(exc))
             self._resolve(p, self._unknown(p, "this executor lost its lease before placing the order"))
-            return
-        except BrokerUnavailableError as exc:
+        elif isinstance(exc, BrokerUnavailableError):
             self._resolve(p, _error(E.BROKER_UNAVAILABLE, f"the broker is not connected; nothing was placed "
                                                           f"({exc})", record=p.record.evolve(state=S.REFUSED)))
-            return
-        except Exception as exc:  # timeout or anything else: it may have reached MiniQMT
+        else:  # timeout or anything else: it may have reached MiniQMT
             if not isinstance(exc, BrokerTimeoutError):
-                log.exception("place_order failed", coid=p.coid)
+                log.error("place_order failed", coid=p.coid, error=repr(exc))
             self._resolve(p, self._unknown(p, f"the broker did not confirm the order request ({exc!r})"))
-            return
-        p.sent = True
-        p.seq = seq
-        self._by_seq[seq] = p
-        early = self._early_responses.pop(seq, None)
-        if early is not None:
-            self._on_order_response(p, early)
-        elif not p.future.done():
-            p.timer = asyncio.get_running_loop().call_later(self.settings.broker_timeout_ms / 1000.0,
-                                                            self._response_timeout, p)
 
     def _unknown(self, p: _Placement, why: str) -> Outcome:
         return _error(E.OUTCOME_UNKNOWN, f"{why}; whether the order was placed is unknown; ask with query_outcome",
@@ -1297,11 +1317,13 @@ class Executor:
 
     async def _reconcile(self) -> None:
         """Settle what pushes alone cannot: unresolved journal records, rejections without an OrderRejected, and
-        order / fill pushes the broker never delivered (xtquant does not guarantee them; see field-lessons.md)."""
-        found = await self._broker_orders_by_coid()
-        if found is None:
+        order / fill pushes the broker never delivered (xtquant does not guarantee them; see field-lessons.md).
+        One order list per pass; the journal is read only for the few orders that need it."""
+        orders = await self._broker_orders()
+        if orders is None:
             return
-        await self._publish_missed_pushes()
+        found = self._index_orders(orders)
+        await self._publish_missed_pushes(orders)
         now = c.now_ms()
         settled = []
         for rec in self.journal.unresolved():
@@ -1316,11 +1338,11 @@ class Executor:
             self.journal.save(settled, now)
             log.info("reconciliation settled unresolved orders", count=len(settled))
         since = now - 86_400_000
-        placed = {r.coid: r for r in self.journal.placed_unrejected(since)}
         for coid, report in found.items():
             if report.status is not c.OrderStatus.JUNK or report.order_id in self._rejections_seen:
                 continue
-            if coid not in placed:
+            rec = self.journal.get(coid)  # placed by us, and no OrderRejected published for it yet
+            if rec is None or rec.state is not S.PLACED or rec.rejection_seen or rec.updated_ms < since:
                 continue
             self._rejections_seen.put(report.order_id, True)
             self.journal.mark_rejection_seen(report.order_id)
@@ -1329,7 +1351,7 @@ class Executor:
             self.on_broker_event(c.OrderRejected(order_id=report.order_id, client_order_id=coid,
                                                  error_msg=report.status_msg, detected_by="reconciliation"))
 
-    async def _publish_missed_pushes(self) -> None:
+    async def _publish_missed_pushes(self, orders: list[c.OrderReport]) -> None:
         """Compare the broker's lists with what this executor published and publish what the broker is AHEAD on.
 
         A snapshot is never allowed to move an order backwards (it may be older than a push already published): an
@@ -1339,7 +1361,6 @@ class Executor:
         one after a reconnect, publish what was missed."""
         seed = not self._reconciled_once
         try:
-            orders = await self._broker_call(self.broker.query_orders(strict=True))
             trades = await self._broker_call(self.broker.query_trades())
         except (BrokerError, asyncio.TimeoutError) as exc:
             log.warning("reconciliation: broker lists unavailable", error=repr(exc))
@@ -1442,9 +1463,11 @@ class Executor:
     # ==========================================================================================================
     # Safety: risk limits, kill switch, audit trail (executor/risk.py, halt.py, audit.py; docs/operations.md)
     # ==========================================================================================================
-    async def _safety_prepare(self, orders: list[Job]) -> None:
-        """Once per batch holding orders: read the kill switch; refresh positions if a sell needs them."""
-        await self.halt.refresh()
+    async def _safety_prepare(self, orders: list[Job], halt_read: bool) -> None:
+        """Once per batch holding orders: read the kill switch (unless read with the batch); refresh positions if
+        a sell needs them."""
+        if not halt_read:
+            await self.halt.refresh()
         cmds = [j.cmd for j in orders]
         if self._broker_up and self.risk.needs_positions(cmds):  # type: ignore[arg-type]
             t0 = self.risk.clock()

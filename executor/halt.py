@@ -11,10 +11,12 @@ repeats of client order ids already answered still pass.
 
 How the executor observes it:
 
-* **on every batch of commands that contains an order**, one ``GET`` of the key right after the batch was read and
-  before any order of it is admitted (one round trip per batch, not per order). So an order written after the
-  ``SET`` returned is refused: the very next command. If that ``GET`` fails, the batch's orders are refused
-  ``halted`` too (fail closed: the switch's state is unknown);
+* **with every batch of commands**: the ``GET`` of the key is pipelined right behind the ``XREADGROUP`` on the same
+  connection, so Redis runs it the moment the read returns (also after a blocking read was woken by a new entry),
+  before any order of the batch is admitted, and at no extra round trip. So an order written after the ``SET``
+  returned is refused: the very next command. If that ``GET`` fails, the batch's orders are refused ``halted`` too
+  (fail closed: the switch's state is unknown). Entries taken over from a dead consumer (XCLAIM) get their own
+  ``GET``;
 * **every ``halt_poll_ms``** (default 250 ms) a background task reads it as well, so the change is announced even
   when no order arrives.
 
@@ -29,6 +31,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -92,6 +95,16 @@ class HaltSwitch:
         except Exception as exc:
             if not self.unknown:
                 log.warning("kill switch unreadable; refusing orders", error=repr(exc))
+            self.unknown = True
+            return True
+        return self.observe_read(raw)
+
+    def observe_read(self, raw: Any) -> bool:
+        """The result of a GET of the key done elsewhere (the command read pipelines one right after its
+        XREADGROUP): its value, or the exception the GET raised (halted, unknown). Returns ``halted``."""
+        if isinstance(raw, BaseException):
+            if not self.unknown:
+                log.warning("kill switch unreadable; refusing orders", error=repr(raw))
             self.unknown = True
             return True
         self.unknown = False

@@ -153,10 +153,20 @@ class CommandTransport:
             raise
 
     # --- reading --------------------------------------------------------------------------------------------
-    async def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
-        """XREADGROUP ``>``: entries never delivered to any consumer of the group."""
-        resp = await self.redis.xreadgroup(self.group, self.consumer, {self.keys.commands: ">"}, count=count,
-                                           block=block_ms)
+    async def read_new(self, count: int, block_ms: int | None) -> tuple[list[Entry], Any]:
+        """XREADGROUP ``>``: entries never delivered to any consumer of the group; and the kill switch key's value
+        (or the exception reading it raised) as Redis saw it right after that read returned: the GET is
+        pipelined behind the (possibly blocking) read on one connection, so it runs after the read, in the same
+        round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xreadgroup(self.group, self.consumer, {self.keys.commands: ">"}, count=count, block=block_ms)
+        pipe.get(self.keys.halt)
+        resp, halt = await pipe.execute(raise_on_error=False)
+        if isinstance(resp, BaseException):
+            raise resp
+        return self._entries(resp), halt
+
+    def _entries(self, resp: Any) -> list[Entry]:
         if not resp:
             return []
         out = []

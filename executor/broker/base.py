@@ -88,6 +88,18 @@ class Broker(abc.ABC):
         The broker's answer arrives later through the sink as ``OrderResponded`` carrying the same seq, followed by
         ``OrderUpdated`` / ``OrderRejected`` events. Raises BrokerUnavailableError when not connected."""
 
+    async def place_orders(self, cmds: list[c.PlaceOrder]) -> list[int | BaseException]:
+        """Send several orders in this order; per order its request seq or the exception ``place_order`` would
+        have raised for it. Adapters override this to hand the whole batch to their broker thread at once; a
+        stuck broker call fails the remaining orders with BrokerTimeoutError (they may have been sent)."""
+        out: list[int | BaseException] = []
+        for cmd in cmds:
+            try:
+                out.append(await self.place_order(cmd))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     @abc.abstractmethod
     async def cancel_order(self, *, order_id: int | None = None, sysid: str | None = None,
                            market: c.Market | None = None, timeout_s: float = 5.0) -> c.CancelResponded:

@@ -146,7 +146,7 @@ async def test_command_stream_trimmed_but_never_past_a_pending_or_undelivered_en
     await transport.ensure_group()
     await transport.sync_clock()
     old = [(await r.xadd(keys.commands, {"n": str(i)}, id=f"{1000 + i}-0")).decode() for i in range(4)]
-    entries = await transport.read_new(3, None)  # delivers 1000..1002; 1003 stays undelivered
+    entries, _ = await transport.read_new(3, None)  # delivers 1000..1002; 1003 stays undelivered
     await r.xack(keys.commands, c.COMMAND_GROUP, entries[0].stream_id)  # 1000 answered; 1001, 1002 pending
     await transport.trim_commands(keep_ms=0, approximate=False)
     left = [sid.decode() for sid, _ in await r.xrange(keys.commands)]

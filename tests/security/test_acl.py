@@ -235,7 +235,7 @@ async def test_executor_user_can_trim_its_command_stream(server, generated):
     admin = connect(server, generated, "xtq-admin")
     admin.xadd(K1.commands, {"v": "1"})  # a strategy's command (the executor may not add one)
     admin.close()
-    entries = await transport.read_new(1000, None)  # this module's earlier tests left commands too
+    entries, _ = await transport.read_new(1000, None)  # this module's earlier tests left commands too
     await r.xack(K1.commands, c.COMMAND_GROUP, *[e.stream_id for e in entries])
     assert await transport.trim_commands(keep_ms=0, approximate=False) is not None  # XINFO + XTRIM: no NOPERM
     await r.aclose()

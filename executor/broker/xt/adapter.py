@@ -22,6 +22,7 @@ Why it is built the way it is (facts from ../shared/reference/xtquant-trading-ap
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import threading
@@ -67,6 +68,8 @@ class XtBroker(base.Broker):
         self._lock = threading.Lock()
         self._cancel_waiters: dict[int, asyncio.Future[c.CancelResponded]] = {}
         self._early_cancel_responses: dict[int, c.CancelResponded] = {}
+        self._inbox: collections.deque[c.Event] = collections.deque()  # push threads -> loop (see _post)
+        self._drain_scheduled = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     @property
@@ -124,20 +127,39 @@ class XtBroker(base.Broker):
 
     # --- orders and cancels -----------------------------------------------------------------------------------
     async def place_order(self, cmd: c.PlaceOrder) -> int:
-        order_type = parsing.SIDE_TO_ORDER_TYPE[cmd.side]
-        price_type = parsing.PRICE_TYPE_TO_XT[cmd.price_type]
-        price = float(cmd.price) if cmd.price is not None else 0.0
+        result = (await self.place_orders([cmd]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def place_orders(self, cmds: list[c.PlaceOrder]) -> list[int | BaseException]:
+        """One hop to the broker thread for the whole batch; order_stock_async for each, in order (the lease guard
+        is checked before each one)."""
         account = self._account
+        calls = [(cmd.code, parsing.SIDE_TO_ORDER_TYPE[cmd.side], cmd.volume, parsing.PRICE_TYPE_TO_XT[cmd.price_type],
+                  float(cmd.price) if cmd.price is not None else 0.0, cmd.strategy, cmd.client_order_id)
+                 for cmd in cmds]
 
-        def send(trader: Any) -> int:
-            self._check_guard()
-            return trader.order_stock_async(account, cmd.code, order_type, cmd.volume, price_type, price,
-                                            cmd.strategy, cmd.client_order_id)
+        def send(trader: Any) -> list[int | BaseException]:
+            out: list[int | BaseException] = []
+            for code, order_type, volume, price_type, price, strategy, remark in calls:
+                try:
+                    self._check_guard()
+                    seq = trader.order_stock_async(account, code, order_type, volume, price_type, price, strategy,
+                                                   remark)
+                except Exception as exc:  # this order; the batch goes on (a fenced guard fails every later one)
+                    out.append(exc)
+                    continue
+                if not isinstance(seq, int) or seq <= 0:
+                    out.append(base.BrokerUnavailableError(f"order_stock_async returned {seq!r}"))
+                else:
+                    out.append(seq)
+            return out
 
-        seq = await self._call(send)
-        if not isinstance(seq, int) or seq <= 0:
-            raise base.BrokerUnavailableError(f"order_stock_async returned {seq!r}")
-        return seq
+        try:
+            return await self._call(send)
+        except Exception as exc:  # not connected (nothing sent) or the broker thread is stuck (may have been sent)
+            return [exc] * len(cmds)
 
     async def cancel_order(self, *, order_id: int | None = None, sysid: str | None = None,
                            market: c.Market | None = None, timeout_s: float | None = None) -> c.CancelResponded:
@@ -275,15 +297,28 @@ class XtBroker(base.Broker):
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xt-broker")
 
     def _post(self, event: c.Event) -> None:
-        """Push thread → event loop, preserving order."""
+        """Push thread → event loop, preserving order. Events queue in a deque and one loop wake-up delivers all
+        that queued meanwhile (a burst of pushes costs one call_soon_threadsafe, not one each). The item is
+        appended BEFORE the flag is read and the drain clears the flag BEFORE it pops, so every event is either
+        taken by a drain already scheduled or schedules its own."""
         loop = self._loop
         if loop is None or loop.is_closed():
             log.warning("broker event after shutdown dropped: %s", event.TYPE)
             return
+        self._inbox.append(event)
+        if self._drain_scheduled:
+            return
+        self._drain_scheduled = True
         try:
-            loop.call_soon_threadsafe(self._deliver, event)
+            loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # loop closed between the check and the call
             log.warning("broker event after shutdown dropped: %s", event.TYPE)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            self._deliver(inbox.popleft())
 
     def _deliver(self, event: c.Event) -> None:
         if self._sink is None:
