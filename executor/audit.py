@@ -35,6 +35,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from executor.transport import StreamAppender
 from producer_lib import contract as c
 
 log = structlog.get_logger("executor.audit")
@@ -52,6 +53,7 @@ def _maybe_secret(line: str) -> bool:
     low = line.lower()
     return any(word in low for word in _MAYBE_SECRET)
 _REDIS_BACKLOG = 100_000
+_STREAM_BATCH = 2_000  # entries per script call
 
 
 def mask(value: Any, name: str = "") -> Any:
@@ -89,7 +91,7 @@ def entry_fields(fields: dict) -> dict[str, Any]:
 class AuditTrail:
     def __init__(self, redis: aioredis.Redis, keys: c.Keys, path: Path | None, executor_id: str, *,
                  stream_maxlen: int = c.AUDIT_STREAM_MAXLEN, file_max_bytes: int = 100 << 20,
-                 file_backups: int = 20, enabled: bool = True) -> None:
+                 file_backups: int = 20, enabled: bool = True, flush_delay_s: float = 0.005) -> None:
         self.redis = redis
         self.keys = keys
         self.path = path
@@ -98,6 +100,8 @@ class AuditTrail:
         self.file_max_bytes = file_max_bytes
         self.file_backups = file_backups
         self.enabled = enabled
+        self.flush_delay_s = flush_delay_s
+        self._appender = StreamAppender(redis, keys.audit, stream_maxlen) if redis is not None else None
         self._queue: list[tuple[int, str, str, str, Any]] = []  # (ts_ms, kind, command id, coid, payload)
         self._backlog: list[dict[str, str]] = []  # stream entries not written yet (Redis down)
         self._wake = asyncio.Event()
@@ -164,6 +168,9 @@ class AuditTrail:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if not self._closing and self.flush_delay_s:
+                # Let records gather for a few ms: fewer, larger writes, and the loop serves commands first.
+                await asyncio.sleep(self.flush_delay_s)
             self._wake.clear()
             try:
                 await self.flush()
@@ -198,12 +205,9 @@ class AuditTrail:
                 del self._backlog[:dropped]
                 log.warning("audit stream backlog full; oldest entries kept in the file only", dropped=dropped)
         if self._backlog:
-            entries = self._backlog
-            pipe = self.redis.pipeline(transaction=False)
-            for fields in entries:
-                pipe.xadd(self.keys.audit, fields, maxlen=self.stream_maxlen, approximate=True)
+            entries = self._backlog[:_STREAM_BATCH]
             try:
-                await pipe.execute()
+                await self._appender.add(entries)
             except Exception as exc:
                 log.warning("audit stream write failed; will retry", error=repr(exc), pending=len(entries))
                 if self._closing:
@@ -213,6 +217,8 @@ class AuditTrail:
                 return
             del self._backlog[:len(entries)]
             self.written += len(entries)
+            if self._backlog:
+                self._wake.set()
 
     @staticmethod
     def _line(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rex
 import structlog
 
+from executor.transport import StreamAppender
 from producer_lib import contract as c
 
 log = structlog.get_logger("executor.events")
@@ -145,6 +146,7 @@ class EventPublisher:
         self.batch_max = batch_max
         self.maxlen = maxlen
         self.retry_max_s = retry_max_s
+        self._appender = StreamAppender(redis, keys.events, maxlen)
         self.last_seq = 0  # highest seq known to be on the stream
         self.redis_ok = True
         self._next_seq: int | None = None  # None until the stream's last seq has been read
@@ -266,10 +268,7 @@ class EventPublisher:
             for item in batch:
                 if item.seq is None:
                     self._assign(item)
-        pipe = self.redis.pipeline(transaction=True)
-        for item in batch:
-            pipe.xadd(self.keys.events, item.fields, maxlen=self.maxlen, approximate=True)
-        await pipe.execute()
+        await self._appender.add([item.fields for item in batch], self.redis)  # one command, atomic
         self.last_seq = batch[-1].seq or self.last_seq
         if from_spool:
             self.spool.delete_through(batch[-1].rowid)  # type: ignore[arg-type]

@@ -201,9 +201,10 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             _selector([f"~{b}:lease"], ["+get", "+set", "+exists", "+pexpire", "+del"]),
             _selector([f"~{b}:lease:token"], ["+incrby"]),  # redis-py sends INCR as INCRBY 1
             _selector([f"%R~{b}:halt"], ["+get", "+exists"]),
-            # Lua (transport FINISH_SCRIPT, lease renew/release): EVALSHA's declared keys; each call inside the
-            # script is checked against the rules above as well.
-            _selector([f"~{b}:lease", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*"], ["+evalsha", "+eval"])]
+            # Lua (transport FINISH_SCRIPT and XADD_MANY_SCRIPT for events and audit, lease renew/release):
+            # EVALSHA's declared keys; each call inside the script is checked against the rules above as well.
+            _selector([f"~{b}:lease", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*", f"~{b}:events", f"~{b}:audit"],
+                      ["+evalsha", "+eval"])]
 
 
 def admin_rules() -> list[str]:
