@@ -60,10 +60,14 @@ from .contract import (
 log = logging.getLogger("producer_lib")
 
 
+DEFAULT_MAX_CONNECTIONS = 128
+
+
 class Client(BaseClient):
     """Asyncio client of one account's executor. Use ``async with Client(url, account) as client:``.
 
-    ``redis_kwargs`` go to ``redis.asyncio.Redis.from_url`` (e.g. ``ssl_ca_certs`` for rediss://). A ``redis``
+    ``redis_kwargs`` go to ``redis.asyncio.BlockingConnectionPool.from_url`` (e.g. ``ssl_ca_certs`` for rediss://;
+    ``max_connections``, default 128: commands beyond it wait for a free connection). A ``redis``
     client passed in is used as is and not closed by ``aclose()``; it must have ``decode_responses=False``.
     With ``signing_key`` (and ``key_id``, default: the strategy name) every command is signed (producer_lib/signing.py).
     """
@@ -80,8 +84,13 @@ class Client(BaseClient):
             self._owns_redis = False
         else:
             kwargs = redis_kwargs_with_defaults(redis_kwargs, Retry(NoBackoff(), 0))
-            self._redis = aioredis.Redis.from_url(redis_url, **kwargs)
-            use_hiredis_packer(self._redis.connection_pool)
+            # Each command in flight holds a pooled connection for its XADD. A blocking pool makes a burst beyond
+            # max_connections wait for a free connection; redis-py's default pool raises "Too many connections"
+            # instead, which would surface as a send failure of a command that was never sent.
+            kwargs.setdefault("max_connections", DEFAULT_MAX_CONNECTIONS)
+            kwargs.setdefault("timeout", None)  # the pool wait; every XADD itself has socket timeouts
+            pool = aioredis.BlockingConnectionPool.from_url(redis_url, **kwargs)
+            self._redis = aioredis.Redis.from_pool(use_hiredis_packer(pool))
             self._owns_redis = True
         self._pending: dict[str, tuple[asyncio.Future[Any], Prepared]] = {}
         self._reader: asyncio.Task[None] | None = None

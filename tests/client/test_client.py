@@ -205,6 +205,16 @@ async def test_fifty_concurrent_awaits_are_served_by_one_reader(client, responde
     assert not client._pending
 
 
+async def test_more_commands_in_flight_than_pooled_connections_wait_for_one(redis_url, account, redis_client,
+                                                                            responder):
+    # 40 calls over 3 connections (one is the reply reader's): the rest queue for a connection instead of failing
+    # with "Too many connections" (which would read as a failed send).
+    async with Client(redis_url, account, max_connections=3) as small:
+        results = await asyncio.gather(*(small.ping() for _ in range(40)))
+        assert [type(r) for r in results] == [PingResult] * 40
+        assert len(raw_commands(redis_client, account, "ping")) == 40
+
+
 # --- lifecycle -------------------------------------------------------------------------------------------------
 async def test_use_after_close_raises_client_closed(redis_url, account, redis_client):
     client = Client(redis_url, account)
