@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 import structlog
 
@@ -71,6 +72,13 @@ def mask(value: Any, name: str = "") -> Any:
 
 def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _json_value(value: Any, fast: bool) -> Any:
+    """A model as JSON: pre-serialized by pydantic (embedded by orjson as is) or as plain values (maskable)."""
+    if not hasattr(value, "model_dump_json"):
+        return value
+    return orjson.Fragment(value.model_dump_json()) if fast else value.model_dump(mode="json")
 
 
 def entry_fields(fields: dict) -> dict[str, Any]:
@@ -188,7 +196,7 @@ class AuditTrail:
         if batch:
             docs, lines = [], []
             for item in batch:
-                doc, line = self._line(self._doc(item))
+                doc, line = self._line(item)
                 docs.append(doc)
                 lines.append(line)
             if self._listener is not None:
@@ -220,19 +228,21 @@ class AuditTrail:
             if self._backlog:
                 self._wake.set()
 
-    @staticmethod
-    def _line(doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        """(masked document, its JSON line). Masks only when the plain line shows a possible secret."""
+    def _line(self, item: tuple[int, str, str, str, Any]) -> tuple[dict[str, Any], str]:
+        """(document, its JSON line), secrets masked. Fast path: models serialized by pydantic straight to JSON
+        and embedded as is (orjson), the line scanned for anything that may need masking; only a line that may
+        hold a secret (or that orjson cannot take) is rebuilt as plain values, masked and dumped again."""
+        doc = self._doc(item, fast=True)
         try:
-            line = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
-        except TypeError:  # a key json cannot take as is: mask() turns keys into text
+            line = orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # e.g. an int beyond 64 bits: the slow path's json module takes anything
             line = ""
         if line and not _maybe_secret(line):
             return doc, line
-        doc = mask(doc)
+        doc = mask(self._doc(item, fast=False))
         return doc, json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
 
-    def _doc(self, item: tuple[int, str, str, str, Any]) -> dict[str, Any]:
+    def _doc(self, item: tuple[int, str, str, str, Any], *, fast: bool) -> dict[str, Any]:
         ts_ms, kind, command_id, coid, payload = item
         doc: dict[str, Any] = {"ts_ms": ts_ms, "kind": kind, "account": self.keys.account,
                                "executor": self.executor_id}
@@ -253,12 +263,12 @@ class AuditTrail:
             _, command_type, stream_id, result, error = payload
             doc.update(type=command_type, stream_id=stream_id, ok=error is None)
             if error is not None:
-                doc["error"] = error.model_dump(mode="json")
+                doc["error"] = _json_value(error, fast)
             elif result is not None:
-                doc["result"] = result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+                doc["result"] = _json_value(result, fast)
         elif tag == "event":
             event = payload[1]
-            doc.update(type=event.TYPE, event=event.model_dump(mode="json"))
+            doc.update(type=event.TYPE, event=_json_value(event, fast))
             order_id = getattr(event, "order_id", None)
             if order_id is None:
                 inner = getattr(event, "order", None) or getattr(event, "trade", None)

@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio.connection import ConnectionPool
 
 try:
+    import hiredis
     from redis.connection import HiredisRespSerializer
     from redis.utils import HIREDIS_AVAILABLE
 except ImportError:  # pragma: no cover - older redis-py: keep its packer
@@ -27,7 +28,18 @@ def _fast_class(base: type) -> type:
         packer = HiredisRespSerializer()
 
         def pack_command(self: Any, *args: Any) -> list[bytes]:
-            return packer.pack(*args)
+            # redis-py's serializer, minus its per-argument bytearray/memoryview conversion (a generator over
+            # every argument): hiredis is tried as is and the serializer is the fallback for anything it refuses.
+            first = args[0]
+            if isinstance(first, str):
+                if " " in first:  # e.g. "CLIENT SETNAME": the server expects the words as separate arguments
+                    return packer.pack(*args)
+            elif b" " in first:
+                return packer.pack(*args)
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                return packer.pack(*args)  # converts or raises redis-py's DataError
 
         cls = type(f"HiredisPack{base.__name__}", (base,), {"pack_command": pack_command})
         _FAST[base] = cls
