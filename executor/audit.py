@@ -137,8 +137,9 @@ class AuditTrail:
               error: c.ErrorInfo | None) -> None:
         self.record("reply", ("reply", command_type, stream_id, result, error), command_id=command_id, coid=coid)
 
-    def broker(self, event: c.Event) -> None:
-        coid = getattr(event, "client_order_id", "") or ""
+    def broker(self, event: c.Event, coid: str = "") -> None:
+        # (Fields read from __dict__: getattr of a field a pydantic model lacks takes its slow __getattr__ path.)
+        coid = coid or event.__dict__.get("client_order_id") or ""
         self.record("broker", ("event", event), coid=coid)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------------
@@ -269,11 +270,13 @@ class AuditTrail:
         elif tag == "event":
             event = payload[1]
             doc.update(type=event.TYPE, event=_json_value(event, fast))
-            order_id = getattr(event, "order_id", None)
+            fields = event.__dict__
+            order_id = fields.get("order_id")
             if order_id is None:
-                inner = getattr(event, "order", None) or getattr(event, "trade", None)
-                order_id = getattr(inner, "order_id", None)
-                coid = coid or getattr(inner, "client_order_id", "") or ""
+                inner = fields.get("order") or fields.get("trade")
+                if inner is not None:
+                    order_id = inner.order_id
+                    coid = coid or inner.client_order_id or ""
             if order_id is not None:
                 doc["order_id"] = order_id
         else:

@@ -1153,7 +1153,7 @@ class Executor:
         except Exception:
             log.exception("tracking a broker event failed", event=event.TYPE)
             keep, coid, order_id = True, "", getattr(event, "order_id", None)
-        self._safety_event(event)
+        self._safety_event(event, coid)
         if keep:
             self.publisher.publish(event, client_order_id=coid, order_id=order_id)
 
@@ -1493,8 +1493,8 @@ class Executor:
         except Exception:
             log.exception("risk: tracking an order outcome failed", coid=p.coid)
 
-    def _safety_event(self, event: c.Event) -> None:
-        self.audit.broker(event)
+    def _safety_event(self, event: c.Event, coid: str = "") -> None:
+        self.audit.broker(event, coid)
         try:
             self.risk.on_event(event)
         except Exception:
