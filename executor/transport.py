@@ -72,8 +72,9 @@ class Fenced(Exception):
 
 
 # KEYS: 1 lease, 2 command stream, 3 dead-letter stream, 4.. reply streams.
-# ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, n items, lease ms; then per item:
-#   stream id, reply key index (0 = none), n reply field/value strings, ..., n dead field/value strings, ...
+# ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, items, lease ms; items is ONE
+#   msgpack array (unpacked by Redis's Lua cmsgpack: two arguments to pack instead of a dozen per command) of
+#   [stream id, reply key index (0 = none), [reply field/value strings], [dead-letter field/value strings]].
 # Each entry is XACKed FIRST and its reply / dead letter written only if that ack took (XACK = 1): if Redis ran the
 # script but its answer was lost, the executor's retry finds the entries already acked and writes nothing twice.
 # XACK 0 for an entry that no longer exists (Redis lost it: restart without persistence) still writes the reply,
@@ -89,15 +90,9 @@ if ARGV[1] ~= '' then
     return redis.error_reply('FENCED this executor no longer holds the lease of ' .. KEYS[1])
   end
 end
-local i, errors = 8, {}
-for _ = 1, tonumber(ARGV[6]) do
-  local sid = ARGV[i]
-  local key_index, n = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local reply_at = i + 3
-  i = reply_at + n
-  local d = tonumber(ARGV[i])
-  local dead_at = i + 1
-  i = dead_at + d
+local errors = {}
+for _, item in ipairs(cmsgpack.unpack(ARGV[6])) do
+  local sid, key_index, reply, dead = item[1], item[2], item[3], item[4]
   local acked = redis.pcall('XACK', KEYS[2], ARGV[2], sid)
   local fresh = acked == 1
   if not fresh then  -- already acked (a retried batch), or the entry is gone with Redis's data
@@ -105,16 +100,12 @@ for _ = 1, tonumber(ARGV[6]) do
   end
   if fresh then
     if key_index > 0 then
-      local cmd = {'XADD', KEYS[key_index], 'MAXLEN', '~', ARGV[3], '*'}
-      for j = reply_at, reply_at + n - 1 do cmd[#cmd + 1] = ARGV[j] end
-      local ok = redis.pcall(unpack(cmd))
+      local ok = redis.pcall('XADD', KEYS[key_index], 'MAXLEN', '~', ARGV[3], '*', unpack(reply))
       if type(ok) == 'table' and ok.err then errors[#errors + 1] = ok.err
       else redis.call('EXPIRE', KEYS[key_index], ARGV[4]) end
     end
-    if d > 0 then
-      local cmd = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*'}
-      for j = dead_at, dead_at + d - 1 do cmd[#cmd + 1] = ARGV[j] end
-      redis.call(unpack(cmd))
+    if #dead > 0 then
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(dead))
     end
   end
 end
@@ -147,13 +138,6 @@ class StreamAppender:
         packed = msgpack.packb([[x for kv in fields.items() for x in kv] for fields in entries],
                                use_bin_type=False)  # Redis's Lua cmsgpack reads the raw type, not bin
         await self._script(keys=[self.key], args=[self.maxlen, packed], client=client)
-
-
-def _flatten(fields: dict[Any, Any], out: list[Any]) -> None:
-    out.append(2 * len(fields))
-    for name, value in fields.items():
-        out.append(name)
-        out.append(value)
 
 
 def is_nogroup(exc: BaseException) -> bool:
@@ -263,22 +247,20 @@ class CommandTransport:
         raises (nothing is known to be written: the caller retries)."""
         reply_keys: list[str] = []
         index: dict[str, int] = {}
-        args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
-                           c.DEAD_LETTER_MAXLEN, len(items), lease_ms]
+        packed_items: list[list[Any]] = []
         for item in items:
-            args.append(item.stream_id)
+            key_index = 0
+            reply: list[Any] = []
             if item.reply is not None and item.reply_to:
-                if item.reply_to not in index:
+                key_index = index.get(item.reply_to, 0)
+                if not key_index:
                     reply_keys.append(item.reply_to)
-                    index[item.reply_to] = len(reply_keys) + 3  # KEYS[1..3] are lease, commands, dead letters
-                args.append(index[item.reply_to])
-                _flatten(item.reply, args)
-            else:
-                args.extend((0, 0))
-            if item.dead is not None:
-                _flatten(item.dead, args)
-            else:
-                args.append(0)
+                    key_index = index[item.reply_to] = len(reply_keys) + 3  # KEYS[1..3]: lease, commands, dead
+                reply = [x for kv in item.reply.items() for x in kv]
+            dead = [x for kv in item.dead.items() for x in kv] if item.dead is not None else []
+            packed_items.append([item.stream_id, key_index, reply, dead])
+        args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
+                           c.DEAD_LETTER_MAXLEN, msgpack.packb(packed_items, use_bin_type=False), lease_ms]
         try:
             errors = await self._finish_script(keys=[self.keys.lease, self.keys.commands, self.keys.dead_letter,
                                                      *reply_keys], args=args)
