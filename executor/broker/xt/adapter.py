@@ -25,9 +25,9 @@ import asyncio
 import collections
 import itertools
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from xtquant.xttype import StockAccount
@@ -119,11 +119,11 @@ class XtBroker(base.Broker):
         self._connected = False
         if trader is not None:
             try:
-                await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._thread, _stop_quietly,
-                                                                                 trader), self._timeout_s)
+                await asyncio.wait_for(self._thread.submit(asyncio.get_running_loop(), lambda: _stop_quietly(trader)),
+                                       self._timeout_s)
             except Exception:
                 log.warning("trader stop() did not finish in time")
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        self._thread.shutdown()
 
     # --- orders and cancels -----------------------------------------------------------------------------------
     async def place_order(self, cmd: c.PlaceOrder) -> int:
@@ -276,16 +276,20 @@ class XtBroker(base.Broker):
 
     async def _run(self, fn: Callable[[], Any], *, timeout_s: float) -> Any:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._thread, fn)
+        future = self._thread.submit(loop, fn)
+        # The answer wakes this task directly (no wait_for wrapper: one loop iteration less per broker call).
+        timer = loop.call_later(timeout_s, _expire, future)
         try:
-            return await asyncio.wait_for(future, timeout_s)
-        except asyncio.TimeoutError:
+            return await future
+        except _Stuck:
             # The broker thread is stuck inside xtquant (sync calls have no timeout). Abandon it: later calls get a
             # fresh thread, and the link counts as down until a reconnect succeeds.
             log.error("broker call stuck for %.1fs; abandoning the broker thread", timeout_s)
             self._thread = self._new_thread()
             self._mark_disconnected("a broker call did not return")
             raise base.BrokerTimeoutError("the broker call did not return in time") from None
+        finally:
+            timer.cancel()
 
     def _check_guard(self) -> None:
         """Broker thread, immediately before a trading call: a leader paused past its lease must not trade."""
@@ -293,8 +297,8 @@ class XtBroker(base.Broker):
         if guard is not None and not guard():
             raise base.BrokerFencedError("lease lost: the request was not sent")
 
-    def _new_thread(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="xt-broker")
+    def _new_thread(self) -> _BrokerThread:
+        return _BrokerThread("xt-broker")
 
     def _post(self, event: c.Event) -> None:
         """Push thread → event loop, preserving order. Events queue in a deque and one loop wake-up delivers all
@@ -394,6 +398,60 @@ class _Callback:
             return
         self._broker._cancel_answered(event)
         self._broker._post(event)
+
+
+class _Stuck(Exception):
+    """A broker call outlived its timeout (set on its future by the loop's timer)."""
+
+
+class _BrokerThread:
+    """The one thread that calls into xtquant: calls run in submission order; each result comes back to the loop
+    with one call_soon_threadsafe (lighter than run_in_executor + wait_for, which take extra loop iterations)."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((loop, future, fn))
+        return future
+
+    def shutdown(self) -> None:
+        """The thread ends after the call it is in (if any); calls still queued are not run."""
+        self._queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            loop, future, fn = item
+            if future.cancelled():  # read across threads: at worst the call runs and its result is dropped
+                continue
+            try:
+                result, error = fn(), None
+            except BaseException as exc:  # handed to the awaiting task, never lost in this thread
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                return
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # timed out or cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Stuck())
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
