@@ -41,7 +41,8 @@ class Plan:
         self.event_pairs = 200 if quick else 1_000
         self.event_gap_ms = 5.0
         self.mem_points = (10_000, 50_000) if quick else (100_000, 1_000_000)
-        self.mem_time_cap_s = 20.0 if quick else 100.0
+        self.mem_time_cap_s: float | None = None  # None: whatever the time budget leaves (see amain)
+        self.scenario_reserve_s = 10.0 if quick else 35.0  # kept for the 5 ms scenario and shutting down
         self.scenario_n = 300 if quick else 2_000
         self.scenario_cap = 256
         self.budget_s = budget_s
@@ -358,7 +359,11 @@ async def amain(plan: Plan, phases: set[str]) -> dict[str, Any]:
         ex = psutil.Process(ex_proc.pid)
         res["xtqueue"] = await run_xtq(rs, plan, ex)
         if "memory" in phases:
-            log("executor memory / CPU ramp ...")
+            if plan.mem_time_cap_s is None:  # the ramp gets what is left of the budget
+                left = plan.budget_s - (time.monotonic() - started)
+                plan.mem_time_cap_s = max(10.0, left - (plan.scenario_reserve_s if "scenario" in phases else 5.0))
+                res["plan"]["mem_time_cap_s"] = round(plan.mem_time_cap_s, 1)
+            log(f"executor memory / CPU ramp (at most {plan.mem_time_cap_s:.0f} s) ...")
             res["memory"] = await asyncio.get_running_loop().run_in_executor(None, run_memory, rs, plan, ex)
         if "scenario" in phases:
             log("5 ms broker scenario ...")
@@ -386,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", action="append", default=[], choices=["memory", "scenario"],
                     help="leave out a phase")
     ap.add_argument("--mem-time-cap", type=float, default=None, metavar="S",
-                    help="stop the memory ramp after S seconds (default 100, quick 20)")
+                    help="stop the memory ramp after S seconds (default: what the 5-minute budget leaves)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and latency.png")
     args = ap.parse_args(argv)
-    plan = Plan(args.quick, budget_s=300)
+    plan = Plan(args.quick, budget_s=60 if args.quick else 290)
     if args.mem_time_cap is not None:
         plan.mem_time_cap_s = args.mem_time_cap
     phases = {"memory", "scenario"} - set(args.skip)

@@ -46,8 +46,8 @@ import structlog
 from pydantic import BaseModel
 
 from executor.auth import AuthPolicy, CommandAuth, redis_security_kwargs
-from executor.broker.base import (Broker, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError,
-                                  BrokerUnavailableError)
+from executor.broker.base import (Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError,
+                                  BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError)
 from executor.config import ExecutorSettings
 from executor.events import REDIS_DOWN_ERRORS, EventPublisher
 from executor.journal import UNRESOLVED, Journal, Record, StoredReply
@@ -770,8 +770,12 @@ class Executor:
                 sending.append(p)
         if not sending:
             return
+        # Each deadline again on the broker thread right before its call, on the local monotonic clock (the
+        # server-clock deadline translated now): a batch's last order must not go out after its deadline.
+        mono = time.monotonic()
+        deadlines = [mono + (p.deadline_ms - now_ms) / 1000.0 for p in sending]
         try:
-            results = await self.broker.place_orders([p.cmd for p in sending])
+            results = await self.broker.place_orders([p.cmd for p in sending], deadlines)
         except Exception as exc:  # an adapter that raised for the whole batch: it may have sent some of them
             results = [exc] * len(sending)
         loop = asyncio.get_running_loop()
@@ -789,7 +793,9 @@ class Executor:
                 p.timer = loop.call_later(self.settings.broker_timeout_ms / 1000.0, self._response_timeout, p)
 
     def _send_failed(self, p: _Placement, exc: BaseException) -> None:
-        if isinstance(exc, BrokerFencedError):  # nothing was sent; the successor owns this entry now
+        if isinstance(exc, BrokerDeadlinePassedError):  # not sent
+            self._resolve(p, self._expired(p.record))
+        elif isinstance(exc, BrokerFencedError):  # nothing was sent; the successor owns this entry now
             self._step_down(str(exc))
             self._resolve(p, self._unknown(p, "this executor lost its lease before placing the order"))
         elif isinstance(exc, BrokerUnavailableError):

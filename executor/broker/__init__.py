@@ -10,12 +10,12 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from .base import Broker, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, EventSink
+from .base import Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, EventSink
 
 if TYPE_CHECKING:
     from executor.config import ExecutorSettings
 
-__all__ = ["Broker", "BrokerError", "BrokerFencedError", "BrokerRefusedError", "BrokerTimeoutError", "BrokerUnavailableError",
+__all__ = ["Broker", "BrokerDeadlinePassedError", "BrokerError", "BrokerFencedError", "BrokerRefusedError", "BrokerTimeoutError", "BrokerUnavailableError",
            "EventSink", "default_executor_id", "make_broker", "sim_config_for"]
 
 

@@ -10,18 +10,21 @@ the live venue share every line above the trader object.
 | connect()               | yes      | new trader instance, start, connect, subscribe; raise BrokerUnavailableError |
 | close()                 | yes      | stop the trader and the broker thread                                        |
 | place_order(cmd)        | yes      | order_stock_async; returns the request seq; the answer comes as an event     |
+| place_orders(cmds, ...) | no       | a batch in one hop; per order its seq or error (default: place_order each)    |
 | cancel_order(...)       | yes      | cancel_order_stock(_sysid)_async; returns the broker's CancelResponded       |
 | query_*()               | yes      | snapshots as contract reports; ``None`` lists are never read as "empty"      |
 | probe()                 | yes      | cheap liveness check used by the engine's supervisor                         |
 
 Threading: every trader call runs on ONE dedicated broker thread (xtquant calls block and are not thread-safe);
 callbacks arrive on the trader's push thread, are translated to contract events there, and are handed to the
-engine's event loop with ``loop.call_soon_threadsafe`` in arrival order. The engine never blocks on xtquant.
+engine's event loop in arrival order (one ``loop.call_soon_threadsafe`` per burst). The engine never blocks on
+xtquant.
 """
 
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 
 from producer_lib import contract as c
@@ -41,6 +44,10 @@ class BrokerTimeoutError(BrokerError):
 
 class BrokerFencedError(BrokerError):
     """This executor lost the account's lease: the request was NOT sent (checked right before the call)."""
+
+
+class BrokerDeadlinePassedError(BrokerError):
+    """The order's deadline passed before the broker thread reached it: it was NOT sent."""
 
 
 class BrokerRefusedError(BrokerError):
@@ -88,12 +95,18 @@ class Broker(abc.ABC):
         The broker's answer arrives later through the sink as ``OrderResponded`` carrying the same seq, followed by
         ``OrderUpdated`` / ``OrderRejected`` events. Raises BrokerUnavailableError when not connected."""
 
-    async def place_orders(self, cmds: list[c.PlaceOrder]) -> list[int | BaseException]:
+    async def place_orders(self, cmds: list[c.PlaceOrder],
+                           deadlines: list[float] | None = None) -> list[int | BaseException]:
         """Send several orders in this order; per order its request seq or the exception ``place_order`` would
-        have raised for it. Adapters override this to hand the whole batch to their broker thread at once; a
-        stuck broker call fails the remaining orders with BrokerTimeoutError (they may have been sent)."""
+        have raised for it. ``deadlines``: per order a ``time.monotonic()`` instant after which it must not be
+        sent (BrokerDeadlinePassedError instead), checked immediately before its call. Adapters override this to
+        hand the whole batch to their broker thread at once; a stuck broker call fails the orders with
+        BrokerTimeoutError (they may have been sent)."""
         out: list[int | BaseException] = []
-        for cmd in cmds:
+        for i, cmd in enumerate(cmds):
+            if deadlines is not None and time.monotonic() > deadlines[i]:
+                out.append(BrokerDeadlinePassedError("deadline passed before the order was sent"))
+                continue
             try:
                 out.append(await self.place_order(cmd))
             except Exception as exc:

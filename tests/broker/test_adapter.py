@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from xtquant import xttype
 
-from executor.broker import BrokerTimeoutError, BrokerUnavailableError
+from executor.broker import BrokerDeadlinePassedError, BrokerTimeoutError, BrokerUnavailableError
 from executor.broker.xt.adapter import XtBroker
 from producer_lib import contract as c
 
@@ -119,6 +120,35 @@ async def test_place_order_sends_remark_and_the_answer_arrives_as_an_event(answe
     assert trader.calls == [("order", "600000.SH", 23, 100, 11, 10.0, "s", "coid-1")]
     # xtquant is only ever called from the one broker thread, never from the event loop's thread
     assert all(name.startswith("xt-broker") for name in trader.caller_threads)
+    await broker.close()
+
+
+async def test_a_batch_sends_in_order_and_skips_an_order_whose_deadline_passed_while_waiting():
+    # The first order of the batch holds the broker thread; the second one's deadline passes meanwhile, so it must
+    # not be sent at all (checked on the broker thread right before its call); the third has time and goes out.
+    broker, _, _ = make_broker()
+    await broker.connect()
+    trader = ScriptedTrader.instances[-1]
+    entered, gate = threading.Event(), threading.Event()
+    plain = trader.order_stock_async
+
+    def slow_first(account, code, order_type, volume, price_type, price, strategy, remark):
+        if remark == "first":
+            entered.set()
+            gate.wait(5)
+        return plain(account, code, order_type, volume, price_type, price, strategy, remark)
+
+    trader.order_stock_async = slow_first
+    now = time.monotonic()
+    batch = asyncio.ensure_future(broker.place_orders([_order("first"), _order("late"), _order("third")],
+                                                      [now + 60, now + 0.05, now + 60]))
+    assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
+    await asyncio.sleep(max(0.0, now + 0.05 - time.monotonic()) + 0.01)  # until the known deadline has passed
+    gate.set()
+    first, late, third = await batch
+    assert isinstance(first, int) and isinstance(third, int)
+    assert isinstance(late, BrokerDeadlinePassedError)
+    assert [call[-1] for call in trader.calls] == ["first", "third"]
     await broker.close()
 
 

@@ -27,6 +27,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -132,17 +133,24 @@ class XtBroker(base.Broker):
             raise result
         return result
 
-    async def place_orders(self, cmds: list[c.PlaceOrder]) -> list[int | BaseException]:
-        """One hop to the broker thread for the whole batch; order_stock_async for each, in order (the lease guard
-        is checked before each one)."""
+    async def place_orders(self, cmds: list[c.PlaceOrder],
+                           deadlines: list[float] | None = None) -> list[int | BaseException]:
+        """One hop to the broker thread for the whole batch; order_stock_async for each, in order. Immediately
+        before each call: its deadline (monotonic) and the lease guard."""
         account = self._account
+        if deadlines is None:
+            deadlines = [float("inf")] * len(cmds)
         calls = [(cmd.code, parsing.SIDE_TO_ORDER_TYPE[cmd.side], cmd.volume, parsing.PRICE_TYPE_TO_XT[cmd.price_type],
-                  float(cmd.price) if cmd.price is not None else 0.0, cmd.strategy, cmd.client_order_id)
-                 for cmd in cmds]
+                  float(cmd.price) if cmd.price is not None else 0.0, cmd.strategy, cmd.client_order_id, deadline)
+                 for cmd, deadline in zip(cmds, deadlines)]
 
         def send(trader: Any) -> list[int | BaseException]:
             out: list[int | BaseException] = []
-            for code, order_type, volume, price_type, price, strategy, remark in calls:
+            monotonic = time.monotonic
+            for code, order_type, volume, price_type, price, strategy, remark, deadline in calls:
+                if monotonic() > deadline:
+                    out.append(base.BrokerDeadlinePassedError("deadline passed before the order was sent"))
+                    continue
                 try:
                     self._check_guard()
                     seq = trader.order_stock_async(account, code, order_type, volume, price_type, price, strategy,
