@@ -1391,7 +1391,7 @@ class Executor:
             self.on_broker_event(c.OrderFilled(trade=trade, detected_by="reconciliation"))
         for order in orders:
             last = self._last_report.get(order.order_id)
-            if last is not None and not _ahead(order, last):
+            if last is order or last is not None and not _ahead(order, last):  # (same object: unchanged)
                 continue
             if seed or last is None and not order.client_order_id:
                 self._last_report.put(order.order_id, order)  # learn; foreign orders are never replayed

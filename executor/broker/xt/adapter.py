@@ -70,6 +70,8 @@ class XtBroker(base.Broker):
         self._cancel_waiters: dict[int, asyncio.Future[c.CancelResponded]] = {}
         self._early_cancel_responses: dict[int, c.CancelResponded] = {}
         self._inbox: collections.deque[c.Event] = collections.deque()  # push threads -> loop (see _post)
+        self._order_reports: dict[tuple, c.OrderReport] = {}  # the last full order list, by raw fields
+        self._trade_reports: dict[tuple, c.TradeReport] = {}
         self._drain_scheduled = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
@@ -227,7 +229,22 @@ class XtBroker(base.Broker):
         result = await self._query(lambda t, cb: t.query_stock_orders_async(self._account, cb, cancelable_only))
         if result is None and strict:
             raise base.BrokerUnavailableError("query_stock_orders returned None: the order list is unknown")
-        return [parsing.order_report(o) for o in result or []]
+        if cancelable_only:
+            return [parsing.order_report(o) for o in result or []]
+        # The full list comes back every reconciliation pass (the whole day's orders): an order whose raw fields
+        # are unchanged since the last full list keeps its report object instead of being translated again.
+        cache, fresh = self._order_reports, {}
+        out = []
+        for o in result or []:
+            key = parsing.order_key(o)
+            try:
+                report = cache.get(key) or parsing.order_report(o)
+                fresh[key] = report
+            except TypeError:  # an unhashable raw field: translate without the cache
+                report = parsing.order_report(o)
+            out.append(report)
+        self._order_reports = fresh
+        return out
 
     async def query_order(self, order_id: int) -> c.OrderReport | None:
         for order in await self.query_orders(strict=True):
@@ -237,7 +254,18 @@ class XtBroker(base.Broker):
 
     async def query_trades(self) -> list[c.TradeReport]:
         result = await self._query(lambda t, cb: t.query_stock_trades_async(self._account, cb))
-        return [parsing.trade_report(x) for x in result or []]
+        cache, fresh = self._trade_reports, {}
+        out = []
+        for x in result or []:
+            key = parsing.trade_key(x)
+            try:
+                report = cache.get(key) or parsing.trade_report(x)
+                fresh[key] = report
+            except TypeError:  # an unhashable raw field: translate without the cache
+                report = parsing.trade_report(x)
+            out.append(report)
+        self._trade_reports = fresh
+        return out
 
     async def query_account_status(self) -> c.AccountStatusResult:
         result = await self._query(lambda t, cb: t.query_account_status_async(cb))

@@ -100,6 +100,23 @@ def _side(obj: Any) -> c.Side | None:
     return side if side is not None else OFFSET_FLAG_TO_SIDE.get(_int(getattr(obj, "offset_flag", 0)))
 
 
+_ORDER_FIELDS = ("order_id", "order_remark", "order_sysid", "stock_code", "order_type", "offset_flag", "order_volume",
+                 "price", "price_type", "order_status", "status_msg", "traded_volume", "traded_price", "order_time",
+                 "strategy_name", "instrument_name")
+_TRADE_FIELDS = ("traded_id", "order_id", "order_remark", "order_sysid", "stock_code", "order_type", "offset_flag",
+                 "traded_volume", "traded_price", "traded_amount", "traded_time", "commission", "strategy_name",
+                 "instrument_name")
+
+
+def order_key(o: Any) -> tuple:
+    """Every raw field order_report reads: equal keys translate to equal reports (a cache key)."""
+    return tuple(getattr(o, name, None) for name in _ORDER_FIELDS)
+
+
+def trade_key(t: Any) -> tuple:
+    return tuple(getattr(t, name, None) for name in _TRADE_FIELDS)
+
+
 def order_report(o: Any) -> c.OrderReport:
     status_code = _int(getattr(o, "order_status", xc.ORDER_UNKNOWN), xc.ORDER_UNKNOWN)
     return c.OrderReport(
