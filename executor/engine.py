@@ -940,7 +940,11 @@ class Executor:
 
     async def _broker_call(self, aw: Awaitable[Any]) -> Any:
         """A broker query/cancel with the executor's own bound on top of the adapter's."""
-        return await asyncio.wait_for(aw, self.settings.broker_timeout_ms / 1000.0 + 1.0)
+        limit_s = self.settings.broker_timeout_ms / 1000.0 + 1.0
+        if _TIMEOUT is None:  # Python 3.10
+            return await asyncio.wait_for(aw, limit_s)
+        async with _TIMEOUT(limit_s):  # no extra task per call (wait_for wraps a coroutine in one)
+            return await aw
 
     async def _cancel(self, cmd: c.CancelOrder) -> Outcome:
         if not self._broker_up:
@@ -1564,6 +1568,8 @@ class Executor:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
+_TIMEOUT = getattr(asyncio, "timeout", None)  # 3.11+; raises TimeoutError, which is asyncio.TimeoutError there
+
 _STATUS_RANK = {
     c.OrderStatus.UNREPORTED: 0, c.OrderStatus.WAIT_REPORTING: 0, c.OrderStatus.UNKNOWN: 0,
     c.OrderStatus.REPORTED: 1, c.OrderStatus.PART_SUCC: 2, c.OrderStatus.REPORTED_CANCEL: 2,

@@ -298,10 +298,13 @@ class XtBroker(base.Broker):
             loop.call_soon_threadsafe(_resolve, answer, result)
 
         await self._call(lambda trader: start(trader, callback))
+        timer = loop.call_later(timeout_s or self._timeout_s, _expire, answer)
         try:
-            return await asyncio.wait_for(answer, timeout_s or self._timeout_s)
-        except asyncio.TimeoutError:
+            return await answer
+        except _Stuck:
             raise base.BrokerTimeoutError("the broker did not answer the query in time") from None
+        finally:
+            timer.cancel()
 
     async def _call(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(trader)`` on the broker thread. Refuses at once when not connected."""
