@@ -628,17 +628,20 @@ class Executor:
         """The broker's orders by remark, fetched once per batch, only when some order needs it: a re-delivered
         entry, or a client order id whose journal record is unresolved (PENDING/UNKNOWN) and not in flight."""
         need: list[tuple[Job, Record | None]] = []
+        read: dict[str, Record | None] = {}
         for job in orders:
             coid = job.cmd.client_order_id  # type: ignore[union-attr]
             if coid in self._placements:
                 continue
-            rec = self.journal.get(coid)
+            rec = read[coid] = self.journal.get(coid)
             if rec is not None and rec.final:
                 continue
             if rec is not None or job.entry.deliveries > 1:
                 need.append((job, rec))
         if not need:
-            return _NO_LOOKUP
+            # Every record read is absent or final, and neither changes until this batch is admitted (admission
+            # is the only writer of new ids; final records are never rewritten): admission reuses them.
+            return _Known(records=read)
         coids = {job.cmd.client_order_id for job, _ in need}  # type: ignore[union-attr]
         found = await self._broker_orders_by_coid()
         if found is not None and self.settings.recovery_settle_ms:
@@ -694,7 +697,7 @@ class Executor:
             if live.fingerprint != fp:
                 return self._conflict(coid, live.fingerprint, fp)
             return live.future
-        rec = self.journal.get(coid)
+        rec = known.records[coid] if known.records is not None and coid in known.records else self.journal.get(coid)
         if rec is not None and rec.fingerprint != fp:
             return self._conflict(coid, rec.fingerprint, fp)
         if rec is not None and rec.final:
@@ -1592,6 +1595,7 @@ class _Known:
 
     coids: set[str] = field(default_factory=set)
     found: dict[str, c.OrderReport] | None = None
+    records: dict[str, Record | None] | None = None  # journal reads of this batch, when reusable (see above)
 
 
 _NO_LOOKUP = _Known()
