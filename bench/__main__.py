@@ -42,7 +42,7 @@ class Plan:
         self.event_gap_ms = 5.0
         self.mem_points = (10_000, 50_000) if quick else (100_000, 1_000_000)
         self.mem_time_cap_s: float | None = None  # None: whatever the time budget leaves (see amain)
-        self.scenario_reserve_s = 10.0 if quick else 35.0  # kept for the 5 ms scenario and shutting down
+        self.scenario_reserve_s = 10.0 if quick else 25.0  # kept for the 5 ms scenario and shutting down
         self.scenario_n = 300 if quick else 2_000
         self.scenario_cap = 256
         self.budget_s = budget_s

@@ -9,7 +9,7 @@ Why it is built the way it is (facts from ../shared/reference/xtquant-trading-ap
   never on the event loop's thread.
 - Callbacks arrive one at a time on the trader's push thread and exceptions raised there vanish silently (§1.5):
   each callback is translated to a contract event right there, inside try/except with logging, and handed to the
-  loop with ``call_soon_threadsafe``, which keeps arrival order.
+  loop through one FIFO (``_LoopInbox``: one ``call_soon_threadsafe`` per burst), which keeps arrival order.
 - We use the ``_async`` variants for orders, cancels and queries, so a hung MiniQMT cannot wedge the broker
   thread forever; their answers are awaited with a timeout.
 - The connection is one-shot and ``on_connected`` never fires (§8.1–8.3): ``connect()`` always builds a new
@@ -69,10 +69,9 @@ class XtBroker(base.Broker):
         self._lock = threading.Lock()
         self._cancel_waiters: dict[int, asyncio.Future[c.CancelResponded]] = {}
         self._early_cancel_responses: dict[int, c.CancelResponded] = {}
-        self._inbox: collections.deque[c.Event] = collections.deque()  # push threads -> loop (see _post)
+        self._inbox: _LoopInbox | None = None  # other threads -> the event loop (see _LoopInbox)
         self._order_reports: dict[tuple, c.OrderReport] = {}  # the last full order list, by raw fields
         self._trade_reports: dict[tuple, c.TradeReport] = {}
-        self._drain_scheduled = False
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     @property
@@ -88,6 +87,7 @@ class XtBroker(base.Broker):
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._inbox_for(self._loop)
         session = next(self._sessions)
         generation = self._generation + 1
 
@@ -122,8 +122,8 @@ class XtBroker(base.Broker):
         self._connected = False
         if trader is not None:
             try:
-                await asyncio.wait_for(self._thread.submit(asyncio.get_running_loop(), lambda: _stop_quietly(trader)),
-                                       self._timeout_s)
+                await asyncio.wait_for(self._thread.submit(self._inbox_for(asyncio.get_running_loop()),
+                                                           lambda: _stop_quietly(trader)), self._timeout_s)
             except Exception:
                 log.warning("trader stop() did not finish in time")
         self._thread.shutdown()
@@ -211,8 +211,9 @@ class XtBroker(base.Broker):
                     self._early_cancel_responses.clear()
                 self._early_cancel_responses[event.seq] = event
                 return
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(_resolve, waiter, event)
+        inbox = self._inbox
+        if inbox is not None:
+            inbox.put(_resolve, waiter, event)
 
     # --- queries ----------------------------------------------------------------------------------------------
     async def query_asset(self) -> c.AssetReport:
@@ -293,9 +294,10 @@ class XtBroker(base.Broker):
         """Run an xtquant ``query_*_async`` and await the result its callback delivers."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
+        inbox = self._inbox_for(loop)
 
         def callback(result: Any) -> None:  # on the trader's push thread
-            loop.call_soon_threadsafe(_resolve, answer, result)
+            inbox.put(_resolve, answer, result)
 
         await self._call(lambda trader: start(trader, callback))
         timer = loop.call_later(timeout_s or self._timeout_s, _expire, answer)
@@ -315,7 +317,7 @@ class XtBroker(base.Broker):
 
     async def _run(self, fn: Callable[[], Any], *, timeout_s: float) -> Any:
         loop = asyncio.get_running_loop()
-        future = self._thread.submit(loop, fn)
+        future = self._thread.submit(self._inbox_for(loop), fn)
         # The answer wakes this task directly (no wait_for wrapper: one loop iteration less per broker call).
         timer = loop.call_later(timeout_s, _expire, future)
         try:
@@ -340,28 +342,17 @@ class XtBroker(base.Broker):
         return _BrokerThread("xt-broker")
 
     def _post(self, event: c.Event) -> None:
-        """Push thread → event loop, preserving order. Events queue in a deque and one loop wake-up delivers all
-        that queued meanwhile (a burst of pushes costs one call_soon_threadsafe, not one each). The item is
-        appended BEFORE the flag is read and the drain clears the flag BEFORE it pops, so every event is either
-        taken by a drain already scheduled or schedules its own."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            log.warning("broker event after shutdown dropped: %s", event.TYPE)
-            return
-        self._inbox.append(event)
-        if self._drain_scheduled:
-            return
-        self._drain_scheduled = True
-        try:
-            loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # loop closed between the check and the call
+        """Push thread → event loop, preserving order (through the inbox: one loop wake-up per burst)."""
+        loop, inbox = self._loop, self._inbox
+        if loop is None or loop.is_closed() or inbox is None or not inbox.put(self._deliver, event):
             log.warning("broker event after shutdown dropped: %s", event.TYPE)
 
-    def _drain(self) -> None:
-        self._drain_scheduled = False
+    def _inbox_for(self, loop: asyncio.AbstractEventLoop) -> _LoopInbox:
+        """The inbox of ``loop`` (created on the loop's own thread: connect() and every broker call)."""
         inbox = self._inbox
-        while inbox:
-            self._deliver(inbox.popleft())
+        if inbox is None or inbox.loop is not loop:
+            inbox = self._inbox = _LoopInbox(loop)
+        return inbox
 
     def _deliver(self, event: c.Event) -> None:
         if self._sink is None:
@@ -439,6 +430,40 @@ class _Callback:
         self._broker._post(event)
 
 
+class _LoopInbox:
+    """Calls handed from other threads (pushes, query answers, broker-thread results) to one event loop, in the
+    order they were put: a FIFO drained by ONE call_soon_threadsafe per burst instead of one each. An item is
+    appended BEFORE the flag is read and the drain clears the flag BEFORE it pops, so every item is either taken
+    by a drain already scheduled or schedules its own."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: collections.deque[tuple[Callable[..., Any], tuple]] = collections.deque()
+        self._scheduled = False
+
+    def put(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Any thread. False when the loop is closed (the call will not run)."""
+        self._items.append((fn, args))
+        if self._scheduled:
+            return True
+        self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            return False
+        return True
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            fn, args = items.popleft()
+            try:
+                fn(*args)
+            except Exception:  # one bad item must not strand the ones behind it
+                log.exception("handing a broker result to the event loop failed")
+
+
 class _Stuck(Exception):
     """A broker call outlived its timeout (set on its future by the loop's timer)."""
 
@@ -452,9 +477,9 @@ class _BrokerThread:
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((loop, future, fn))
+    def submit(self, inbox: _LoopInbox, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = inbox.loop.create_future()
+        self._queue.put((inbox, future, fn))
         return future
 
     def shutdown(self) -> None:
@@ -466,16 +491,14 @@ class _BrokerThread:
             item = self._queue.get()
             if item is None:
                 return
-            loop, future, fn = item
+            inbox, future, fn = item
             if future.cancelled():  # read across threads: at worst the call runs and its result is dropped
                 continue
             try:
                 result, error = fn(), None
             except BaseException as exc:  # handed to the awaiting task, never lost in this thread
                 result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # the loop is closed: nobody waits any more
+            if not inbox.put(_settle, future, result, error):  # the loop is closed: nobody waits any more
                 return
 
 
