@@ -234,17 +234,7 @@ class XtBroker(base.Broker):
             return [parsing.order_report(o) for o in result or []]
         # The full list comes back every reconciliation pass (the whole day's orders): an order whose raw fields
         # are unchanged since the last full list keeps its report object instead of being translated again.
-        cache, fresh = self._order_reports, {}
-        out = []
-        for o in result or []:
-            key = parsing.order_key(o)
-            try:
-                report = cache.get(key) or parsing.order_report(o)
-                fresh[key] = report
-            except TypeError:  # an unhashable raw field: translate without the cache
-                report = parsing.order_report(o)
-            out.append(report)
-        self._order_reports = fresh
+        out, self._order_reports = _translate(result, self._order_reports, parsing.order_key, parsing.order_report)
         return out
 
     async def query_order(self, order_id: int) -> c.OrderReport | None:
@@ -255,17 +245,7 @@ class XtBroker(base.Broker):
 
     async def query_trades(self) -> list[c.TradeReport]:
         result = await self._query(lambda t, cb: t.query_stock_trades_async(self._account, cb))
-        cache, fresh = self._trade_reports, {}
-        out = []
-        for x in result or []:
-            key = parsing.trade_key(x)
-            try:
-                report = cache.get(key) or parsing.trade_report(x)
-                fresh[key] = report
-            except TypeError:  # an unhashable raw field: translate without the cache
-                report = parsing.trade_report(x)
-            out.append(report)
-        self._trade_reports = fresh
+        out, self._trade_reports = _translate(result, self._trade_reports, parsing.trade_key, parsing.trade_report)
         return out
 
     async def query_account_status(self) -> c.AccountStatusResult:
@@ -428,6 +408,22 @@ class _Callback:
             return
         self._broker._cancel_answered(event)
         self._broker._post(event)
+
+
+def _translate(raw: Any, cache: dict[tuple, Any], key: Callable[[Any], tuple],
+               translate: Callable[[Any], Any]) -> tuple[list[Any], dict[tuple, Any]]:
+    """Reports of a raw xtquant list, reusing the report of any entry whose raw fields are in ``cache`` (reports are
+    frozen models); returns the reports and the cache for the next list (only this list's entries)."""
+    out, fresh = [], {}
+    for obj in raw or []:
+        k = key(obj)
+        try:
+            report = cache.get(k) or translate(obj)
+            fresh[k] = report
+        except TypeError:  # an unhashable raw field: translated without the cache
+            report = translate(obj)
+        out.append(report)
+    return out, fresh
 
 
 class _LoopInbox:
