@@ -147,7 +147,7 @@ async def run_xtq(rs: RedisServer, plan: Plan, ex_proc: psutil.Process) -> dict[
 
 
 def run_memory(rs: RedisServer, plan: Plan, ex_proc: psutil.Process) -> dict[str, Any]:
-    """Cheap commands (ping / query_asset alternating) until the executor has done 100k and 1M commands in all
+    """Cheap commands (3 pings : 1 query_asset) until the executor has done 100k and 1M commands in all
     (orders of the earlier phases count); RSS at each point; CPU per command over the ramp."""
     flood = Flood(rs.url, xtq.ACCOUNT)
     points = []
@@ -181,7 +181,7 @@ def run_memory(rs: RedisServer, plan: Plan, ex_proc: psutil.Process) -> dict[str
     return {"points": points, "time_capped": capped, "ramp_commands": n,
             "ramp_commands_per_s": round(n / wall, 1) if wall else 0,
             "cpu_us_per_cheap_command": round((cpu_s(ex_proc) - c0) / max(n, 1) * 1e6, 1),
-            "mix": "ping and query_asset alternating"}
+            "mix": "3 pings : 1 query_asset"}
 
 
 async def run_scenario(rs: RedisServer, plan: Plan, http_port: int, http_sim: Path, xtq_sim: Path) -> dict[str, Any]:

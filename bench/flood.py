@@ -1,5 +1,5 @@
-"""Feed the executor many cheap commands fast (for the RSS / CPU ramp): pre-encoded ping and query_asset entries,
-XADDed in pipelines, at most ``window`` outstanding. The executor treats them like any client's commands (replies go
+"""Feed the executor many cheap commands fast (for the RSS / CPU ramp): pre-encoded ping and query_asset entries
+(3:1), XADDed in pipelines, at most ``window`` outstanding. The executor treats them like any client's commands (replies go
 to a reply stream nobody reads; it is capped by the executor's MAXLEN)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Flood:
                 continue
             pipe = self.r.pipeline(transaction=False)
             for i in range(room):
-                cmd = self._ping if (self.sent + i) % 2 else self._asset
+                cmd = self._asset if (self.sent + i) % 4 == 0 else self._ping  # 3 pings : 1 broker query
                 pipe.xadd(self.keys.commands, c.encode_command(cmd, account=self.keys.account,
                                                                command_id=c.new_command_id(),
                                                                reply_to=self.reply_to, ttl_ms=60_000),
