@@ -355,6 +355,12 @@ class Workload:
         self.sent = 0  # calls started
         self.done = 0  # calls ended
         self.errors: list[str] = []
+        self._hold: tuple[int, asyncio.Event] | None = None
+
+    def hold_at(self, calls: int, gate: asyncio.Event) -> None:
+        """Start no call beyond the first ``calls`` until ``gate`` is set: a fault planned at that point then always
+        finds work left to do, however fast the executor has become."""
+        self._hold = (calls, gate)
 
     @property
     def reply_keys(self) -> list[str]:
@@ -362,6 +368,8 @@ class Workload:
 
     async def _one(self, i: int, spec: OrderSpec) -> None:
         client = self.clients[i]
+        while self._hold is not None and self.sent >= self._hold[0] and not self._hold[1].is_set():
+            await self._hold[1].wait()
         self.sent += 1
         started = c.now_ms()
         try:
@@ -784,10 +792,13 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
                                    min(n_faults, max(1, n_orders * 8 // 10))))
         for p in points:
+            gate = asyncio.Event()
+            work.hold_at(p, gate)  # the work cannot run out before this fault, however fast it goes
             await await_until(lambda: work.sent >= p or task.done(), 300, f"{p} calls started")
             if task.done():
                 break
             await asyncio.sleep(rng.uniform(0.0, 0.25))  # jitter: where in the executor's work the fault lands
+            gate.set()  # the calls held back start as the fault begins (the fault runs before they are sent)
             await fault(ctx)
             report.add("faults")
         await asyncio.wait_for(task, 300)
