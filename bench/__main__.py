@@ -24,7 +24,7 @@ import redis
 
 from bench import floor as fl
 from bench import xtq
-from bench._common import ROOT, RedisServer, free_port, percentiles, spawn, stop_process
+from bench._common import RedisServer, free_port, percentiles, spawn, stop_process
 from bench.flood import Flood
 from bench.runner import HttpRequester, burst, in_flight, sequential
 

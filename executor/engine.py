@@ -55,7 +55,7 @@ from executor.lease import Lease
 from executor.audit import AuditTrail
 from executor.halt import HaltSwitch
 from executor.risk import RiskGate
-from executor.transport import CommandTransport, Entry, Fenced, Finish, PendingInfo, is_nogroup
+from executor.transport import CommandTransport, Entry, Fenced, Finish, is_nogroup
 from producer_lib import contract as c
 from producer_lib._connections import use_hiredis_packer
 

@@ -22,7 +22,6 @@ import logging
 import math
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
