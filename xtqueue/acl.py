@@ -190,7 +190,7 @@ def executor_rules(prefix: str, account: str) -> list[str]:
     """Exactly what executor/ calls on its account's keys (engine, transport, lease, events, halt, audit)."""
     b = _base(prefix, account)
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION,
-            "+time", "+client|setname", "+client|list", "+client|kill", "+multi", "+exec", "+discard",
+            "+time", "+client|setname", "+client|list", "+client|kill",
             "+script|load",
             _selector([f"~{b}:cmd"], ["+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xack", "+xrange",
                                       "+xinfo|groups", "+xtrim"]),  # xinfo/xtrim: trimming answered commands
