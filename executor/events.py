@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rex
 import structlog
 
+from executor.sqlite_files import open_wal_db
 from executor.transport import StreamAppender
 from producer_lib import contract as c
 
@@ -64,12 +65,7 @@ class EventSpool:
     def open(self) -> None:
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SPOOL_SCHEMA)
-        self._db = db
+        db = self._db = open_wal_db(self.path, _SPOOL_SCHEMA)
         self.count = db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
 
     def close(self) -> None:

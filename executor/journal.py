@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from executor.sqlite_files import open_wal_db
 from producer_lib import contract as c
 
 _SCHEMA = """
@@ -102,13 +103,8 @@ class Journal:
     def open(self) -> None:
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
-        self._db = db
+        self._db = open_wal_db(self.path, _SCHEMA, synchronous="FULL" if self._fsync else "NORMAL",
+                               busy_timeout_ms=5000)
 
     def close(self) -> None:
         if self._db is not None:

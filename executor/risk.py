@@ -61,6 +61,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from executor.sqlite_files import open_wal_db
 from producer_lib import contract as c
 
 Board = Literal["main", "star", "chinext", "bse", "etf", "lof", "cb", "other"]
@@ -224,12 +225,7 @@ class RiskGate:
     def open(self) -> None:
         if self.path is None or self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
-        self._db = db
+        self._db = open_wal_db(self.path, _SCHEMA)
         self._load(self.today())
 
     def close(self) -> None:
