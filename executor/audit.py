@@ -109,7 +109,7 @@ class AuditTrail:
         self.file_backups = file_backups
         self.enabled = enabled
         self.flush_delay_s = flush_delay_s
-        self._appender = StreamAppender(redis, keys.audit, stream_maxlen) if redis is not None else None
+        self._appender = StreamAppender(redis, keys.audit, stream_maxlen)
         self._queue: list[tuple[int, str, str, str, Any]] = []  # (ts_ms, kind, command id, coid, payload)
         self._backlog: list[dict[str, str]] = []  # stream entries not written yet (Redis down)
         self._wake = asyncio.Event()
