@@ -135,9 +135,14 @@ class StreamAppender:
 
     async def add(self, entries: list[dict[Any, Any]], client: aioredis.Redis | None = None) -> None:
         """``client``: another connection than the one registered (the script is loaded there if needed)."""
-        packed = msgpack.packb([[x for kv in fields.items() for x in kv] for fields in entries],
+        packed = msgpack.packb([_flat(fields) for fields in entries],
                                use_bin_type=False)  # Redis's Lua cmsgpack reads the raw type, not bin
         await self._script(keys=[self.key], args=[self.maxlen, packed], client=client)
+
+
+def _flat(fields: dict[Any, Any]) -> list[Any]:
+    """An entry's fields as the flat field/value list XADD takes."""
+    return [x for kv in fields.items() for x in kv]
 
 
 def is_nogroup(exc: BaseException) -> bool:
@@ -256,8 +261,8 @@ class CommandTransport:
                 if not key_index:
                     reply_keys.append(item.reply_to)
                     key_index = index[item.reply_to] = len(reply_keys) + 3  # KEYS[1..3]: lease, commands, dead
-                reply = [x for kv in item.reply.items() for x in kv]
-            dead = [x for kv in item.dead.items() for x in kv] if item.dead is not None else []
+                reply = _flat(item.reply)
+            dead = _flat(item.dead) if item.dead is not None else []
             packed_items.append([item.stream_id, key_index, reply, dead])
         args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
                            c.DEAD_LETTER_MAXLEN, msgpack.packb(packed_items, use_bin_type=False), lease_ms]
