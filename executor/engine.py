@@ -198,8 +198,9 @@ class Executor:
         if settings.lease_ms > 0:
             self.lease = Lease(self.redis, self.keys, self.executor_id, lease_ms=settings.lease_ms)
             broker.guard = self.lease.valid  # checked on the broker thread right before every order/cancel
-            self.publisher.guard = self.lease.valid
+            self.publisher.guard = self._may_publish
         self.fenced = False  # set when this executor lost its lease: it stops without writing anything more
+        self._lease_unconfirmed_logged = False
 
         # Orders in flight, by the keys events carry.
         self._placements: dict[str, _Placement] = {}  # coid -> placement until its outcome is journaled
@@ -429,8 +430,11 @@ class Executor:
         Never raises for Redis trouble: it backs off and returns 0."""
         if block_ms == -1:
             block_ms = self.settings.block_ms
-        if self.lease is not None and not self.lease.valid():
-            self._step_down("lease expired before reading")
+        try:
+            if not await self._lease_confirmed():  # past its local deadline: Redis decides whether it is still ours
+                return 0
+        except REDIS_DOWN_ERRORS as exc:
+            await self._redis_trouble(exc)
             return 0
         room = self.settings.max_in_flight - len(self._inflight_ids)
         if room <= 0:
@@ -459,10 +463,16 @@ class Executor:
         if self._redis_backoff_s:
             log.info("redis reachable again")
             self._redis_backoff_s = 0.0
-        if entries and self.lease is not None and not self.lease.valid():
-            # Read just before a pause (SIGSTOP) and handed to us after it: the successor owns these now.
-            self._step_down("lease expired while reading")
-            return 0
+        while entries and self.lease is not None and not self.lease.valid():
+            # Read just before a pause (SIGSTOP) or an outage and handed to us after it: ours only if Redis still
+            # says the lease is (else the successor owns these now; they stay pending for it).
+            if self._stopping.is_set():
+                return 0  # left pending: recovered by whoever serves next
+            try:
+                if not await self._lease_confirmed():
+                    return 0
+            except REDIS_DOWN_ERRORS as exc:
+                await self._redis_trouble(exc)
         if entries:
             self.halt.observe_read(halt_raw)  # the kill switch as Redis saw it right after this read
             await self._handle_batch(entries, halt_read=True)
@@ -798,9 +808,11 @@ class Executor:
     def _send_failed(self, p: _Placement, exc: BaseException) -> None:
         if isinstance(exc, BrokerDeadlinePassedError):  # not sent
             self._resolve(p, self._expired(p.record))
-        elif isinstance(exc, BrokerFencedError):  # nothing was sent; the successor owns this entry now
-            self._step_down(str(exc))
-            self._resolve(p, self._unknown(p, "this executor lost its lease before placing the order"))
+        elif isinstance(exc, BrokerFencedError):  # nothing was sent by us; a successor may own this entry now
+            if self.lease is not None and self.lease.lost:
+                self._step_down(str(exc))
+            self._resolve(p, self._unknown(p, "this executor could not confirm its lease before placing the order "
+                                              "(paused, or Redis unreachable), so it did not send it"))
         elif isinstance(exc, BrokerUnavailableError):
             self._resolve(p, _error(E.BROKER_UNAVAILABLE, f"the broker is not connected; nothing was placed "
                                                           f"({exc})", record=p.record.evolve(state=S.REFUSED)))
@@ -1121,6 +1133,8 @@ class Executor:
                 items = [i for i, _, _ in batch]
                 while True:
                     try:
+                        if not await self._lease_confirmed():  # after a pause or an outage; lost: Fenced below
+                            raise Fenced("another executor took over the lease")
                         errors = await self.transport.finish(items, *self._lease_proof())
                         for err in errors:
                             log.error("reply write failed", error=repr(err))
@@ -1444,17 +1458,40 @@ class Executor:
             log.warning("could not cut the previous leader's connections", error=repr(exc))
 
     async def _keep_lease(self) -> None:
+        """Renew every lease_renew_ms. Redis unreachable past the lease's local deadline: undecided, not lost (a
+        lone executor rides through an outage); only a successor's lease, seen in Redis, makes it step down."""
         assert self.lease is not None
         while True:
             await asyncio.sleep(self.settings.lease_renew_ms / 1000.0)
             try:
-                if not await self.lease.renew():
-                    self._step_down("lease lost (expired or taken over)")
+                if not await self._lease_confirmed(renew=True):
                     return
             except REDIS_DOWN_ERRORS as exc:
-                if not self.lease.valid():
-                    self._step_down(f"lease could not be renewed while Redis was unreachable ({exc!r})")
-                    return
+                if self.lease.undecided and not self._lease_unconfirmed_logged:
+                    self._lease_unconfirmed_logged = True
+                    log.warning("lease unconfirmed while Redis is unreachable: placing, answering and publishing "
+                                "nothing until Redis says whether it is still ours", error=repr(exc))
+
+    async def _lease_confirmed(self, renew: bool = False) -> bool:
+        """True while this executor may act as the leader: its lease is valid, or was just confirmed again by Redis
+        (``renew``: always ask). False once another executor holds it: then it steps down. Redis errors propagate:
+        the lease stays undecided and nothing is done meanwhile."""
+        if self.lease is None or (self.lease.valid() and not renew):
+            return True
+        undecided = self.lease.undecided
+        if await self.lease.renew():
+            if undecided:
+                self._lease_unconfirmed_logged = False
+                log.warning("lease confirmed again: no other executor took over", token=self.lease.token)
+            return True
+        self._step_down("lease lost: another executor took over")
+        return False
+
+    def _may_publish(self) -> bool | None:
+        """The event publisher's guard: publish while the lease is valid, hold (keep spooling) while it is
+        undecided, drop once it is lost (the successor publishes the broker's pushes itself)."""
+        assert self.lease is not None
+        return True if self.lease.valid() else None if self.lease.undecided else False
 
     def _lease_proof(self) -> tuple[str | None, int]:
         """What the finish script checks: our lease value, only while the lease is valid by our own clock."""

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS spool (
 """
 
 
+class LeaseUndecided(Exception):
+    """The guard cannot say yet whether this executor still leads: keep the events, publish them later."""
+
+
 @dataclass(slots=True)
 class _Item:
     fields: dict[str, Any]  # encode_event output; F_SEQ is set when the seq is assigned
@@ -153,8 +157,9 @@ class EventPublisher:
         self._task: asyncio.Task | None = None
         # False once this executor lost the account's lease: its events are then dropped, since the successor
         # publishes the same broker pushes from its own connection with the stream's seq (two writers would
-        # interleave two seq counters).
-        self.guard: Callable[[], bool] | None = None
+        # interleave two seq counters). None while the lease is undecided (past its local deadline during a pause
+        # or an outage): events are held in the spool until it is decided.
+        self.guard: Callable[[], bool | None] | None = None
         self._fenced_drops = 0
 
     # --- lifecycle ------------------------------------------------------------------------------------------
@@ -225,6 +230,9 @@ class EventPublisher:
                     self._mark_down(exc)
                     self._spool_queue()
                     backoff = await self._sleep_spooling(backoff)
+                except LeaseUndecided:
+                    self._spool_queue()
+                    backoff = await self._sleep_spooling(backoff)
                 except Exception:  # a bug must not stop event publishing: keep the events, log, retry later
                     log.exception("event publisher failed; events kept in the spool")
                     self._spool_queue()
@@ -249,7 +257,10 @@ class EventPublisher:
         self.redis_ok = True
 
     async def _publish_batch(self) -> None:
-        if self.guard is not None and not self.guard():
+        verdict = True if self.guard is None else self.guard()
+        if verdict is None:
+            raise LeaseUndecided
+        if not verdict:
             dropped = len(self._queue) + self.spool.count
             self._fenced_drops += dropped
             self._queue.clear()

@@ -12,6 +12,12 @@ What the token fences (a paused old leader that wakes up must not act on stale l
   (``valid()``), which a SIGSTOP/SIGCONT pause advances: the broker thread checks it immediately before every
   order call. The renewal deadline is ``lease_ms - safety_ms`` after the *start* of the last successful renewal,
   so the local view always expires before the key in Redis does.
+
+Past that local deadline (a pause, or Redis unreachable) the holder is *undecided*: it places, settles and publishes
+nothing, but it does not give up either. The next renewal that reaches Redis decides: the key still holds our value,
+or it lapsed and nobody has tried to acquire it since (the token counter still holds our token), and the lease is
+ours again; any other holder, or a larger token, means a successor took over: lost, step down. So a lone executor
+rides through a Redis outage longer than its lease, and a paused leader whose lease was taken stays fenced.
 """
 
 from __future__ import annotations
@@ -23,19 +29,29 @@ import redis.asyncio as aioredis
 from producer_lib import contract as c
 
 # Renew only if we still hold it (compare-and-set): 1 renewed, 2 re-established, 0 lost.
-# A key that vanished (Redis restarted without persistence, or FLUSHALL) was taken by nobody: the caller checked
-# that its own lease is still valid by its monotonic clock, so it re-establishes it. A key holding another value
-# means a successor took over: lost.
+# A key holding another value means a successor took over: lost. A key that is gone (it lapsed during an outage or
+# a pause, or Redis lost its data) is re-established only if nobody has tried to acquire it since: every attempt
+# INCRs the token counter first (try_acquire), so a counter above our token means we were superseded. A counter
+# below ours (Redis lost its data) is raised back to our token, so later terms still get larger tokens.
+# KEYS: 1 lease, 2 token counter. ARGV: 1 our value, 2 lease ms, 3 our token.
 _RENEW = """
 local held = redis.call('GET', KEYS[1])
 if held == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-if not held then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
+if held then
+  return 0
 end
-return 0
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ours = tonumber(ARGV[3])
+if counter > ours then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if counter < ours then
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+return 2
 """
 
 # Release only our own lease (clean shutdown: the standby takes over at once instead of after lease_ms).
@@ -66,6 +82,16 @@ class Lease:
         """Held, by the local monotonic clock (safe to call from any thread)."""
         return self.value is not None and time.monotonic() < self._valid_until_mono
 
+    @property
+    def lost(self) -> bool:
+        """Taken over by another executor (known from Redis), or released: never ours again in this process."""
+        return self.value is None
+
+    @property
+    def undecided(self) -> bool:
+        """Past the local deadline but not known to be lost: act on nothing until ``renew()`` decides."""
+        return self.value is not None and not self.valid()
+
     async def try_acquire(self) -> bool:
         """One attempt. True if this executor now holds the lease."""
         started = time.monotonic()
@@ -80,14 +106,13 @@ class Lease:
         return True
 
     async def renew(self) -> bool:
-        """Extend the lease. False once it is lost (expired and maybe taken): the caller must step down."""
+        """Extend the lease, or confirm it again after the local deadline passed (see ``_RENEW``). False once it
+        is lost (another executor took over): the caller must step down. Redis errors propagate; the lease then
+        stays as it was (valid until its local deadline, undecided after it)."""
         if self.value is None:
             return False
         started = time.monotonic()
-        if started >= self._valid_until_mono:  # we were paused past our own deadline: never resurrect
-            self.value = None
-            return False
-        if await self._renew(keys=[self.key], args=[self.value, self.lease_ms]) == 0:
+        if await self._renew(keys=[self.key, self.token_key], args=[self.value, self.lease_ms, self.token]) == 0:
             self.value = None
             return False
         self._valid_until_mono = started + (self.lease_ms - self.safety_ms) / 1000.0

@@ -66,12 +66,49 @@ async def test_paused_leader_does_not_reach_the_broker(make_executor, client, r)
     broker = FakeBroker()
     ex = make_executor(broker, lease_ms=60_000, lease_renew_ms=60_000)
     await ex.start()
-    ex.lease._valid_until_mono = 0.0  # as after a SIGSTOP longer than the lease: the local deadline passed
+    ex.lease._valid_until_mono = 0.0  # as after a SIGSTOP longer than the lease: the local deadline passed ...
+    assert not await broker_guard_allows(broker)  # ... so the broker thread refuses at once, before Redis is asked
+    await r.set(client.keys.lease, "999:successor", px=60_000)  # ... and a standby took the lapsed lease
     await client.send(order("after-pause"))
     assert await ex._poll_once(block_ms=200) == 0
     assert ex.fenced and broker.placed == []
     assert not await broker_guard_allows(broker)
     await ex.stop()
+    assert (await r.get(client.keys.lease)) == b"999:successor"  # the successor's lease is left alone
+
+
+async def test_paused_leader_whose_lease_nobody_took_confirms_it_and_serves(make_executor, client, r):
+    """Issue #10, 11b: past its local deadline (a pause, or Redis unreachable) a leader does not know whether a
+    standby took over; Redis tells it on the next round trip. Nobody did: the lease is confirmed, same token."""
+    broker = FakeBroker()
+    ex = make_executor(broker, lease_ms=60_000, lease_renew_ms=60_000)
+    await ex.start()
+    token = ex.lease.token
+    ex.lease._valid_until_mono = 0.0
+    await r.delete(client.keys.lease)  # it even lapsed in Redis meanwhile; no standby tried to acquire it
+    await client.send(order("after-pause"))
+    assert await ex._poll_once(block_ms=500) == 1
+    (reply,) = await client.replies(1)
+    assert reply.ok, reply
+    assert [p.client_order_id for p in broker.placed] == ["after-pause"]
+    assert not ex.fenced and ex.lease.valid() and ex.lease.token == token
+    assert (await r.get(client.keys.lease)).decode() == f"{token}:ex-test"
+
+
+async def test_lapsed_lease_after_a_standby_tried_to_take_it_is_lost(make_executor, client, r):
+    """The key lapsed and a standby bumped the token counter (it tried to acquire, even if it then lost the
+    race): this leader may have been superseded, so it steps down and places nothing."""
+    broker = FakeBroker()
+    ex = make_executor(broker, lease_ms=60_000, lease_renew_ms=60_000)
+    await ex.start()
+    ex.lease._valid_until_mono = 0.0
+    await r.delete(client.keys.lease)
+    await r.incr(ex.lease.token_key)  # a standby's try_acquire
+    await client.send(order("after-lapse"))
+    assert await ex._poll_once(block_ms=200) == 0
+    assert ex.fenced and broker.placed == []
+    await ex.stop()
+    assert await r.get(client.keys.lease) is None  # it did not re-establish its lapsed lease
 
 
 async def _true(value):
