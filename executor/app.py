@@ -12,12 +12,13 @@ import asyncio
 import signal
 import threading
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
 from executor.config import ExecutorSettings
 from executor.engine import Executor
-from executor.logs import configure, mask_url
+from executor.logs import configure, hide, mask_url
 
 log = structlog.get_logger("executor.app")
 
@@ -36,6 +37,7 @@ def run(settings: ExecutorSettings) -> int:
     """Run the executor until a stop signal. Returns the process exit code: 0 clean, 1 failed, EXIT_LEASE_LOST (3)
     when it stepped down because another executor took over the account (a supervisor restarts it as standby)."""
     configure(settings.log_level, settings.log_json)
+    hide(*_secrets(settings))
     log.info("starting executor", account=settings.account, broker=settings.broker,
              redis=mask_url(settings.redis_url), state_dir=str(settings.state_dir))
     try:
@@ -46,6 +48,27 @@ def run(settings: ExecutorSettings) -> int:
     except Exception:
         log.exception("executor failed")
         return 1
+
+
+def _secrets(settings: ExecutorSettings) -> list[str]:
+    """Every secret the settings hold, for ``logs.hide``: the Redis password (flag/env, or in the URL) and the
+    signing keys."""
+    found = []
+    if settings.redis_password is not None:
+        found.append(settings.redis_password.get_secret_value())
+    try:
+        password = urlsplit(settings.redis_url).password
+    except ValueError:
+        password = None
+    if password:
+        found += [password, unquote(password)]
+    try:
+        from executor.auth import AuthPolicy
+
+        found += [key.secret.decode("utf-8", "replace") for key in AuthPolicy.from_settings(settings).keys.values()]
+    except Exception:  # an unusable signing configuration: the engine refuses to start and says why
+        pass
+    return found
 
 
 async def _main(settings: ExecutorSettings) -> bool:

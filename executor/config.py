@@ -145,3 +145,11 @@ class ExecutorSettings(BaseSettings):
 
     def keys(self) -> c.Keys:
         return c.Keys(self.account, self.key_prefix)
+
+    def __repr_args__(self) -> Any:
+        """repr/str (and so any traceback or log showing the settings) without the password of the Redis URL; the
+        password and signing keys fields are SecretStr already."""
+        from executor.logs import mask_url
+
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "redis_url" and isinstance(value, str) else value

@@ -273,7 +273,8 @@ class Executor:
         self.journal.open()
         self.journal.purge(c.now_ms() - self.settings.journal_retention_days * 86_400_000)
         self.risk.open()
-        await self._wait_for_redis()
+        if not await self._wait_for_redis():
+            return  # stopped before Redis answered: a clean stop, nothing was served
         if self.lease is not None:
             if not await self._become_leader():
                 return  # stopped while standing by
@@ -343,19 +344,20 @@ class Executor:
                 await asyncio.wait_for(self.redis.aclose(), 3.0)  # bounded, like every step of stop()
         log.info("executor stopped", executor_id=self.executor_id, commands_done=self.commands_done)
 
-    async def _wait_for_redis(self) -> None:
-        """Redis must answer before anything is read: group, server clock."""
+    async def _wait_for_redis(self) -> bool:
+        """Redis must answer before anything is read: group, server clock. False if stopped meanwhile."""
         backoff = 0.1
         while True:
             try:
                 await self.transport.ensure_group()
                 await self.transport.sync_clock()
-                return
+                return True
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("redis unreachable at start; retrying", error=repr(exc), retry_s=backoff)
                 await self._sleep_or_stop(backoff)
                 if self._stopping.is_set():
-                    raise RuntimeError("stopped before Redis became reachable") from exc
+                    log.warning("stopped before Redis became reachable")
+                    return False
                 backoff = min(backoff * 2, self.settings.reconnect_max_backoff_ms / 1000.0)
 
     async def _sleep_or_stop(self, seconds: float) -> None:
