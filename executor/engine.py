@@ -435,7 +435,9 @@ class Executor:
         try:
             if not await self._lease_confirmed():  # past its local deadline: Redis decides whether it is still ours
                 return 0
-        except REDIS_DOWN_ERRORS as exc:
+        except Exception as exc:  # undecided: nothing is read until Redis answers
+            if not isinstance(exc, REDIS_DOWN_ERRORS):
+                log.exception("lease check failed")
             await self._redis_trouble(exc)
             return 0
         room = self.settings.max_in_flight - len(self._inflight_ids)
@@ -473,7 +475,9 @@ class Executor:
             try:
                 if not await self._lease_confirmed():
                     return 0
-            except REDIS_DOWN_ERRORS as exc:
+            except Exception as exc:
+                if not isinstance(exc, REDIS_DOWN_ERRORS):
+                    log.exception("lease check failed")
                 await self._redis_trouble(exc)
         if entries:
             self.halt.observe_read(halt_raw)  # the kill switch as Redis saw it right after this read
@@ -1473,6 +1477,8 @@ class Executor:
                     self._lease_unconfirmed_logged = True
                     log.warning("lease unconfirmed while Redis is unreachable: placing, answering and publishing "
                                 "nothing until Redis says whether it is still ours", error=repr(exc))
+            except Exception:  # e.g. NOPERM: keep trying (the lease lapses to undecided, never to a second leader)
+                log.exception("lease renewal failed")
 
     async def _lease_confirmed(self, renew: bool = False) -> bool:
         """True while this executor may act as the leader: its lease is valid, or was just confirmed again by Redis

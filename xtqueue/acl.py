@@ -199,12 +199,14 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             _selector([f"~{b}:events"], ["+xadd", "+xrevrange"]),
             _selector([f"~{b}:heartbeat"], ["+get", "+set", "+pttl"]),  # pttl: xtqueue executor --check
             _selector([f"~{b}:lease"], ["+get", "+set", "+exists", "+pexpire", "+del"]),
-            _selector([f"~{b}:lease:token"], ["+incrby"]),  # redis-py sends INCR as INCRBY 1
+            # incrby: redis-py sends INCR as INCRBY 1; get/set: the lease renewal reads it (was it superseded?)
+            # and raises it back to the holder's token after Redis lost its data (executor/lease.py)
+            _selector([f"~{b}:lease:token"], ["+incrby", "+get", "+set"]),
             _selector([f"%R~{b}:halt"], ["+get", "+exists"]),
             # Lua (transport FINISH_SCRIPT and XADD_MANY_SCRIPT for events and audit, lease renew/release):
             # EVALSHA's declared keys; each call inside the script is checked against the rules above as well.
-            _selector([f"~{b}:lease", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*", f"~{b}:events", f"~{b}:audit"],
-                      ["+evalsha", "+eval"])]
+            _selector([f"~{b}:lease", f"~{b}:lease:token", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*",
+                       f"~{b}:events", f"~{b}:audit"], ["+evalsha", "+eval"])]
 
 
 def admin_rules() -> list[str]:

@@ -241,6 +241,33 @@ async def test_executor_user_can_trim_its_command_stream(server, generated):
     await r.aclose()
 
 
+async def test_executor_user_can_hold_renew_and_reconfirm_its_lease(server, generated):
+    """Every lease operation runs under the executor's ACL user: acquire, renew, confirm again after the local
+    deadline passed and the key lapsed (the renewal script reads and sets the token counter), release."""
+    import redis.asyncio as aioredis
+
+    from executor.lease import Lease
+
+    cr = creds(generated, "xtq-executor-A1")
+    r = aioredis.Redis.from_url(server.url, username=cr["XTQUEUE_REDIS_USERNAME"],
+                                password=cr["XTQUEUE_REDIS_PASSWORD"])
+    admin = connect(server, generated, "xtq-admin")
+    admin.delete(K1.lease)
+    lease = Lease(r, K1, "acl-check", lease_ms=60_000)
+    try:
+        assert await lease.try_acquire()
+        assert await lease.renew()
+        lease._valid_until_mono = 0.0  # paused, or Redis unreachable, past the lease ...
+        admin.delete(K1.lease)  # ... and the key lapsed meanwhile; nobody tried to take it
+        assert await lease.renew() and lease.valid()
+        assert admin.get(K1.lease) == f"{lease.token}:acl-check".encode()
+        await lease.release()
+        assert admin.get(K1.lease) is None
+    finally:
+        admin.close()
+        await r.aclose()
+
+
 # --- a real executor process serving strategies and a subscriber through their ACL users -------------------------
 def _executor_env(generated, account: str) -> dict[str, str]:
     d, _ = generated
