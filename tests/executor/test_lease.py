@@ -135,3 +135,33 @@ async def test_sole_leader_survives_redis_losing_its_data(make_executor, client,
     ex.request_stop()
     await serving
     assert not ex.fenced
+
+
+async def test_order_in_flight_when_the_lease_lapses_is_answered_once_it_is_confirmed(make_executor, client, r):
+    """Issue #10, 11b: the broker answers an order while the leader's lease is past its local deadline (an outage
+    or a pause). The answer is held, not thrown away with a step-down: once Redis confirms nobody took over, the
+    caller gets the ack and the order's events are published."""
+    from fakes import NO_RESPONSE
+
+    broker = FakeBroker(script={"in-flight": NO_RESPONSE})
+    ex = make_executor(broker, lease_ms=60_000, lease_renew_ms=60_000)
+    serving = asyncio.create_task(ex.run())
+    await _until(lambda: _true(ex.lease.valid()))
+    await client.send(order("in-flight"))
+    await _until(lambda: _true(len(broker.placed) == 1))
+    ex.lease._valid_until_mono = 0.0  # the lease lapses by the local clock while the order is at the broker
+    cmd = broker.placed[0]
+    broker.emit(c.OrderResponded(order_id=7001, seq=1))
+    broker.emit(c.OrderUpdated(order=broker.report(7001, cmd, c.OrderStatus.REPORTED, 50)))
+    (reply,) = await client.replies(1)
+    assert reply.ok and reply.result.order_id == 7001
+    assert not ex.fenced and ex.lease.valid()
+    assert [p.client_order_id for p in broker.placed] == ["in-flight"]
+    await _until(lambda: _has_event(client, 7001))
+    ex.request_stop()
+    await serving
+    assert not ex.fenced
+
+
+async def _has_event(client, order_id: int) -> bool:
+    return any(e.type == "order_updated" and e.order_id == order_id for e in await client.events())
