@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import socket
 import time
@@ -207,6 +208,7 @@ class Executor:
         self._by_order_id: dict[int, _Placement] = {}  # order id -> placement awaiting its first status
         self._late: _Fifo = _Fifo(10_000)  # seq -> placement answered outcome_unknown; a late answer is journaled
         self._early_responses: _Fifo = _Fifo(10_000)  # seq -> OrderResponded that beat place_order's return
+        self._firsts: _Fifo = _Fifo(10_000)  # (reply stream, command id, type, body digest) -> first copy (_once)
         self._first_status: _Fifo = _Fifo(20_000)  # order id -> first OrderReport / OrderRejected seen
         self._coid_by_order_id: _Fifo = _Fifo(500_000)  # order id -> client order id (events without a remark)
         self._last_report: _Fifo = _Fifo(100_000)  # order id -> last OrderReport published (dedupe)
@@ -533,7 +535,7 @@ class Executor:
                     else:
                         self._spawn(job, self._await_duplicate(admitted))
                 else:
-                    self._spawn(job, self._execute(job))
+                    self._spawn(job, self._once(job))
             except Exception:
                 log.exception("admission failed", stream_id=job.entry.stream_id)
                 self._spawn(job, _done(self._internal(job, sent=False)))
@@ -896,6 +898,28 @@ class Executor:
     # ==========================================================================================================
     # Other commands
     # ==========================================================================================================
+    def _once(self, job: Job) -> Awaitable[Outcome]:
+        """Repeats: a non-order command runs once per (reply stream, command id, content). A copy of it (the
+        client's own re-send after a connection cut, or a signed entry added again: executor/auth.py lets both
+        through) waits for the first copy and is answered with its outcome: a cancel is not sent to the broker a
+        second time, a query is not run again. Orders need no such memory: their client order id is the key
+        (_admit_order). Per process and bounded, like the signature replay memory."""
+        env = job.env
+        assert env is not None
+        body = c._field(job.entry.fields, c.F_BODY)
+        digest = hashlib.blake2b(body if isinstance(body, bytes) else str(body or "").encode(), digest_size=16)
+        key = (env.reply_to, env.command_id, env.type, digest.digest())
+        first = self._firsts.get(key)
+        if first is None:
+            first = asyncio.ensure_future(self._execute(job))
+            self._firsts.put(key, first)
+            return first
+        return self._repeat_of(first)
+
+    async def _repeat_of(self, first: asyncio.Future) -> Outcome:
+        out: Outcome = await asyncio.shield(first)
+        return Outcome(result=out.result, error=out.error)  # the answer only: recorded once, dead-lettered once
+
     async def _execute(self, job: Job) -> Outcome:
         """One non-order command -> its Outcome."""
         cmd = job.cmd

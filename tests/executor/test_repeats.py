@@ -1,0 +1,95 @@
+"""A command that reaches the executor more than once, and broker answers that outlive their trader instance
+(issue #10: defects 3 and 4, and the suspected re-placement of a repeated client order id).
+
+Every test runs the real engine on the real adapter over the simulator, and counts from the simulator's own order
+records (``SimControl.orders``): exactly one broker order per client order id, the right order cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+import producer_lib as pl
+from executor.app import build_executor
+from executor.sim.control import SimControl
+from producer_lib import contract as c
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
+from client_helpers import CutAfterXadd  # noqa: E402  (the TCP proxy that cuts a connection after an XADD)
+
+KEY = "alpha-secret-key-0123456789abcdef"
+SIGNED = dict(signing_keys=f"alpha-1:alpha:{KEY}", signing_required=["alpha"], signing_window_ms=30_000)
+
+
+def sim_orders(sim: SimControl, account: str, remark: str) -> list[dict]:
+    return [o for o in sim.orders(account) if o["order_remark"] == remark]
+
+
+async def slow_broker(sim: SimControl, **faults: float) -> None:
+    for name, ms in faults.items():
+        assert await asyncio.to_thread(sim.wait_applied, getattr(sim, name)(ms))
+
+
+@pytest.fixture
+async def serving(settings_for, tmp_path):
+    """start(**settings) -> (executor, SimControl): a real executor on the simulator, served until the test ends."""
+    started: list[tuple] = []
+
+    async def start(**kw):
+        settings = settings_for(broker="sim", sim_path=tmp_path / "sim", **kw)
+        ex = build_executor(settings)
+        task = asyncio.create_task(ex.run())
+        sim = SimControl(tmp_path / "sim")
+        started.append((ex, task, sim))
+        async with pl.Client(settings.redis_url, settings.account, strategy="alpha", signing_key=KEY,
+                             key_id="alpha-1") as client:
+            # Answered once start-up is done (the simulator runs then: a fault posted earlier would be skipped).
+            assert (await client.ping()).broker_connected
+        return ex, sim
+
+    yield start
+    for ex, task, sim in started:
+        ex.request_stop()
+        await asyncio.wait_for(task, 20)
+        sim.close()
+
+
+@pytest.fixture
+def proxy(account):
+    p = CutAfterXadd(("127.0.0.1", 6379), c.Keys(account).commands.encode())
+    yield p
+    p.close()
+
+
+# --- defect 3: a signed command re-sent by the client after a connection cut ---------------------------------------
+async def test_signed_order_resent_after_a_cut_is_answered_with_its_placement(serving, proxy, account):
+    """The XADD lands, its answer is lost, the client re-sends the same command id. With a broker answering in
+    150 ms the copy used to be refused as ``replayed`` ("nothing was placed") before the first copy's ack, while
+    the order was placed and filled."""
+    ex, sim = await serving(broker_timeout_ms=5_000, ack_wait_ms=2_000, **SIGNED)
+    await slow_broker(sim, set_call_latency=150)
+    async with pl.Client(proxy.url, account, strategy="alpha", signing_key=KEY, key_id="alpha-1") as client:
+        await client.ping()
+        proxy.armed.set()
+        ack = await client.buy("600000.SH", 100, 10.5, client_order_id="resent-1")  # marketable: fills
+        assert proxy.cut.is_set()  # the first copy's connection was cut after it landed: the client re-sent
+        orders = sim_orders(sim, account, "resent-1")
+        assert [o["order_id"] for o in orders] == [ack.order_id]
+
+
+async def test_signed_cancel_resent_after_a_cut_gets_the_first_copys_answer(serving, proxy, account):
+    """A repeated cancel (same command id, same signed content) is not sent to the broker again: it is answered
+    with the first copy's outcome, so the caller sees the cancel accepted, never "refused" nor "rejected"."""
+    ex, sim = await serving(broker_timeout_ms=5_000, ack_wait_ms=2_000, **SIGNED)
+    async with pl.Client(proxy.url, account, strategy="alpha", signing_key=KEY, key_id="alpha-1") as client:
+        ack = await client.buy("600000.SH", 100, 9.5, client_order_id="rest-1")  # below the market: rests
+        await slow_broker(sim, set_call_latency=150)
+        proxy.armed.set()
+        cancelled = await client.cancel_order(client_order_id="rest-1")
+        assert proxy.cut.is_set()
+        assert cancelled.order_id == ack.order_id
+    [order] = sim_orders(sim, account, "rest-1")
+    assert order["order_id"] == ack.order_id
