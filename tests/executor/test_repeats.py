@@ -93,3 +93,70 @@ async def test_signed_cancel_resent_after_a_cut_gets_the_first_copys_answer(serv
         assert cancelled.order_id == ack.order_id
     [order] = sim_orders(sim, account, "rest-1")
     assert order["order_id"] == ack.order_id
+
+
+# --- defect 4: request seqs restart with every trader instance ----------------------------------------------------
+async def _events_until(client: pl.Client, mark: str, done, timeout: float = 30.0) -> list:
+    seen: list = []
+
+    async def follow():
+        async for event in client.events(from_id=mark):
+            if isinstance(event, pl.Gap):
+                continue
+            seen.append(event)
+            if done(seen):
+                return
+
+    await asyncio.wait_for(follow(), timeout)
+    return seen
+
+
+async def test_a_late_answer_from_the_previous_trader_is_not_given_to_the_next_traders_order(serving, account):
+    """Orders A get no answer in time from trader #1 (the broker answers 5 s late); its liveness probe fails too,
+    so the executor reconnects (trader #2: request seqs start again) and orders B get the same seqs, and time out
+    as well; then A's answers arrive. Matched by seq alone, B's journal records got A's order ids, and
+    cancel(client_order_id=B) cancelled A's order."""
+    n = 5
+    # broker_timeout 0.5 s: the order answer timeout and the probe timeout; the first probe of a new trader comes
+    # probe_interval after its reconciliation, so B time out before trader #2 is given up in turn.
+    ex, sim = await serving(broker_timeout_ms=500, ack_wait_ms=300, probe_interval_ms=1_500, **SIGNED)
+    async with pl.Client(ex.settings.redis_url, account, strategy="alpha", signing_key=KEY,
+                         key_id="alpha-1") as client:
+        mark = await client.last_event_id()
+        await slow_broker(sim, delay_pushes=5_000)
+        firsts = await asyncio.gather(*(client.buy("600000.SH", 100, 9.5, client_order_id=f"A{i}", deadline=30)
+                                        for i in range(n)), return_exceptions=True)
+        assert all(isinstance(r, pl.OutcomeUnknown) for r in firsts), firsts  # no answer within broker_timeout
+        await _events_until(client, mark, lambda seen: any(e.type == "broker_connected" and e.data.reconnect
+                                                           for e in seen))
+        seconds = await asyncio.gather(*(client.buy("600000.SH", 100, 9.4, client_order_id=f"B{i}", deadline=30)
+                                         for i in range(n)), return_exceptions=True)
+        assert all(isinstance(r, pl.OutcomeUnknown) for r in seconds), seconds
+        answered = await _events_until(client, mark, lambda seen: sum(e.type == "order_responded"
+                                                                      for e in seen) >= 2 * n)
+        await slow_broker(sim, delay_pushes=0)
+        seqs = {e.data.client_order_id: e.data.seq for e in answered if e.type == "order_responded"}  # remarks
+        # the attack happened: an order of trader #2 had the seq of an order of trader #1
+        assert {seqs[f"A{i}"] for i in range(n)} & {seqs[f"B{i}"] for i in range(n)}, seqs
+        broker_ids = {}
+        for coid in [f"B{i}" for i in range(n)] + [f"A{i}" for i in range(n)]:
+            [order] = sim_orders(sim, account, coid)  # exactly one broker order per client order id
+            broker_ids[coid] = order["order_id"]
+            outcome = await client.query_outcome(coid)
+            assert (outcome.state, outcome.order_id) == (c.OutcomeState.PLACED, order["order_id"]), (coid, outcome)
+        cancelled = await _while_reconnecting(client, mark, lambda: client.cancel_order(client_order_id="B0"))
+        assert cancelled.order_id == broker_ids["B0"]
+
+
+async def _while_reconnecting(client: pl.Client, mark: str, call):
+    """``call()``, again after the next reconnect when the broker was down (the slow broker may have cost the
+    executor a trader instance or two after the last answers)."""
+    for _ in range(5):
+        try:
+            return await call()
+        except pl.BrokerUnavailable:
+            connected = len([e for e in await _events_until(client, mark, lambda seen: True, 1)
+                             if e.type == "broker_connected"])
+            await _events_until(client, mark, lambda seen: sum(e.type == "broker_connected" for e in seen)
+                                > connected)
+    return await call()
