@@ -48,7 +48,7 @@ from pydantic import BaseModel
 
 from executor.auth import AuthPolicy, CommandAuth, redis_security_kwargs
 from executor.broker.base import (Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError,
-                                  BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError)
+                                  BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, RequestKey)
 from executor.config import ExecutorSettings
 from executor.events import REDIS_DOWN_ERRORS, EventPublisher
 from executor.journal import UNRESOLVED, Journal, Record, StoredReply
@@ -157,7 +157,7 @@ class _Placement:
     record: Record  # the PENDING intent
     deadline_ms: int
     future: asyncio.Future
-    seq: int | None = None
+    seq: RequestKey | None = None  # (trader instance, seq): seqs restart with every trader instance
     order_id: int | None = None
     sent: bool = False
     timer: asyncio.TimerHandle | None = None
@@ -204,10 +204,12 @@ class Executor:
 
         # Orders in flight, by the keys events carry.
         self._placements: dict[str, _Placement] = {}  # coid -> placement until its outcome is journaled
-        self._by_seq: dict[int, _Placement] = {}  # request seq -> placement awaiting OrderResponded
+        # Answers are matched by RequestKey (trader instance, seq), never by seq alone: seqs restart with every new
+        # XtQuantTrader, and an answer of the previous instance may arrive after the reconnect (issue #10).
+        self._by_seq: dict[RequestKey, _Placement] = {}  # request key -> placement awaiting OrderResponded
         self._by_order_id: dict[int, _Placement] = {}  # order id -> placement awaiting its first status
-        self._late: _Fifo = _Fifo(10_000)  # seq -> placement answered outcome_unknown; a late answer is journaled
-        self._early_responses: _Fifo = _Fifo(10_000)  # seq -> OrderResponded that beat place_order's return
+        self._late: _Fifo = _Fifo(10_000)  # key -> placement answered outcome_unknown; a late answer is journaled
+        self._early_responses: _Fifo = _Fifo(10_000)  # key -> OrderResponded that beat place_order's return
         self._firsts: _Fifo = _Fifo(10_000)  # (reply stream, command id, type, body digest) -> first copy (_once)
         self._first_status: _Fifo = _Fifo(20_000)  # order id -> first OrderReport / OrderRejected seen
         self._coid_by_order_id: _Fifo = _Fifo(500_000)  # order id -> client order id (events without a remark)
@@ -1221,15 +1223,16 @@ class Executor:
                 self._seen_trades.put(key, True)
             return True, coid, oid, ev
         if isinstance(ev, c.OrderResponded):
-            p = self._by_seq.get(ev.seq)
-            late = self._late.pop(ev.seq, None) if p is None else None
+            key = RequestKey(ev.trader, ev.seq)
+            p = self._by_seq.get(key)
+            late = self._late.pop(key, None) if p is None else None
             coid = (p.coid if p else late.coid if late else "") or ev.client_order_id
             if p is not None:
                 self._on_order_response(p, ev)
             elif late is not None:
                 self._late_response(late, ev)
             else:
-                self._early_responses.put(ev.seq, ev)
+                self._early_responses.put(key, ev)
             if ev.order_id > 0:
                 if p is not None or late is not None:
                     # Only once matched to its placement: a response parked in _early_responses (it beat
@@ -1313,9 +1316,11 @@ class Executor:
         self._broker_up = False
         self._broker_changed.set()
         log.warning("broker disconnected", reason=reason)
-        # Orders whose request got no answer yet will never get one from this trader instance (and request seqs
-        # restart with the next one): their outcome is unknown until reconciliation finds them.
+        # Orders whose request got no answer yet: their outcome is unknown until reconciliation finds them, or
+        # until a late answer of this trader instance (still delivered after the reconnect; matched by its key).
         for p in list(self._by_seq.values()):
+            if p.seq is not None:
+                self._late.put(p.seq, p)
             self._resolve(p, self._unknown(p, "the broker disconnected before answering the order request"))
         self._by_seq.clear()
         self._early_responses.clear()
