@@ -204,6 +204,9 @@ class Executor:
 
         # Orders in flight, by the keys events carry.
         self._placements: dict[str, _Placement] = {}  # coid -> placement until its outcome is journaled
+        # coid -> record of an order answered at admission (refused, expired, found at the broker...) until the
+        # finisher has journaled it: a repeat admitted meanwhile (same batch, next batch) must see it, not a miss.
+        self._unsaved: dict[str, Record] = {}
         # Answers are matched by RequestKey (trader instance, seq), never by seq alone: seqs restart with every new
         # XtQuantTrader, and an answer of the previous instance may arrive after the reconnect (issue #10).
         self._by_seq: dict[RequestKey, _Placement] = {}  # request key -> placement awaiting OrderResponded
@@ -533,6 +536,8 @@ class Executor:
                     if isinstance(admitted, _Placement):
                         fresh.append((job, admitted))
                     elif isinstance(admitted, Outcome):
+                        if admitted.record is not None:
+                            self._unsaved[admitted.record.coid] = admitted.record
                         self._spawn(job, _done(admitted))
                     else:
                         self._spawn(job, self._await_duplicate(admitted))
@@ -637,7 +642,7 @@ class Executor:
             coid = job.cmd.client_order_id  # type: ignore[union-attr]
             if coid in self._placements:
                 continue
-            rec = read[coid] = self.journal.get(coid)
+            rec = read[coid] = self._unsaved.get(coid) or self.journal.get(coid)
             if rec is not None and rec.final:
                 continue
             if rec is not None or job.entry.deliveries > 1:
@@ -701,7 +706,10 @@ class Executor:
             if live.fingerprint != fp:
                 return self._conflict(coid, live.fingerprint, fp)
             return live.future
-        rec = known.records[coid] if known.records is not None and coid in known.records else self.journal.get(coid)
+        rec = self._unsaved.get(coid)  # decided earlier in this batch or a recent one, not yet journaled
+        if rec is None:
+            rec = known.records[coid] if known.records is not None and coid in known.records \
+                else self.journal.get(coid)
         if rec is not None and rec.fingerprint != fp:
             return self._conflict(coid, rec.fingerprint, fp)
         if rec is not None and rec.final:
@@ -1108,6 +1116,8 @@ class Executor:
             p = job.placement
             if p is not None and self._placements.get(p.coid) is p:
                 del self._placements[p.coid]
+            if outcome.record is not None and self._unsaved.get(outcome.record.coid) is outcome.record:
+                del self._unsaved[outcome.record.coid]
             self._inflight_ids.discard(entry.stream_id)
             self._room.set()
             self.commands_done += 1

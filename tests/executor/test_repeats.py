@@ -160,3 +160,47 @@ async def _while_reconnecting(client: pl.Client, mark: str, call):
             await _events_until(client, mark, lambda seen: sum(e.type == "broker_connected" for e in seen)
                                 > connected)
     return await call()
+
+
+# --- suspected (b): a refusal not yet journaled, and a repeat of its client order id -------------------------------
+async def test_a_repeat_admitted_before_the_refusal_is_journaled_gets_the_refusal(settings_for, tmp_path, account):
+    """Copy 1 of client order id X is refused (its deadline passed before the executor read it: "nothing was
+    placed"); copy 2 of X (same order, a later deadline) is read in the same batch, before that refusal is
+    journaled. Once journaled, a refusal is what every repeat of X gets; before, copy 2 found no record and was
+    placed, so one caller was told "nothing was placed" for an order the broker has."""
+    import redis.asyncio as aioredis
+
+    settings = settings_for(broker="sim", sim_path=tmp_path / "sim", broker_timeout_ms=5_000, ack_wait_ms=2_000)
+    r = aioredis.Redis.from_url(settings.redis_url)
+    async with pl.Client(settings.redis_url, account) as client:
+        first = asyncio.create_task(client.buy("600000.SH", 100, 9.5, client_order_id="X1", deadline=0.3))
+        # no executor yet: wait (on the Redis clock, which deadlines use) until copy 1's deadline has passed
+        while True:
+            entries = await r.xrange(c.Keys(account).commands)
+            if entries:
+                break
+            await asyncio.sleep(0.01)
+        deadline_ms = c.stream_id_ms(entries[0][0].decode()) + 300
+        while True:
+            seconds, micros = await r.time()
+            if seconds * 1000 + micros // 1000 > deadline_ms:
+                break
+            await asyncio.sleep(0.05)
+        second = asyncio.create_task(client.buy("600000.SH", 100, 9.5, client_order_id="X1", deadline=30))
+        while len(await r.xrange(c.Keys(account).commands)) < 2:
+            await asyncio.sleep(0.01)
+        ex = build_executor(settings)  # reads both copies in one batch
+        serving = asyncio.create_task(ex.run())
+        try:
+            outcomes = await asyncio.gather(first, second, return_exceptions=True)
+            assert isinstance(outcomes[0], pl.Expired), outcomes
+            sim = SimControl(tmp_path / "sim")
+            placed = sim_orders(sim, account, "X1")
+            sim.close()
+            # one client order id, one outcome: the order was not placed, and the repeat says so too
+            assert placed == [] and isinstance(outcomes[1], pl.Expired), (placed, outcomes)
+            assert (await client.query_outcome("X1")).state is c.OutcomeState.EXPIRED
+        finally:
+            ex.request_stop()
+            await asyncio.wait_for(serving, 20)
+            await r.aclose()
