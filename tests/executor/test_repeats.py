@@ -204,3 +204,30 @@ async def test_a_repeat_admitted_before_the_refusal_is_journaled_gets_the_refusa
             ex.request_stop()
             await asyncio.wait_for(serving, 20)
             await r.aclose()
+
+
+# --- suspected (a): a client order id repeated after a broker timeout ---------------------------------------------
+async def test_an_order_repeated_after_a_broker_timeout_is_never_placed_twice(serving, account):
+    """The broker answers after broker_timeout: the order is answered outcome_unknown, and its client re-sends the
+    same client order id (at once, and again after the broker's late answer), with no settle delay at all
+    (recovery_settle_ms=0). A repeat is placed again only when the broker's order list, read after the first
+    request was handed over, does not show it; the simulator's list shows every order it took (its commit
+    precedes its answer), and an unreadable list answers outcome_unknown. Exactly one broker order results."""
+    ex, sim = await serving(broker_timeout_ms=1_000, ack_wait_ms=300, probe_interval_ms=60_000,
+                            recovery_settle_ms=0, **SIGNED)
+    async with pl.Client(ex.settings.redis_url, account, strategy="alpha", signing_key=KEY,
+                         key_id="alpha-1") as client:
+        mark = await client.last_event_id()
+        await slow_broker(sim, delay_pushes=1_500)
+        with pytest.raises(pl.OutcomeUnknown):
+            await client.buy("600000.SH", 100, 9.5, client_order_id="T1", deadline=30)
+        # The order list is as slow as the answer: unknown (never a blind retry), or, when the late answer has
+        # been journaled while the list was awaited, that answer.
+        repeat = await asyncio.gather(client.buy("600000.SH", 100, 9.5, client_order_id="T1", deadline=30),
+                                      return_exceptions=True)
+        await slow_broker(sim, delay_pushes=0)
+        await _events_until(client, mark, lambda seen: any(e.type == "order_responded" for e in seen))
+        again = await client.buy("600000.SH", 100, 9.5, client_order_id="T1", deadline=30)
+        [order] = sim_orders(sim, account, "T1")
+        assert again.order_id == order["order_id"] and again.duplicate
+        assert isinstance(repeat[0], pl.OutcomeUnknown) or repeat[0].order_id == order["order_id"], repeat
