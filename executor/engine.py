@@ -913,7 +913,8 @@ class Executor:
         client's own re-send after a connection cut, or a signed entry added again: executor/auth.py lets both
         through) waits for the first copy and is answered with its outcome: a cancel is not sent to the broker a
         second time, a query is not run again. Orders need no such memory: their client order id is the key
-        (_admit_order). Per process and bounded, like the signature replay memory."""
+        (_admit_order). Per process and bounded, like the signature replay memory; a cancel's answer is kept after
+        it ran (a copy may come seconds later), a query's only while it runs."""
         env = job.env
         assert env is not None
         body = c._field(job.entry.fields, c.F_BODY)
@@ -923,6 +924,12 @@ class Executor:
         if first is None:
             first = asyncio.ensure_future(self._execute(job))
             self._firsts.put(key, first)
+            if not isinstance(job.cmd, c.CancelOrder):
+                def forget(done: asyncio.Future) -> None:
+                    if self._firsts.get(key) is done:  # a query's answer may be large; a later copy runs again
+                        del self._firsts[key]
+
+                first.add_done_callback(forget)
             return first
         return self._repeat_of(first)
 
