@@ -19,7 +19,13 @@ A command is refused (``unauthorized``, nothing executed, dead-lettered) when:
 * it names another strategy than its key's: ``strategy`` field not empty and not the key's strategy, or reply
   stream not ``reply:<key's strategy>.<...>``;
 * its timestamp is more than ``signing_window_ms`` away from the Redis server clock (``expired``);
-* its command id was already accepted from another stream entry within the window (``replayed``).
+* its command id was already accepted from another stream entry within the window for a different command
+  (``replayed``: another signed content under the same id).
+
+A copy of a command already accepted (same command id, same key, same signed content but for ``ttl_ms``, which a
+client re-send reduces, and the signature's timestamp) is a repeat, not a replay: it is let through and the engine
+answers it with the first copy's outcome (executor/engine.py, "Repeats"), so a client that re-sends after a
+connection cut never reads "refused, nothing placed" while its first copy is being placed.
 
 Re-deliveries of one entry (executor restart, idle claim) are the same entry, not replays: for them the timestamp
 is judged against the entry's own stream id (the Redis server clock when it was added), since an order accepted
@@ -147,7 +153,8 @@ class CommandAuth:
     def __init__(self, policy: AuthPolicy, now_ms: Callable[[], int]) -> None:
         self.policy = policy
         self.now_ms = now_ms
-        self._seen: OrderedDict[str, tuple[str, int]] = OrderedDict()  # command id -> (stream id, sig ts)
+        # command id -> (stream id, sig ts, content digest) of the first copy accepted
+        self._seen: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
         self._horizon_ms = -1  # fail closed: refuse timestamps <= this (ids forgotten while inside the window)
 
     def check(self, fields: dict, env: c.Envelope, stream_id: str, deliveries: int) -> str | None:
@@ -177,27 +184,32 @@ class CommandAuth:
             return (f"expired signature: signed at {sig.ts_ms}, Redis server time {judged} "
                     f"(window ±{policy.window_ms} ms)")
         self._forget(now)
+        content = signing.content_digest(fields, sig.key_id)
         seen = self._seen.get(env.command_id)
-        if seen is not None and seen[0] != stream_id:
-            return f"replayed: command id {env.command_id} was already received (entry {seen[0]})"
+        if seen is not None and seen[0] != stream_id and seen[2] != content:
+            return (f"replayed: command id {env.command_id} was already received (entry {seen[0]}) for a different "
+                    "command")
         if seen is None:
             if deliveries <= 1 and sig.ts_ms <= self._horizon_ms:
                 return "replay check unavailable for a timestamp this old (replay memory full); send it again"
-            self._remember(env.command_id, stream_id, sig.ts_ms)
+            self._remember(env.command_id, stream_id, sig.ts_ms, content)
+        # Seen with the same content from another entry: a repeat of the same command (the client's own re-send
+        # after a connection cut, or a captured entry added again). It is not refused: the engine answers it with
+        # the first copy's outcome (orders by client order id, other commands by command id), never runs it twice.
         return None
 
     def _forget(self, now: int) -> None:
         limit = now - self.policy.window_ms
         while self._seen:
-            cid, (_, ts) = next(iter(self._seen.items()))
+            cid, (_, ts, _) = next(iter(self._seen.items()))
             if ts >= limit:
                 break
             del self._seen[cid]
 
-    def _remember(self, command_id: str, stream_id: str, ts_ms: int) -> None:
-        self._seen[command_id] = (stream_id, ts_ms)
+    def _remember(self, command_id: str, stream_id: str, ts_ms: int, content: bytes) -> None:
+        self._seen[command_id] = (stream_id, ts_ms, content)
         while len(self._seen) > self.policy.replay_cache:
-            _, (_, ts) = self._seen.popitem(last=False)
+            _, (_, ts, _) = self._seen.popitem(last=False)
             self._horizon_ms = max(self._horizon_ms, ts)
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import socket
 import time
@@ -47,7 +48,7 @@ from pydantic import BaseModel
 
 from executor.auth import AuthPolicy, CommandAuth, redis_security_kwargs
 from executor.broker.base import (Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError,
-                                  BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError)
+                                  BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, RequestKey)
 from executor.config import ExecutorSettings
 from executor.events import REDIS_DOWN_ERRORS, EventPublisher
 from executor.journal import UNRESOLVED, Journal, Record, StoredReply
@@ -156,7 +157,7 @@ class _Placement:
     record: Record  # the PENDING intent
     deadline_ms: int
     future: asyncio.Future
-    seq: int | None = None
+    seq: RequestKey | None = None  # (trader instance, seq): seqs restart with every trader instance
     order_id: int | None = None
     sent: bool = False
     timer: asyncio.TimerHandle | None = None
@@ -204,10 +205,16 @@ class Executor:
 
         # Orders in flight, by the keys events carry.
         self._placements: dict[str, _Placement] = {}  # coid -> placement until its outcome is journaled
-        self._by_seq: dict[int, _Placement] = {}  # request seq -> placement awaiting OrderResponded
+        # coid -> record of an order answered at admission (refused, expired, found at the broker...) until the
+        # finisher has journaled it: a repeat admitted meanwhile (same batch, next batch) must see it, not a miss.
+        self._unsaved: dict[str, Record] = {}
+        # Answers are matched by RequestKey (trader instance, seq), never by seq alone: seqs restart with every new
+        # XtQuantTrader, and an answer of the previous instance may arrive after the reconnect (issue #10).
+        self._by_seq: dict[RequestKey, _Placement] = {}  # request key -> placement awaiting OrderResponded
         self._by_order_id: dict[int, _Placement] = {}  # order id -> placement awaiting its first status
-        self._late: _Fifo = _Fifo(10_000)  # seq -> placement answered outcome_unknown; a late answer is journaled
-        self._early_responses: _Fifo = _Fifo(10_000)  # seq -> OrderResponded that beat place_order's return
+        self._late: _Fifo = _Fifo(10_000)  # key -> placement answered outcome_unknown; a late answer is journaled
+        self._early_responses: _Fifo = _Fifo(10_000)  # key -> OrderResponded that beat place_order's return
+        self._firsts: _Fifo = _Fifo(10_000)  # (reply stream, command id, type, body digest) -> first copy (_once)
         self._first_status: _Fifo = _Fifo(20_000)  # order id -> first OrderReport / OrderRejected seen
         self._coid_by_order_id: _Fifo = _Fifo(500_000)  # order id -> client order id (events without a remark)
         self._last_report: _Fifo = _Fifo(100_000)  # order id -> last OrderReport published (dedupe)
@@ -545,11 +552,13 @@ class Executor:
                     if isinstance(admitted, _Placement):
                         fresh.append((job, admitted))
                     elif isinstance(admitted, Outcome):
+                        if admitted.record is not None:
+                            self._unsaved[admitted.record.coid] = admitted.record
                         self._spawn(job, _done(admitted))
                     else:
                         self._spawn(job, self._await_duplicate(admitted))
                 else:
-                    self._spawn(job, self._execute(job))
+                    self._spawn(job, self._once(job))
             except Exception:
                 log.exception("admission failed", stream_id=job.entry.stream_id)
                 self._spawn(job, _done(self._internal(job, sent=False)))
@@ -649,7 +658,7 @@ class Executor:
             coid = job.cmd.client_order_id  # type: ignore[union-attr]
             if coid in self._placements:
                 continue
-            rec = read[coid] = self.journal.get(coid)
+            rec = read[coid] = self._unsaved.get(coid) or self.journal.get(coid)
             if rec is not None and rec.final:
                 continue
             if rec is not None or job.entry.deliveries > 1:
@@ -713,7 +722,10 @@ class Executor:
             if live.fingerprint != fp:
                 return self._conflict(coid, live.fingerprint, fp)
             return live.future
-        rec = known.records[coid] if known.records is not None and coid in known.records else self.journal.get(coid)
+        rec = self._unsaved.get(coid)  # decided earlier in this batch or a recent one, not yet journaled
+        if rec is None:
+            rec = known.records[coid] if known.records is not None and coid in known.records \
+                else self.journal.get(coid)
         if rec is not None and rec.fingerprint != fp:
             return self._conflict(coid, rec.fingerprint, fp)
         if rec is not None and rec.final:
@@ -914,6 +926,35 @@ class Executor:
     # ==========================================================================================================
     # Other commands
     # ==========================================================================================================
+    def _once(self, job: Job) -> Awaitable[Outcome]:
+        """Repeats: a non-order command runs once per (reply stream, command id, content). A copy of it (the
+        client's own re-send after a connection cut, or a signed entry added again: executor/auth.py lets both
+        through) waits for the first copy and is answered with its outcome: a cancel is not sent to the broker a
+        second time, a query is not run again. Orders need no such memory: their client order id is the key
+        (_admit_order). Per process and bounded, like the signature replay memory; a cancel's answer is kept after
+        it ran (a copy may come seconds later), a query's only while it runs."""
+        env = job.env
+        assert env is not None
+        body = c._field(job.entry.fields, c.F_BODY)
+        digest = hashlib.blake2b(body if isinstance(body, bytes) else str(body or "").encode(), digest_size=16)
+        key = (env.reply_to, env.command_id, env.type, digest.digest())
+        first = self._firsts.get(key)
+        if first is None:
+            first = asyncio.ensure_future(self._execute(job))
+            self._firsts.put(key, first)
+            if not isinstance(job.cmd, c.CancelOrder):
+                def forget(done: asyncio.Future) -> None:
+                    if self._firsts.get(key) is done:  # a query's answer may be large; a later copy runs again
+                        del self._firsts[key]
+
+                first.add_done_callback(forget)
+            return first
+        return self._repeat_of(first)
+
+    async def _repeat_of(self, first: asyncio.Future) -> Outcome:
+        out: Outcome = await asyncio.shield(first)
+        return Outcome(result=out.result, error=out.error)  # the answer only: recorded once, dead-lettered once
+
     async def _execute(self, job: Job) -> Outcome:
         """One non-order command -> its Outcome."""
         cmd = job.cmd
@@ -1100,6 +1141,8 @@ class Executor:
             p = job.placement
             if p is not None and self._placements.get(p.coid) is p:
                 del self._placements[p.coid]
+            if outcome.record is not None and self._unsaved.get(outcome.record.coid) is outcome.record:
+                del self._unsaved[outcome.record.coid]
             self._inflight_ids.discard(entry.stream_id)
             self._room.set()
             self.commands_done += 1
@@ -1217,15 +1260,16 @@ class Executor:
                 self._seen_trades.put(key, True)
             return True, coid, oid, ev
         if isinstance(ev, c.OrderResponded):
-            p = self._by_seq.get(ev.seq)
-            late = self._late.pop(ev.seq, None) if p is None else None
+            key = RequestKey(ev.trader, ev.seq)
+            p = self._by_seq.get(key)
+            late = self._late.pop(key, None) if p is None else None
             coid = (p.coid if p else late.coid if late else "") or ev.client_order_id
             if p is not None:
                 self._on_order_response(p, ev)
             elif late is not None:
                 self._late_response(late, ev)
             else:
-                self._early_responses.put(ev.seq, ev)
+                self._early_responses.put(key, ev)
             if ev.order_id > 0:
                 if p is not None or late is not None:
                     # Only once matched to its placement: a response parked in _early_responses (it beat
@@ -1309,9 +1353,11 @@ class Executor:
         self._broker_up = False
         self._broker_changed.set()
         log.warning("broker disconnected", reason=reason)
-        # Orders whose request got no answer yet will never get one from this trader instance (and request seqs
-        # restart with the next one): their outcome is unknown until reconciliation finds them.
+        # Orders whose request got no answer yet: their outcome is unknown until reconciliation finds them, or
+        # until a late answer of this trader instance (still delivered after the reconnect; matched by its key).
         for p in list(self._by_seq.values()):
+            if p.seq is not None:
+                self._late.put(p.seq, p)
             self._resolve(p, self._unknown(p, "the broker disconnected before answering the order request"))
         self._by_seq.clear()
         self._early_responses.clear()

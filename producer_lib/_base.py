@@ -133,6 +133,9 @@ class Prepared:
     result_type: type[BaseModel]
     unwrap: Callable[[Any], Any] = field(default=lambda result: result)
     signer: Any = None  # signing.Signer of a signing client: a re-sent entry is signed again
+    copies: int = 1  # entries that may have reached the stream (an XADD that failed on the connection may have)
+    refusals: int = 0  # Unauthorized replies received so far
+    held: Reply | None = None  # a refusal that did not settle the call (see BaseClient._held)
 
     def retry_entry(self, now: float) -> dict[str, Any] | None:
         """The same entry with its ttl reduced by the time spent so far, or None when no time is left.
@@ -349,8 +352,29 @@ class BaseClient:
         return prep.unwrap(reply.result)
 
     @staticmethod
-    def _timeout_error(prep: Prepared) -> CommandTimeout:
+    def _held(prep: Prepared, outcome: Reply | XtqueueError) -> bool:
+        """True if this reply must not settle the call: a refusal (Unauthorized: "not executed") of one copy of a
+        command sent more than once, while another copy's answer may still come. That copy may have been executed
+        (the first one, whose connection was cut after its XADD landed), so the refusal is not the outcome. Every
+        copy refused settles the call with the refusal; a timeout with a held refusal is OutcomeUnknown."""
+        if prep.copies <= 1 or not isinstance(outcome, Reply) or outcome.error is None \
+                or outcome.error.code is not ErrorCode.UNAUTHORIZED:
+            return False
+        prep.refusals += 1
+        if prep.refusals >= prep.copies:
+            return False
+        prep.held = outcome
+        return True
+
+    @staticmethod
+    def _timeout_error(prep: Prepared) -> OutcomeUnknown:
         coid = prep.client_order_id or None
+        if prep.held is not None and prep.held.error is not None:
+            return OutcomeUnknown(
+                f"{prep.command_type} was sent {prep.copies} times (connection failures); one copy was refused "
+                f"({prep.held.error.message}) and no other answer came within {prep.wait_s:.1f} s: another copy "
+                f"may have been executed; ask query_outcome({coid!r}) before resending",
+                command_id=prep.command_id, client_order_id=coid)
         if prep.command_type == PlaceOrder.TYPE:
             message = (f"no reply to place_order within {prep.wait_s:.1f} s: the order may or may not have been "
                        f"placed; ask query_outcome({coid!r}), never resend it with a new client order id")

@@ -291,6 +291,7 @@ class Client(BaseClient):
         attempt = 0
         while True:
             attempt += 1
+            prep.copies = attempt  # this XADD may land even if it fails on the connection
             try:
                 await self._redis.xadd(self._keys.commands, entry)
                 return
@@ -350,6 +351,10 @@ class Client(BaseClient):
         waiting = self._pending.get(command_id)
         if waiting is None or waiting[0].done():
             log.debug("ignoring reply %s to command %s: nobody waits for it", stream_id, command_id)
+            return
+        if self._held(waiting[1], outcome):
+            log.warning("reply %s refuses one copy of re-sent command %s; waiting for the other: %s", stream_id,
+                        command_id, outcome)
             return
         if isinstance(outcome, XtqueueError):
             waiting[0].set_exception(outcome)

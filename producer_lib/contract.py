@@ -560,6 +560,9 @@ class OrderResponded(Event):
     seq: int
     error_msg: str = ""
     strategy: str = ""
+    # Executor-internal, never published: the trader instance (the adapter's connection generation) that answered.
+    # xtquant's seqs restart with every XtQuantTrader, so the executor matches an answer by (trader, seq).
+    trader: int = Field(0, exclude=True)
 
 
 class CancelResponded(Event):
@@ -571,6 +574,7 @@ class CancelResponded(Event):
     cancel_result: int
     seq: int
     error_msg: str = ""
+    trader: int = Field(0, exclude=True)  # as OrderResponded.trader
 
 
 class AssetUpdated(Event):

@@ -94,6 +94,15 @@ def canonical_bytes(fields: dict, key_id: str, ts_ms: int) -> bytes:
     return b"".join(_netstring(p) for p in parts)
 
 
+def content_digest(fields: dict, key_id: str) -> bytes:
+    """What makes two signed entries the same command: the key and every signed field but ``ttl_ms`` (a client
+    re-send reduces it and signs again; executor/auth.py tells a repeat from a replayed id by this digest)."""
+    parts = [key_id.encode("ascii")]
+    parts.extend(_bytes(contract._field(fields, name)) for name in SIGNED_FIELDS if name != contract.F_TTL_MS)
+    parts.append(_bytes(contract._field(fields, contract.F_BODY)))
+    return hashlib.sha256(b"".join(_netstring(p) for p in parts)).digest()
+
+
 def compute_mac(secret: bytes, fields: dict, key_id: str, ts_ms: int) -> str:
     return hmac.new(secret, canonical_bytes(fields, key_id, ts_ms), hashlib.sha256).hexdigest()
 

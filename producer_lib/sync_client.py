@@ -277,6 +277,7 @@ class SyncClient(BaseClient):
         attempt = 0
         while True:
             attempt += 1
+            prep.copies = attempt  # this XADD may land even if it fails on the connection
             try:
                 self._redis.xadd(self._keys.commands, entry)
                 return
@@ -334,6 +335,10 @@ class SyncClient(BaseClient):
         command_id, outcome = decoded
         with self._lock:
             waiting = self._pending.get(command_id)
+        if waiting is not None and not waiting[0].done() and self._held(waiting[1], outcome):
+            log.warning("reply %s refuses one copy of re-sent command %s; waiting for the other: %s", stream_id,
+                        command_id, outcome)
+            return
         if waiting is None or not _resolve(waiting[0], outcome):
             log.debug("ignoring reply %s to command %s: nobody waits for it", stream_id, command_id)
 

@@ -9,7 +9,7 @@ the live venue share every line above the trader object.
 |-------------------------|----------|------------------------------------------------------------------------------|
 | connect()               | yes      | new trader instance, start, connect, subscribe; raise BrokerUnavailableError |
 | close()                 | yes      | stop the trader and the broker thread                                        |
-| place_order(cmd)        | yes      | order_stock_async; returns the request seq; the answer comes as an event     |
+| place_order(cmd)        | yes      | order_stock_async; returns its RequestKey; the answer comes as an event      |
 | place_orders(cmds, ...) | no       | a batch in one hop; per order its seq or error (default: place_order each)    |
 | cancel_order(...)       | yes      | cancel_order_stock(_sysid)_async; returns the broker's CancelResponded       |
 | query_*()               | yes      | snapshots as contract reports; ``None`` lists are never read as "empty"      |
@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from producer_lib import contract as c
 
@@ -63,6 +64,15 @@ class BrokerRefusedError(BrokerError):
 EventSink = Callable[[c.Event], None]
 
 
+class RequestKey(NamedTuple):
+    """One order request: the trader instance that took it (the adapter's connection generation) and the seq it
+    returned. xtquant's seqs restart with every XtQuantTrader, so after a reconnect a seq alone may name a request
+    of the previous instance: an answer (``OrderResponded.trader``, ``.seq``) is matched by both."""
+
+    trader: int
+    seq: int
+
+
 class Broker(abc.ABC):
     """What the engine needs from a venue. See the module docstring for the required table."""
 
@@ -89,20 +99,20 @@ class Broker(abc.ABC):
         """Stop the trader and the broker thread. Idempotent."""
 
     @abc.abstractmethod
-    async def place_order(self, cmd: c.PlaceOrder) -> int:
-        """Send the order (order_stock_async, remark = client order id). Returns the request seq.
+    async def place_order(self, cmd: c.PlaceOrder) -> RequestKey:
+        """Send the order (order_stock_async, remark = client order id). Returns the trader instance and seq.
 
-        The broker's answer arrives later through the sink as ``OrderResponded`` carrying the same seq, followed by
-        ``OrderUpdated`` / ``OrderRejected`` events. Raises BrokerUnavailableError when not connected."""
+        The broker's answer arrives later through the sink as ``OrderResponded`` carrying the same trader and seq,
+        followed by ``OrderUpdated`` / ``OrderRejected`` events. Raises BrokerUnavailableError when not connected."""
 
     async def place_orders(self, cmds: list[c.PlaceOrder],
-                           deadlines: list[float] | None = None) -> list[int | BaseException]:
-        """Send several orders in this order; per order its request seq or the exception ``place_order`` would
+                           deadlines: list[float] | None = None) -> list[RequestKey | BaseException]:
+        """Send several orders in this order; per order its request key or the exception ``place_order`` would
         have raised for it. ``deadlines``: per order a ``time.monotonic()`` instant after which it must not be
         sent (BrokerDeadlinePassedError instead), checked immediately before its call. Adapters override this to
         hand the whole batch to their broker thread at once; a stuck broker call fails the orders with
         BrokerTimeoutError (they may have been sent)."""
-        out: list[int | BaseException] = []
+        out: list[RequestKey | BaseException] = []
         for i, cmd in enumerate(cmds):
             if deadlines is not None and time.monotonic() > deadlines[i]:
                 out.append(BrokerDeadlinePassedError("deadline passed before the order was sent"))

@@ -14,6 +14,7 @@ import pytest
 from xtquant import xttype
 
 from executor.broker import BrokerDeadlinePassedError, BrokerTimeoutError, BrokerUnavailableError
+from executor.broker.base import RequestKey
 from executor.broker.xt.adapter import XtBroker
 from producer_lib import contract as c
 
@@ -110,12 +111,14 @@ def _order(coid="coid-1"):
 async def test_place_order_sends_remark_and_the_answer_arrives_as_an_event(answer_first):
     broker, events, arrived = make_broker(answer_before_return=answer_first)
     await broker.connect()
-    seq = await broker.place_order(_order())
+    key = await broker.place_order(_order())
+    seq = key.seq
     while not events:
         await arrived.wait()
         arrived.clear()
     (resp,) = [e for e in events if isinstance(e, c.OrderResponded)]
     assert (resp.seq, resp.order_id, resp.client_order_id) == (seq, 1000 + seq, "coid-1")
+    assert resp.trader == key.trader == 1  # the answer names the trader instance that took the request
     trader = ScriptedTrader.instances[-1]
     assert trader.calls == [("order", "600000.SH", 23, 100, 11, 10.0, "s", "coid-1")]
     # xtquant is only ever called from the one broker thread, never from the event loop's thread
@@ -146,7 +149,7 @@ async def test_a_batch_sends_in_order_and_skips_an_order_whose_deadline_passed_w
     await asyncio.sleep(max(0.0, now + 0.05 - time.monotonic()) + 0.01)  # until the known deadline has passed
     gate.set()
     first, late, third = await batch
-    assert isinstance(first, int) and isinstance(third, int)
+    assert isinstance(first, RequestKey) and isinstance(third, RequestKey)
     assert isinstance(late, BrokerDeadlinePassedError)
     assert [call[-1] for call in trader.calls] == ["first", "third"]
     await broker.close()

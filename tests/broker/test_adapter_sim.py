@@ -57,12 +57,12 @@ def _order(coid, code="600000.SH", side="buy", volume=100, price=None, **kw):
 
 async def test_marketable_buy_flows_response_then_reported_then_fill(broker):
     price = round(broker._trader.market.last("600000.SH") * 1.02, 2)  # above the market: fills at once
-    seq = await broker.place_order(_order("buy-1", price=price))
+    key = await broker.place_order(_order("buy-1", price=price))
     filled = await broker.recorder.wait_for(
         lambda e: isinstance(e, c.OrderUpdated) and e.order.status is c.OrderStatus.SUCCEEDED)
     kinds = [type(e).__name__ for e in broker.recorder.events]
     resp = next(e for e in broker.recorder.events if isinstance(e, c.OrderResponded))
-    assert resp.seq == seq and resp.client_order_id == "buy-1" and resp.order_id > 0
+    assert (resp.trader, resp.seq) == key and resp.client_order_id == "buy-1" and resp.order_id > 0
     assert kinds.index("OrderResponded") < kinds.index("OrderUpdated") < kinds.index("OrderFilled")
     assert filled.order.client_order_id == "buy-1" and filled.order.traded_volume == 100
     fill = next(e for e in broker.recorder.events if isinstance(e, c.OrderFilled))
@@ -117,9 +117,12 @@ async def test_disconnect_refuses_then_reconnect_with_a_new_trader(broker):
         await broker.place_order(_order("while-down", price=10.0))
     await broker.connect()
     assert broker._trader is not first and broker.connected and await broker.probe()
-    await broker.place_order(_order("after-reconnect", price=9.0))
+    key = await broker.place_order(_order("after-reconnect", price=9.0))
     await broker.recorder.wait_for(
         lambda e: isinstance(e, c.OrderUpdated) and e.order.client_order_id == "after-reconnect")
+    # seqs restart with the new trader instance; its requests and answers name that instance
+    resp = next(e for e in broker.recorder.events if isinstance(e, c.OrderResponded))
+    assert (resp.trader, resp.seq) == key and key.trader == 2
 
 
 async def test_account_status_push_becomes_an_event(broker):

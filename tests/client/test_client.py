@@ -36,7 +36,7 @@ from producer_lib import (
 )
 from producer_lib._exceptions import ERROR_CLASSES
 
-from client_helpers import add_event, blocked_connections, raw_commands
+from client_helpers import add_event, blocked_connections, canned_result, raw_commands
 
 WAIT = 10  # generous upper bound for awaiting anything that should happen promptly
 
@@ -262,6 +262,50 @@ async def test_connection_cut_after_xadd_resends_the_same_command(proxy, account
     assert sent[0]["client_order_id"] == sent[1]["client_order_id"] == "coid-resend"
     assert sent[1]["ttl_ms"] <= sent[0]["ttl_ms"]
     assert [cmd.client_order_id for _, cmd in responder.seen if cmd.TYPE == "place_order"] == ["coid-resend"] * 2
+
+
+def refuse_the_resent_copy(responder, both: bool = False, ack: bool = True):
+    """A handler answering as an executor that refuses a repeated command id did (issue #10, defect 3): nothing for
+    the first copy yet; for the re-sent copy a refusal, then (unless ``both``) the first copy's real ack."""
+    copies: dict[str, int] = {}
+
+    def handle(env, cmd):
+        if cmd.TYPE != "place_order":
+            return canned_result(env, cmd, responder.account, responder.placed)
+        copies[env.command_id] = copies.get(env.command_id, 0) + 1
+        refusal = contract.ErrorInfo(code=ErrorCode.UNAUTHORIZED, message="replayed: command id seen before")
+        if copies[env.command_id] == 1:
+            return refusal if both else None
+        real = OrderAck(order_id=77, client_order_id=cmd.client_order_id, status=OrderStatus.REPORTED)
+        return [refusal] if both or not ack else [refusal, real]
+    return handle
+
+
+async def test_a_refusal_of_the_resent_copy_is_not_the_outcome(proxy, account, responder):
+    """The re-sent copy's refusal ("not executed") arrives before the first copy's ack: the caller gets the ack."""
+    responder.handler = refuse_the_resent_copy(responder)
+    async with Client(proxy.url, account) as client:
+        await client.ping()
+        proxy.armed.set()
+        ack = await client.buy("600000.SH", 100, 10.0, client_order_id="coid-held")
+    assert proxy.cut.is_set() and ack.order_id == 77
+
+
+async def test_every_copy_refused_is_a_refusal_and_a_lone_refusal_leaves_the_outcome_unknown(proxy, account,
+                                                                                            responder):
+    from producer_lib import Unauthorized
+
+    responder.handler = refuse_the_resent_copy(responder, both=True)
+    async with Client(proxy.url, account) as client:
+        await client.ping()
+        proxy.armed.set()
+        with pytest.raises(Unauthorized):
+            await client.buy("600000.SH", 100, 10.0, client_order_id="coid-both")
+        responder.handler = refuse_the_resent_copy(responder, ack=False)
+        proxy.armed.set()
+        with pytest.raises(OutcomeUnknown) as info:
+            await client.buy("600000.SH", 100, 10.0, client_order_id="coid-lone", timeout=1.0)
+        assert not isinstance(info.value, Unauthorized) and "query_outcome" in str(info.value)
 
 
 # --- events ----------------------------------------------------------------------------------------------------

@@ -264,6 +264,18 @@ def test_connection_cut_after_xadd_resends_the_same_command(proxy, account, redi
     assert [cmd.client_order_id for _, cmd in responder.seen if cmd.TYPE == "place_order"] == ["coid-resend"] * 2
 
 
+def test_a_refusal_of_the_resent_copy_is_not_the_outcome(proxy, account, responder):
+    """As the async twin (test_client.py): the re-sent copy's refusal arrives first; the first copy's ack wins."""
+    from test_client import refuse_the_resent_copy
+
+    responder.handler = refuse_the_resent_copy(responder)
+    with SyncClient(proxy.url, account) as client:
+        client.ping()
+        proxy.armed.set()
+        ack = client.buy("600000.SH", 100, 10.0, client_order_id="coid-held")
+    assert proxy.cut.is_set() and ack.order_id == 77
+
+
 # --- events ----------------------------------------------------------------------------------------------------
 def take(it, n: int) -> list:
     return [POOL.submit(next, it).result(WAIT) for _ in range(n)]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from executor.broker.base import Broker, BrokerTimeoutError, BrokerUnavailableError, EventSink
+from executor.broker.base import Broker, BrokerTimeoutError, BrokerUnavailableError, EventSink, RequestKey
 from producer_lib import contract as c
 
 # Behaviours a test can script per client order id (FakeBroker.script[coid] = "...").
@@ -88,7 +88,7 @@ class FakeBroker(Broker):
         return rep
 
     # --- trading ---
-    async def place_order(self, cmd: c.PlaceOrder) -> int:
+    async def place_order(self, cmd: c.PlaceOrder) -> RequestKey:
         self._check()
         behaviour = self.script.get(cmd.client_order_id, NORMAL)
         if behaviour == UNAVAILABLE:
@@ -97,15 +97,17 @@ class FakeBroker(Broker):
         self._seq += 1
         seq = self._seq
         if behaviour == NO_RESPONSE:
-            return seq
+            return RequestKey(self.connects, seq)
         if behaviour == REJECT:
-            self.emit(c.OrderResponded(order_id=-1, seq=seq, error_msg="[COUNTER][260200] insufficient funds"))
-            return seq
+            self.emit(c.OrderResponded(trader=self.connects, order_id=-1, seq=seq,
+                                       error_msg="[COUNTER][260200] insufficient funds"))
+            return RequestKey(self.connects, seq)
         self.next_order_id += 1
         oid = self.next_order_id
         if behaviour in (JUNK_BEFORE_RETURN, REPORTED_BEFORE_RETURN):
             assert self._sink is not None
-            self._sink(c.OrderResponded(order_id=oid, seq=seq, client_order_id=cmd.client_order_id))
+            self._sink(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq,
+                                        client_order_id=cmd.client_order_id))
             if behaviour == JUNK_BEFORE_RETURN:
                 self._sink(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.JUNK, 57, "lot size")))
                 self._sink(c.OrderRejected(order_id=oid, error_id=-7, error_msg="lot size"))
@@ -113,18 +115,18 @@ class FakeBroker(Broker):
                 self._sink(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
         elif behaviour == PUSH_FIRST:
             self.emit(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
-            self.emit(c.OrderResponded(order_id=oid, seq=seq))
+            self.emit(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq))
         elif behaviour == JUNK:
-            self.emit(c.OrderResponded(order_id=oid, seq=seq))
+            self.emit(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq))
             self.emit(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.JUNK, 57, "price out of limits")))
             self.emit(c.OrderRejected(order_id=oid, error_id=-61, error_msg="price out of limits"))
         elif behaviour == SILENT:
             self.report(oid, cmd, c.OrderStatus.UNREPORTED, 48)
-            self.emit(c.OrderResponded(order_id=oid, seq=seq))
+            self.emit(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq))
         else:
-            self.emit(c.OrderResponded(order_id=oid, seq=seq))
+            self.emit(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq))
             self.emit(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
-        return seq
+        return RequestKey(self.connects, seq)
 
     async def cancel_order(self, *, order_id: int | None = None, sysid: str | None = None,
                            market: c.Market | None = None, timeout_s: float = 5.0) -> c.CancelResponded:

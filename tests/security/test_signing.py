@@ -103,7 +103,12 @@ def test_redelivery_is_not_a_replay_and_memory_is_bounded():
     sid = f"{now[0]}-0"
     assert auth.check(e1, env1, sid, 1) is None
     assert auth.check(e1, env1, sid, 2) is None  # the same entry delivered again
-    assert "replayed" in auth.check(e1, env1, f"{now[0]}-1", 1)
+    # the same command added again (a client re-send: ttl reduced, signed anew) is a repeat, answered by the engine
+    # with the first copy's outcome; the same id signed for another command is a replay and refused
+    resent = signer.sign({**e1, c.F_TTL_MS: "9000"}, ts_ms=now[0] + 1)
+    assert auth.check(resent, c.decode_envelope(resent), f"{now[0]}-1", 1) is None
+    other = signer.sign(entry(c.Ping(), command_id="c1"), ts_ms=now[0] + 2)
+    assert "replayed" in auth.check(other, c.decode_envelope(other), f"{now[0]}-2", 1)
     now[0] += 5_000  # long after: a re-delivery is judged by its stream id, a new entry by the server clock
     assert auth.check(e1, env1, sid, 2) is None
     assert "expired" in auth.check(e1, env1, f"{now[0]}-0", 1)
@@ -192,19 +197,24 @@ async def test_executor_refuses_bad_signatures_and_runs_good_ones(make_executor,
     assert KEY_A.encode() not in b"".join(v for _, f in dead for v in f.values())
 
 
-async def test_replayed_command_is_refused_and_not_executed_twice(make_executor, r):
+async def test_repeated_command_gets_the_first_outcome_and_is_not_executed_twice(make_executor, r):
+    """A signed entry added again (a client re-send, or a captured entry) is a repeat, not a refusal: both copies
+    get the first copy's answer; the order is placed once and the cancel sent once. The same command id signed for
+    another command is refused as replayed."""
     broker = FakeBroker()
     ex = make_executor(broker)
-    signed = signing.Signer(KEY_A, "alpha-1").sign(entry(c.CancelOrder(order_id=1)))
-    first_order = signing.Signer(KEY_A, "alpha-1").sign(entry(order("once")))
-    replies = await _run(ex, r, [first_order, signed, dict(first_order), dict(signed)])
-    # each id answered twice (replies may come in any order): once executed, once refused as a replay
+    signer = signing.Signer(KEY_A, "alpha-1")
+    signed = signer.sign(entry(c.CancelOrder(order_id=1)))
+    first_order = signer.sign(entry(order("once")))
+    other = signer.sign(entry(order("other"), command_id=signed[c.F_ID]))
+    replies = await _run(ex, r, [first_order, signed, dict(first_order), dict(signed), other])
     for cid in (first_order[c.F_ID], signed[c.F_ID]):
-        codes = sorted(rep.error.code.value if rep.error else "ok" for rep in replies[cid + "*"])
-        assert len(codes) == 2 and "unauthorized" in codes and codes.count("unauthorized") == 1, codes
-        refused = [rep for rep in replies[cid + "*"] if rep.error and rep.error.code is E.UNAUTHORIZED]
-        assert "replayed" in refused[0].error.message
-    assert len(broker.placed) == 1 and len(broker.cancels) == 1
+        reps = [rep for rep in replies[cid + "*"] if rep.client_order_id != "other"]
+        assert len(reps) == 2 and all(rep.error is None or rep.error.code is not E.UNAUTHORIZED for rep in reps)
+        assert len({rep.result.order_id if rep.result else rep.error.code for rep in reps}) == 1, reps
+    [refused] = [rep for rep in replies[signed[c.F_ID] + "*"] if rep.client_order_id == "other"]
+    assert refused.error.code is E.UNAUTHORIZED and "replayed" in refused.error.message
+    assert [p.client_order_id for p in broker.placed] == ["once"] and len(broker.cancels) == 1
 
 
 async def test_signing_required_of_everyone(make_executor, r):

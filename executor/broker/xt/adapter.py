@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import queue
@@ -61,14 +62,16 @@ class XtBroker(base.Broker):
         self._thread = self._new_thread()
         self._trader: Any = None
         self._generation = 0
+        self._trader_generation = 0  # the generation of self._trader: stamped on every request key it returns
         self._connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: base.EventSink | None = None
         # Cancel responses may arrive on the push thread before cancel_order_stock_async has returned its seq on
-        # the broker thread; this rendezvous (under one lock) pairs them whichever comes first.
+        # the broker thread; this rendezvous (under one lock) pairs them whichever comes first, by (generation, seq):
+        # seqs restart with every trader instance.
         self._lock = threading.Lock()
-        self._cancel_waiters: dict[int, asyncio.Future[c.CancelResponded]] = {}
-        self._early_cancel_responses: dict[int, c.CancelResponded] = {}
+        self._cancel_waiters: dict[base.RequestKey, asyncio.Future[c.CancelResponded]] = {}
+        self._early_cancel_responses: dict[base.RequestKey, c.CancelResponded] = {}
         self._inbox: _LoopInbox | None = None  # other threads -> the event loop (see _LoopInbox)
         self._order_reports: dict[tuple, c.OrderReport] = {}  # the last full order list, by raw fields
         self._trade_reports: dict[tuple, c.TradeReport] = {}
@@ -111,6 +114,7 @@ class XtBroker(base.Broker):
 
         trader = await self._run(build, timeout_s=self._timeout_s)
         old, self._trader = self._trader, trader
+        self._trader_generation = generation
         self._session = session
         self._connected = True
         if old is not None:  # a dead trader's stop() may block: never on our threads
@@ -129,25 +133,26 @@ class XtBroker(base.Broker):
         self._thread.shutdown()
 
     # --- orders and cancels -----------------------------------------------------------------------------------
-    async def place_order(self, cmd: c.PlaceOrder) -> int:
+    async def place_order(self, cmd: c.PlaceOrder) -> base.RequestKey:
         result = (await self.place_orders([cmd]))[0]
         if isinstance(result, BaseException):
             raise result
         return result
 
     async def place_orders(self, cmds: list[c.PlaceOrder],
-                           deadlines: list[float] | None = None) -> list[int | BaseException]:
+                           deadlines: list[float] | None = None) -> list[base.RequestKey | BaseException]:
         """One hop to the broker thread for the whole batch; order_stock_async for each, in order. Immediately
         before each call: its deadline (monotonic) and the lease guard."""
         account = self._account
+        generation = self._trader_generation  # of the trader _call hands to send() (read together, no await)
         if deadlines is None:
             deadlines = [float("inf")] * len(cmds)
         calls = [(cmd.code, parsing.SIDE_TO_ORDER_TYPE[cmd.side], cmd.volume, parsing.PRICE_TYPE_TO_XT[cmd.price_type],
                   float(cmd.price) if cmd.price is not None else 0.0, cmd.strategy, cmd.client_order_id, deadline)
                  for cmd, deadline in zip(cmds, deadlines)]
 
-        def send(trader: Any) -> list[int | BaseException]:
-            out: list[int | BaseException] = []
+        def send(trader: Any) -> list[base.RequestKey | BaseException]:
+            out: list[base.RequestKey | BaseException] = []
             monotonic = time.monotonic
             for code, order_type, volume, price_type, price, strategy, remark, deadline in calls:
                 if monotonic() > deadline:
@@ -163,7 +168,7 @@ class XtBroker(base.Broker):
                 if not isinstance(seq, int) or seq <= 0:
                     out.append(base.BrokerUnavailableError(f"order_stock_async returned {seq!r}"))
                 else:
-                    out.append(seq)
+                    out.append(base.RequestKey(generation, seq))
             return out
 
         try:
@@ -176,6 +181,7 @@ class XtBroker(base.Broker):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[c.CancelResponded] = loop.create_future()
         account = self._account
+        generation = self._trader_generation
 
         def send(trader: Any) -> c.CancelResponded | None:
             self._check_guard()
@@ -185,11 +191,12 @@ class XtBroker(base.Broker):
                 seq = trader.cancel_order_stock_async(account, order_id)
             if not isinstance(seq, int) or seq <= 0:
                 raise base.BrokerUnavailableError(f"cancel request returned {seq!r}")
+            key = base.RequestKey(generation, seq)
             with self._lock:
-                early = self._early_cancel_responses.pop(seq, None)
+                early = self._early_cancel_responses.pop(key, None)
                 if early is None:
-                    self._cancel_waiters[seq] = waiter
-                    waiter.seq = seq  # type: ignore[attr-defined]
+                    self._cancel_waiters[key] = waiter
+                    waiter.key = key  # type: ignore[attr-defined]
             return early
 
         early = await self._call(send)
@@ -199,17 +206,18 @@ class XtBroker(base.Broker):
             return await asyncio.wait_for(asyncio.shield(waiter), timeout_s or self._timeout_s)
         except asyncio.TimeoutError:
             with self._lock:
-                self._cancel_waiters.pop(getattr(waiter, "seq", -1), None)
+                self._cancel_waiters.pop(getattr(waiter, "key", None), None)  # type: ignore[arg-type]
             raise base.BrokerTimeoutError("no answer to the cancel request") from None
 
     def _cancel_answered(self, event: c.CancelResponded) -> None:
         """Push thread: pair a cancel response with its waiter, or park it until the seq is known."""
+        key = base.RequestKey(event.trader, event.seq)
         with self._lock:
-            waiter = self._cancel_waiters.pop(event.seq, None)
+            waiter = self._cancel_waiters.pop(key, None)
             if waiter is None:
                 if len(self._early_cancel_responses) > 10_000:  # responses to cancels nobody waits for
                     self._early_cancel_responses.clear()
-                self._early_cancel_responses[event.seq] = event
+                self._early_cancel_responses[key] = event
                 return
         inbox = self._inbox
         if inbox is not None:
@@ -398,11 +406,12 @@ class _Callback:
         self._emit(parsing.cancel_rejected, error)
 
     def on_order_stock_async_response(self, response: Any) -> None:
-        self._emit(parsing.order_responded, response)
+        # Stamped with this callback's trader instance: its seq means nothing without it (base.RequestKey).
+        self._emit(functools.partial(parsing.order_responded, trader=self._generation), response)
 
     def on_cancel_order_stock_async_response(self, response: Any) -> None:
         try:
-            event = parsing.cancel_responded(response)
+            event = parsing.cancel_responded(response, trader=self._generation)
         except Exception:
             log.exception("could not translate a cancel response")
             return

@@ -216,8 +216,10 @@ def cancel_rejected(e: Any) -> c.CancelRejected:
     )
 
 
-def order_responded(r: Any) -> c.OrderResponded:
+def order_responded(r: Any, trader: int = 0) -> c.OrderResponded:
+    """``trader``: the adapter's generation of the trader instance whose callback delivered it."""
     return c.OrderResponded(
+        trader=trader,
         order_id=_int(getattr(r, "order_id", -1), -1),
         client_order_id=_str(getattr(r, "order_remark", "")),
         seq=_int(getattr(r, "seq", 0)),
@@ -226,8 +228,9 @@ def order_responded(r: Any) -> c.OrderResponded:
     )
 
 
-def cancel_responded(r: Any) -> c.CancelResponded:
+def cancel_responded(r: Any, trader: int = 0) -> c.CancelResponded:
     return c.CancelResponded(
+        trader=trader,
         order_id=_int(getattr(r, "order_id", -1), -1),
         order_sysid=_str(getattr(r, "order_sysid", "")),
         cancel_result=_int(getattr(r, "cancel_result", -1), -1),
