@@ -151,7 +151,7 @@ async def test_order_in_flight_when_the_lease_lapses_is_answered_once_it_is_conf
     await _until(lambda: _true(len(broker.placed) == 1))
     ex.lease._valid_until_mono = 0.0  # the lease lapses by the local clock while the order is at the broker
     cmd = broker.placed[0]
-    broker.emit(c.OrderResponded(order_id=7001, seq=1))
+    broker.emit(c.OrderResponded(trader=broker.connects, order_id=7001, seq=1))
     broker.emit(c.OrderUpdated(order=broker.report(7001, cmd, c.OrderStatus.REPORTED, 50)))
     (reply,) = await client.replies(1)
     assert reply.ok and reply.result.order_id == 7001
