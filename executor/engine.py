@@ -443,6 +443,7 @@ class Executor:
             try:
                 if time.monotonic() >= self._next_claim_mono:
                     await self._claim_idle()
+                halt_sent = self.halt.begin_read()  # orders this read against the background one (halt.py)
                 entries, halt_raw = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
                 break
             except REDIS_DOWN_ERRORS as exc:
@@ -464,7 +465,7 @@ class Executor:
             self._step_down("lease expired while reading")
             return 0
         if entries:
-            self.halt.observe_read(halt_raw)  # the kill switch as Redis saw it right after this read
+            self.halt.observe_read(halt_raw, halt_sent)  # the kill switch as Redis saw it right after this read
             await self._handle_batch(entries, halt_read=True)
         return len(entries)
 

@@ -477,9 +477,10 @@ def _redis_checked(g: Globals) -> Any:
 def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: bool) -> None:
     """Kill switch: refuse every new order of ACCOUNT from now on (停止交易).
 
-    Sets the plain Redis key xtq:{ACCOUNT}:halt to the reason (the same as
-    `redis-cli SET xtq:{ACCOUNT}:halt "reason"`); the executor reads it before admitting each batch of orders, so
-    the next order is refused `halted`. Cancels and queries still pass. Lift it with `xtqueue resume ACCOUNT`.
+    Appends a halt entry to the stream xtq:{ACCOUNT}:halt (the same as
+    `redis-cli XADD 'xtq:{ACCOUNT}:halt' '*' halted 1 reason "..."`); the executor reads it before admitting each
+    batch of orders, so the next order is refused `halted`. Cancels and queries still pass. Lift it with
+    `xtqueue resume ACCOUNT`.
     """
     import dataclasses
     import getpass
@@ -492,10 +493,10 @@ def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: b
         reason = f"halted by {getpass.getuser()}@{socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
     client = _redis_checked(g)
     try:
-        client.set(contract.Keys(account).halt, reason)
+        version = _halt_write(client, contract.Keys(account).halt, True, reason)
     finally:
         client.close()
-    click.echo(f"halted {account}: new orders are refused ({reason}); cancels still pass. "
+    click.echo(f"halted {account}: new orders are refused ({reason}); cancels still pass (version {version}). "
                f"Lift with: xtqueue resume {account}")
     if not cancel_open:
         return
@@ -520,18 +521,51 @@ def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: b
 def resume(g: Globals, account_arg: str | None) -> None:
     """Lift the kill switch of ACCOUNT: orders are admitted again (恢复交易).
 
-    Deletes xtq:{ACCOUNT}:halt (the same as `redis-cli DEL xtq:{ACCOUNT}:halt`).
+    Appends a resume entry to the stream xtq:{ACCOUNT}:halt (the same as
+    `redis-cli XADD 'xtq:{ACCOUNT}:halt' '*' halted 0`).
     """
     from producer_lib import contract
 
     account = contract.validate_account(account_arg or g.account)
+    key = contract.Keys(account).halt
     client = _redis_checked(g)
     try:
-        removed = client.delete(contract.Keys(account).halt)
+        _, halted, _ = contract.halt_state(_halt_read(client, key))
+        version = _halt_write(client, key, False, "") if halted else None
     finally:
         client.close()
-    click.echo(f"resumed {account}: orders are admitted again" if removed
+    click.echo(f"resumed {account}: orders are admitted again (version {version})" if version
                else f"{account} was not halted; nothing to do")
+
+
+def _halt_read(client: Any, key: str) -> Any:
+    import redis
+
+    try:
+        return client.xrevrange(key, "+", "-", count=1)
+    except redis.ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise click.ClickException(_HALT_WRONGTYPE.format(key=key)) from None
+
+
+def _halt_write(client: Any, key: str, halted: bool, reason: str) -> str:
+    """One XADD: Redis assigns the entry id, the version the executor orders changes by (executor/halt.py)."""
+    import redis
+
+    from producer_lib import contract
+
+    try:
+        sid = client.xadd(key, contract.halt_entry(halted, reason), maxlen=contract.HALT_MAXLEN, approximate=True)
+    except redis.ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise click.ClickException(_HALT_WRONGTYPE.format(key=key)) from None
+    return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+
+_HALT_WRONGTYPE = ("{key} holds a value that is not a stream (an old `SET`?). Executors treat it as halted (the "
+                   "switch cannot be read). Remove it with `redis-cli DEL '{key}'`, then halt or resume again.")
 
 
 # --- executor ---------------------------------------------------------------------------------------------------
