@@ -60,7 +60,10 @@ CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the cl
 _COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
-_CODE_RE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
+# A stock code: six ASCII digits (never \d: it also matches full-width and other Unicode digits, which would slip
+# past blocked codes and boards), a dot, the exchange. The one definition: executor/risk.py, executor/sim/rules.py
+# and xtqueue/cli.py import it. Use CODE_RE.fullmatch ("$" alone also matches before a trailing newline).
+CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
 
 DEFAULT_ORDER_TTL_MS = 10_000  # an order not reached within 10 s is refused as expired
 DEFAULT_COMMAND_TTL_MS = 30_000  # queries and cancels; cancels are executed even when late
@@ -285,7 +288,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
 
-StockCode = Annotated[str, Field(pattern=_CODE_RE.pattern, description='"600000.SH"-style code')]
+StockCode = Annotated[str, Field(pattern=CODE_RE.pattern, description='"600000.SH"-style code')]
 ClientOrderId = Annotated[str, Field(pattern=_COID_RE.pattern, max_length=CLIENT_ORDER_ID_MAX_BYTES)]
 
 

@@ -34,7 +34,6 @@ from xtqueue import _render as r
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT = "SIM001"
-_CODE_RE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 PRICE_TYPES = ["limit", "latest", "sh_best5_cancel", "sh_best5_limit", "peer_best", "own_best", "sz_ioc",
                "sz_best5_cancel", "sz_fok"]  # contract.PriceType values; a test keeps them in step
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -135,8 +134,10 @@ class _CodeType(click.ParamType):
     name = "CODE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from producer_lib import contract
+
         text = str(value).strip().upper()
-        if not _CODE_RE.match(text):
+        if not contract.CODE_RE.fullmatch(text):
             self.fail(f"{value!r} is not a code like 600000.SH, 000001.SZ or 830799.BJ", param, ctx)
         return text
 
