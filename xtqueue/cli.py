@@ -531,8 +531,10 @@ def resume(g: Globals, account_arg: str | None) -> None:
     key = contract.Keys(account).halt
     client = _redis_checked(g)
     try:
-        _, halted, _ = contract.halt_state(_halt_read(client, key))
-        version = _halt_write(client, key, False, "") if halted else None
+        latest = _halt_read(client, key)
+        # No entry at all (a deleted or lost key) still gets one: an executor that saw a halt keeps it until a
+        # newer resume entry (executor/halt.py).
+        version = _halt_write(client, key, False, "") if not latest or contract.halt_state(latest)[1] else None
     finally:
         client.close()
     click.echo(f"resumed {account}: orders are admitted again (version {version})" if version

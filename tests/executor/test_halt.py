@@ -158,6 +158,28 @@ async def test_cli_halt_cancel_open_and_resume(make_executor, client, r, account
         assert "was not halted" in res.output
 
 
+async def test_cli_resume_lifts_a_halt_whose_key_was_lost(make_executor, client, r, account, cli_run):
+    """The key deleted (or lost in a failover) after the executor saw the halt: it stays halted, and
+    `xtqueue resume` still writes the newer resume entry that lifts it."""
+    ex = make_executor(FakeBroker(), halt_poll_ms=60_000)
+    async with running(ex):
+        await halt_on(r, account, "stop")
+        assert (await ask(client, order("o1"))).error.code is E.HALTED
+        await r.delete(c.Keys(account).halt)
+        assert (await ask(client, order("o2"))).error.code is E.HALTED  # a missing key is version 0: older
+        res = await cli_run("resume", account)
+        assert res.exit_code == 0 and "resumed" in res.output, res.output
+        assert (await ask(client, order("o3"))).ok
+
+
+async def test_cli_refuses_to_write_over_an_old_style_value(r, account, cli_run):
+    await r.set(c.Keys(account).halt, "old-style SET")
+    for command in ("halt", "resume"):
+        res = await cli_run(command, account)
+        assert res.exit_code == 1 and "not a stream" in res.output and "DEL" in res.output, res.output
+    assert await r.get(c.Keys(account).halt) == b"old-style SET"
+
+
 # --- versions: a stale read never lifts a halt (issue #10, defect 8) ---------------------------------------------
 def _switch(r, account, tmp_path, announced: list):
     from executor.halt import HaltSwitch
