@@ -458,6 +458,7 @@ class Executor:
             try:
                 if time.monotonic() >= self._next_claim_mono:
                     await self._claim_idle()
+                halt_sent = self.halt.begin_read()  # orders this read against the background one (halt.py)
                 entries, halt_raw = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
                 break
             except REDIS_DOWN_ERRORS as exc:
@@ -487,7 +488,7 @@ class Executor:
                     log.exception("lease check failed")
                 await self._redis_trouble(exc)
         if entries:
-            self.halt.observe_read(halt_raw)  # the kill switch as Redis saw it right after this read
+            self.halt.observe_read(halt_raw, halt_sent)  # the kill switch as Redis saw it right after this read
             await self._handle_batch(entries, halt_read=True)
         return len(entries)
 

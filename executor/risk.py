@@ -29,14 +29,21 @@ Choices (where the brief left them open):
   executor admitted and handed to the broker, including those the broker later rejected (conservative), and are
   persisted in ``state_dir/risk-ACCOUNT.sqlite3`` in the same batch before the orders are dispatched, so a
   restart does not reset them.
+* **Market orders and the band**: without a reference price a market order is refused when
+  ``price_band_without_reference = "refuse"`` (nothing bounds its fill price); with one it passes the band (it has
+  no price of its own; the exchange's protection band for market orders applies).
 * **Reference price** for the band and for valuing market orders: the most recent of a position's ``last_price``
   (position query or ``position_updated`` event) and the price of the last fill seen (``order_filled``). When none
   is known, ``price_band_without_reference`` decides: ``"allow"`` (default: the executor has no market data feed
   and the exchange enforces its own daily price limits) or ``"refuse"``. A market order with no reference price
   cannot be valued: when a notional limit is set, it is refused (rule = that limit, value = None).
 * **Open orders** = non-final orders at the broker (from order events; re-synced from ``query_orders`` at start and
-  at every reconciliation) plus orders admitted whose broker order id is not known yet. A snapshot older than a
-  fresh event can re-count a just-finished order until the next reconciliation (errs on the safe side).
+  at every reconciliation) plus orders admitted whose broker order id is not known yet, including those answered
+  ``outcome_unknown`` (counted until an order event or list shows their client order id). A list never lowers the
+  count below what the executor learned itself: an order it knows open (or pending) that the list does not show
+  stays counted (the list may be older than its answer), unless it was learned on an earlier China date. A
+  snapshot older than a fresh event can re-count a just-finished order until the next reconciliation (errs on the
+  safe side).
 * **Sellable volume**: ``can_use_volume`` from a position query cached ``positions_cache_ms``, minus the volume of
   this executor's sells admitted but not yet reflected in that snapshot (accepted by the broker after the query
   was sent, or not yet accepted). When no position snapshot could ever be obtained, sells are refused.
@@ -50,7 +57,6 @@ that contains a sell while ``sell_within_sellable`` is on; counters are committe
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -69,14 +75,13 @@ BOARDS: tuple[str, ...] = ("main", "star", "chinext", "bse", "etf", "lof", "cb",
 
 _CHINA = timezone(timedelta(hours=8))
 _EPS = 1e-9
-_CODE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
 
 
 # --- board classification (pure; the same prefixes as executor/sim/rules.py, which the engine must not import) ---
 def classify_board(code: str) -> str:
     """The board of ``code``: main (SSE/SZSE main boards), star (科创板), chinext (创业板), bse (北交所), etf, lof,
     cb (convertible bonds), or other (anything else: indexes, repos, unknown prefixes)."""
-    m = _CODE_RE.match(code)
+    m = c.CODE_RE.fullmatch(code)
     if not m:
         return "other"
     digits, suffix = m.group(1), m.group(2)
@@ -148,7 +153,7 @@ class RiskLimits(BaseModel):
     def _codes(cls, v: list[str]) -> list[str]:
         out = [x.strip().upper() for x in v]
         for x in out:
-            if not _CODE_RE.match(x):
+            if not c.CODE_RE.fullmatch(x):
                 raise ValueError(f"{x!r} is not a code like 600000.SH")
         return out
 
@@ -213,8 +218,11 @@ class RiskGate:
         self.orders_today = 0
         self.notional_today = 0.0
         self._dirty = False
-        self.open_orders: set[int] = set()  # non-final broker order ids
-        self.pending: set[str] = set()  # admitted client order ids whose order id is not known yet
+        # Both keep the China date each entry was learned: an order is open until the broker reports it final,
+        # and only a later day's list (A-share orders never outlive their day) drops one it does not show.
+        self.open_orders: dict[int, date] = {}  # non-final broker order ids
+        self.pending: dict[str, date] = {}  # admitted client order ids whose order id is not known yet, including
+        # those answered outcome_unknown (they may be at the broker)
         self.ref_price: dict[str, float] = {}  # code -> last known price
         self.sellable: dict[str, int] | None = None  # code -> can_use_volume from the last snapshot
         self.sellable_t0 = -math.inf  # monotonic time the snapshot's query was sent
@@ -330,7 +338,7 @@ class RiskGate:
         self.orders_today += 1
         self.notional_today += notional or 0.0
         self._dirty = True
-        self.pending.add(cmd.client_order_id)
+        self.pending[cmd.client_order_id] = self.day
         if cmd.side is c.Side.SELL:
             self._sells[cmd.client_order_id] = _Sell(cmd.code, cmd.volume)
         return None
@@ -366,13 +374,16 @@ class RiskGate:
             if notional > lim.max_order_notional_cny + 1e-6:
                 return Refusal("max_order_notional_cny", lim.max_order_notional_cny, _num(notional),
                                f"notional {notional:.2f} CNY exceeds {lim.max_order_notional_cny:.2f} per order")
-        if lim.price_band_pct is not None and cmd.price_type is c.PriceType.LIMIT:
-            assert cmd.price is not None
+        if lim.price_band_pct is not None:
+            # Market orders too: without a reference price nothing bounds where one fills. With one, a market
+            # order has no price of its own to compare; the exchange's protection band for market orders applies.
             ref = self.ref_price.get(cmd.code)
             if ref is None:
                 if lim.price_band_without_reference == "refuse":
                     return Refusal("price_band_pct", lim.price_band_pct, None,
                                    f"no reference price is known for {cmd.code}; refused (price band)")
+            elif cmd.price_type is not c.PriceType.LIMIT or cmd.price is None:
+                pass
             elif cmd.side is c.Side.BUY:
                 cap = ref * (1 + lim.price_band_pct / 100.0)
                 if cmd.price > cap + _EPS:
@@ -391,10 +402,13 @@ class RiskGate:
     def placement_done(self, coid: str, *, order_id: int | None, status: c.OrderStatus | None,
                        placed: bool | None) -> None:
         """An admitted order's first outcome. ``placed``: True = the broker has it, False = it does not (refused,
-        rejected, expired), None = unknown."""
-        self.pending.discard(coid)
+        rejected, expired), None = unknown: it stays counted as open until the broker shows it (an order event
+        or list carrying its client order id)."""
+        if placed is None:
+            return
+        self.pending.pop(coid, None)
         if placed and order_id and status is not None and not status.is_final:
-            self.open_orders.add(order_id)
+            self.open_orders[order_id] = self.today()
         sell = self._sells.get(coid)
         if sell is not None:
             if placed is False:
@@ -406,13 +420,13 @@ class RiskGate:
         if isinstance(ev, c.OrderUpdated):
             o = ev.order
             if o.status.is_final:
-                self.open_orders.discard(o.order_id)
+                self.open_orders.pop(o.order_id, None)
             else:
-                self.open_orders.add(o.order_id)
+                self.open_orders.setdefault(o.order_id, self.today())
             if o.client_order_id:
-                self.pending.discard(o.client_order_id)
+                self.pending.pop(o.client_order_id, None)
         elif isinstance(ev, c.OrderRejected):
-            self.open_orders.discard(ev.order_id)
+            self.open_orders.pop(ev.order_id, None)
         elif isinstance(ev, c.OrderFilled):
             if ev.trade.price > 0:
                 self.ref_price[ev.trade.code] = ev.trade.price
@@ -421,8 +435,15 @@ class RiskGate:
                 self.ref_price[ev.position.code] = ev.position.last_price
 
     def sync_orders(self, orders: Iterable[c.OrderReport]) -> None:
-        """Today's full order list from the broker: the open set becomes its non-final orders."""
+        """Today's full order list from the broker: its non-final orders are open, its final ones are not. The list
+        may be older than what this executor learned since it was asked (MiniQMT answers from its own cache): an
+        order it does not show stays as known (open, or pending with its client order id), unless it was learned
+        on an earlier day (orders do not outlive their trading day)."""
         orders = list(orders)
-        self.open_orders = {o.order_id for o in orders if not o.status.is_final}
-        for o in orders:
-            self.pending.discard(o.client_order_id)
+        today = self.today()
+        listed = {o.order_id for o in orders}
+        kept = {oid: d for oid, d in self.open_orders.items() if oid not in listed and d == today}
+        self.open_orders = {o.order_id: today for o in orders if not o.status.is_final}
+        self.open_orders.update(kept)
+        shown = {o.client_order_id for o in orders if o.client_order_id}
+        self.pending = {coid: d for coid, d in self.pending.items() if coid not in shown and d == today}

@@ -171,13 +171,13 @@ class CommandTransport:
 
     # --- reading --------------------------------------------------------------------------------------------
     async def read_new(self, count: int, block_ms: int | None) -> tuple[list[Entry], Any]:
-        """XREADGROUP ``>``: entries never delivered to any consumer of the group; and the kill switch key's value
-        (or the exception reading it raised) as Redis saw it right after that read returned: the GET is
-        pipelined behind the (possibly blocking) read on one connection, so it runs after the read, in the same
-        round trip."""
+        """XREADGROUP ``>``: entries never delivered to any consumer of the group; and the kill switch's latest
+        entry (or the exception reading it raised) as Redis saw it right after that read returned: the XREVRANGE
+        is pipelined behind the (possibly blocking) read on one connection, so it runs after the read, in the same
+        round trip (executor/halt.py reads the answer)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.xreadgroup(self.group, self.consumer, {self.keys.commands: ">"}, count=count, block=block_ms)
-        pipe.get(self.keys.halt)
+        pipe.xrevrange(self.keys.halt, "+", "-", count=1)
         resp, halt = await pipe.execute(raise_on_error=False)
         if isinstance(resp, BaseException):
             raise resp

@@ -14,7 +14,8 @@ Layout of one account's keys (all share the hash tag ``{ACCOUNT}`` so they live 
     xtq:{ACCOUNT}:dead              stream   commands that could not be processed, with the reason
     xtq:{ACCOUNT}:heartbeat         string   executor health (JSON), refreshed every second, expires
     xtq:{ACCOUNT}:lease             string   fencing lease of the active executor
-    xtq:{ACCOUNT}:halt              string   kill switch: present = no new orders (value = the reason)
+    xtq:{ACCOUNT}:halt              stream   kill switch: its latest entry is the state (halted 1/0, reason);
+                                             the entry id, assigned by Redis, is the state's version
     xtq:{ACCOUNT}:audit             stream   audit trail: every command, decision and broker result (long)
 
 An entry's routing fields are plain text, so ``redis-cli XRANGE`` alone tells an operator what it is; its ``body``
@@ -59,7 +60,10 @@ CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the cl
 _COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
-_CODE_RE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
+# A stock code: six ASCII digits (never \d: it also matches full-width and other Unicode digits, which would slip
+# past blocked codes and boards), a dot, the exchange. The one definition: executor/risk.py, executor/sim/rules.py
+# and xtqueue/cli.py import it. Use CODE_RE.fullmatch ("$" alone also matches before a trailing newline).
+CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
 
 DEFAULT_ORDER_TTL_MS = 10_000  # an order not reached within 10 s is refused as expired
 DEFAULT_COMMAND_TTL_MS = 30_000  # queries and cancels; cancels are executed even when late
@@ -95,6 +99,39 @@ class Keys:
         """True if ``key`` is a reply stream of this account (the executor writes replies nowhere else)."""
         head = f"{self.base}:reply:"
         return key.startswith(head) and bool(_CLIENT_ID_RE.fullmatch(key[len(head) :]))
+
+
+# --- Kill switch (xtq:{ACCOUNT}:halt, a stream; docs/operations.md "Kill switch") ---------------------------------
+# Every change is one XADD with id "*": Redis assigns the id, strictly increasing per key, and that id is the
+# version of the state it carries, so a reader can tell an older observation from a newer one. The latest entry is
+# the state: "halted" "0" means resumed, any other value (or none) means halted (fail closed).
+HALT_F_HALTED = "halted"
+HALT_F_REASON = "reason"
+HALT_MAXLEN = 1_000  # entries kept (approximate trim): the history of who halted when
+
+
+def halt_entry(halted: bool, reason: str = "") -> dict[str, str]:
+    """The fields of one kill switch change (XADD key MAXLEN ~ HALT_MAXLEN * ...)."""
+    return {HALT_F_HALTED: "1" if halted else "0", HALT_F_REASON: reason}
+
+
+def halt_state(entries: Any) -> tuple[tuple[int, int], bool, str | None]:
+    """``XREVRANGE key + - COUNT 1`` of the halt key read as ``(version, halted, reason)``. No entry (no key, or an
+    emptied stream) is version (0, 0), not halted. Raises ValueError for an entry id that is not "ms-seq"."""
+    if not entries:
+        return (0, 0), False, None
+    sid, fields = entries[0]
+    ms, _, seq = (sid.decode() if isinstance(sid, bytes) else str(sid)).partition("-")
+    version = (int(ms), int(seq or 0))
+
+    def text(name: str) -> str | None:
+        value = _field(fields or {}, name)
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else None if value is None else str(value)
+
+    flag, reason = text(HALT_F_HALTED), text(HALT_F_REASON) or ""
+    if flag is not None and flag.strip() == "0":
+        return version, False, None
+    return version, True, reason
 
 
 def validate_account(account: str) -> str:
@@ -251,7 +288,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", use_enum_values=False)
 
 
-StockCode = Annotated[str, Field(pattern=_CODE_RE.pattern, description='"600000.SH"-style code')]
+StockCode = Annotated[str, Field(pattern=CODE_RE.pattern, description='"600000.SH"-style code')]
 ClientOrderId = Annotated[str, Field(pattern=_COID_RE.pattern, max_length=CLIENT_ORDER_ID_MAX_BYTES)]
 
 

@@ -183,7 +183,8 @@ def operator_rules(prefix: str, accounts: list[str]) -> list[str]:
     bases = [_base(prefix, a) for a in accounts]
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION, "+info", "+time", "+scan",
             _selector([f"%R~{b}:*" for b in bases], ["+@read", "-@dangerous", "+type", "+ttl", "+pttl"]),
-            _selector([f"~{b}:halt" for b in bases], ["+set", "+del", "+get", "+exists"])]
+            # the kill switch: XADD a change (xtqueue halt/resume); DEL an old non-stream value (docs/operations.md)
+            _selector([f"~{b}:halt" for b in bases], ["+xadd", "+del"])]
 
 
 def executor_rules(prefix: str, account: str) -> list[str]:
@@ -202,7 +203,7 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             # incrby: redis-py sends INCR as INCRBY 1; get/set: the lease renewal reads it (was it superseded?)
             # and raises it back to the holder's token after Redis lost its data (executor/lease.py)
             _selector([f"~{b}:lease:token"], ["+incrby", "+get", "+set"]),
-            _selector([f"%R~{b}:halt"], ["+get", "+exists"]),
+            _selector([f"%R~{b}:halt"], ["+xrevrange"]),  # the kill switch's latest entry (executor/halt.py)
             # Lua (transport FINISH_SCRIPT and XADD_MANY_SCRIPT for events and audit, lease renew/release):
             # EVALSHA's declared keys; each call inside the script is checked against the rules above as well.
             _selector([f"~{b}:lease", f"~{b}:lease:token", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*",

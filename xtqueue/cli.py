@@ -34,7 +34,6 @@ from xtqueue import _render as r
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT = "SIM001"
-_CODE_RE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 PRICE_TYPES = ["limit", "latest", "sh_best5_cancel", "sh_best5_limit", "peer_best", "own_best", "sz_ioc",
                "sz_best5_cancel", "sz_fok"]  # contract.PriceType values; a test keeps them in step
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -135,8 +134,10 @@ class _CodeType(click.ParamType):
     name = "CODE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from producer_lib import contract
+
         text = str(value).strip().upper()
-        if not _CODE_RE.match(text):
+        if not contract.CODE_RE.fullmatch(text):
             self.fail(f"{value!r} is not a code like 600000.SH, 000001.SZ or 830799.BJ", param, ctx)
         return text
 
@@ -477,9 +478,10 @@ def _redis_checked(g: Globals) -> Any:
 def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: bool) -> None:
     """Kill switch: refuse every new order of ACCOUNT from now on (停止交易).
 
-    Sets the plain Redis key xtq:{ACCOUNT}:halt to the reason (the same as
-    `redis-cli SET xtq:{ACCOUNT}:halt "reason"`); the executor reads it before admitting each batch of orders, so
-    the next order is refused `halted`. Cancels and queries still pass. Lift it with `xtqueue resume ACCOUNT`.
+    Appends a halt entry to the stream xtq:{ACCOUNT}:halt (the same as
+    `redis-cli XADD 'xtq:{ACCOUNT}:halt' '*' halted 1 reason "..."`); the executor reads it before admitting each
+    batch of orders, so the next order is refused `halted`. Cancels and queries still pass. Lift it with
+    `xtqueue resume ACCOUNT`.
     """
     import dataclasses
     import getpass
@@ -492,10 +494,10 @@ def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: b
         reason = f"halted by {getpass.getuser()}@{socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
     client = _redis_checked(g)
     try:
-        client.set(contract.Keys(account).halt, reason)
+        version = _halt_write(client, contract.Keys(account).halt, True, reason)
     finally:
         client.close()
-    click.echo(f"halted {account}: new orders are refused ({reason}); cancels still pass. "
+    click.echo(f"halted {account}: new orders are refused ({reason}); cancels still pass (version {version}). "
                f"Lift with: xtqueue resume {account}")
     if not cancel_open:
         return
@@ -520,18 +522,53 @@ def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: b
 def resume(g: Globals, account_arg: str | None) -> None:
     """Lift the kill switch of ACCOUNT: orders are admitted again (恢复交易).
 
-    Deletes xtq:{ACCOUNT}:halt (the same as `redis-cli DEL xtq:{ACCOUNT}:halt`).
+    Appends a resume entry to the stream xtq:{ACCOUNT}:halt (the same as
+    `redis-cli XADD 'xtq:{ACCOUNT}:halt' '*' halted 0`).
     """
     from producer_lib import contract
 
     account = contract.validate_account(account_arg or g.account)
+    key = contract.Keys(account).halt
     client = _redis_checked(g)
     try:
-        removed = client.delete(contract.Keys(account).halt)
+        latest = _halt_read(client, key)
+        # No entry at all (a deleted or lost key) still gets one: an executor that saw a halt keeps it until a
+        # newer resume entry (executor/halt.py).
+        version = _halt_write(client, key, False, "") if not latest or contract.halt_state(latest)[1] else None
     finally:
         client.close()
-    click.echo(f"resumed {account}: orders are admitted again" if removed
+    click.echo(f"resumed {account}: orders are admitted again (version {version})" if version
                else f"{account} was not halted; nothing to do")
+
+
+def _halt_read(client: Any, key: str) -> Any:
+    import redis
+
+    try:
+        return client.xrevrange(key, "+", "-", count=1)
+    except redis.ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise click.ClickException(_HALT_WRONGTYPE.format(key=key)) from None
+
+
+def _halt_write(client: Any, key: str, halted: bool, reason: str) -> str:
+    """One XADD: Redis assigns the entry id, the version the executor orders changes by (executor/halt.py)."""
+    import redis
+
+    from producer_lib import contract
+
+    try:
+        sid = client.xadd(key, contract.halt_entry(halted, reason), maxlen=contract.HALT_MAXLEN, approximate=True)
+    except redis.ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise click.ClickException(_HALT_WRONGTYPE.format(key=key)) from None
+    return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+
+_HALT_WRONGTYPE = ("{key} holds a value that is not a stream (an old `SET`?). Executors treat it as halted (the "
+                   "switch cannot be read). Remove it with `redis-cli DEL '{key}'`, then halt or resume again.")
 
 
 # --- executor ---------------------------------------------------------------------------------------------------

@@ -62,6 +62,9 @@ class SimControl:
     def set_call_latency(self, ms: float) -> int:
         return self._post("set_call_latency", ms=float(ms))
 
+    def stale_order_lists(self, answers: int = 1) -> int:
+        return self._post("stale_order_lists", answers=int(answers))
+
     def reset_faults(self) -> int:
         return self._post("reset_faults")
 
@@ -156,6 +159,8 @@ class ControlPoller:
                 f.drop_next_push(p.get("kind", "any"), p.get("n", 1))
             elif kind == "set_call_latency":
                 f.set_call_latency(p.get("ms", 0))
+            elif kind == "stale_order_lists":
+                f.stale_order_lists(p.get("answers", 1))
             elif kind == "reset_faults":
                 f.reset()
             elif kind == "end_of_day":

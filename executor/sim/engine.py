@@ -160,6 +160,10 @@ class Faults:
         self.delay_ms = 0.0
         self.call_latency_ms = 0.0
         self.drop = {"order": 0, "trade": 0, "position": 0, "asset": 0, "any": 0}
+        self.stale_orders: list[tuple[str, bool, Any]] | None = None  # (account, open, xt order) when armed
+        self.stale_left = 0
+        self.stale_given = 0
+        self._stale_answered = threading.Condition()
 
     def disconnect(self, down_ms: float = 0) -> None:
         """Fire on_disconnected on every connected trader of this path; new connects fail for ``down_ms``."""
@@ -191,8 +195,35 @@ class Faults:
         with self._engine.lock:
             self.call_latency_ms = float(ms)
 
+    def stale_order_lists(self, answers: int = 1) -> None:
+        """The next ``answers`` order list answers (``query_stock_orders*``) show the orders as they are now, not as
+        they will be then: MiniQMT answers queries from its own cache, which can lag behind the orders it has
+        accepted and pushed. 0 switches it off."""
+        eng = self._engine
+        with eng.lock:
+            self.stale_left = max(0, int(answers))
+            self.stale_orders = [(o.account_id, o.status in OPEN_STATUSES, eng.xt_order(o))
+                                 for o in eng.orders.values()] if self.stale_left else None
+
+    def stale_answer(self, account_id: str, cancelable_only: bool) -> list | None:
+        """Engine side (under the engine lock): the armed snapshot for one answer, or None when not armed."""
+        if self.stale_left <= 0 or self.stale_orders is None:
+            return None
+        self.stale_left -= 1
+        out = [x for acct, is_open, x in self.stale_orders if acct == account_id and (is_open or not cancelable_only)]
+        with self._stale_answered:
+            self.stale_given += 1
+            self._stale_answered.notify_all()
+        return out
+
+    def wait_stale_answers(self, n: int, timeout: float = 5.0) -> bool:
+        """Block until ``n`` stale order list answers were given in all (tests, in-process)."""
+        with self._stale_answered:
+            return self._stale_answered.wait_for(lambda: self.stale_given >= n, timeout)
+
     def reset(self) -> None:
         with self._engine.lock:
+            self.stale_left, self.stale_orders = 0, None
             self.reject_n = 0
             self.delay_ms = 0.0
             self.call_latency_ms = 0.0
@@ -1051,6 +1082,9 @@ class Engine:
         with self.lock:
             if account_id not in self.accounts:
                 return None
+            stale = self.faults.stale_answer(account_id, cancelable_only)
+            if stale is not None:
+                return stale
             return [self.xt_order(o) for o in self.orders.values()
                     if o.account_id == account_id and (not cancelable_only or o.status in OPEN_STATUSES)]
 

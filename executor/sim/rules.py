@@ -8,11 +8,12 @@ Nothing here touches state; the engine feeds in holdings/prices and gets verdict
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import datetime, time as dtime
 
 from xtquant import xtconstant as xc
+
+from producer_lib.contract import CODE_RE  # six ASCII digits: the one definition of a code
 
 # --- boards --------------------------------------------------------------------------------------------------
 
@@ -27,7 +28,6 @@ CB = "CB"  # convertible bond
 
 STOCK_BOARDS = frozenset({SH_MAIN, STAR, SZ_MAIN, CHINEXT, BSE})
 
-_CODE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
 
 MARKET_OF_SUFFIX = {"SH": xc.SH_MARKET, "SZ": xc.SZ_MARKET, "BJ": xc.MARKET_ENUM_BEIJING}
 
@@ -96,7 +96,7 @@ def classify(code: str, *, st: bool = False, st_limit_pct: float = 0.05, limit_p
     ``st`` switches a main-board stock to ``st_limit_pct``; ``limit_pct``/``t0`` override (e.g. a STAR-index ETF
     at 20%, a money-market ETF that is T+0) — the universe table passes these per code.
     """
-    m = _CODE_RE.match(code) if isinstance(code, str) else None
+    m = CODE_RE.fullmatch(code) if isinstance(code, str) else None
     if not m:
         return None
     digits, suffix = m.group(1), m.group(2)

@@ -148,7 +148,10 @@ def test_price_band_without_reference():
     g = gate(price_band_pct=5, price_band_without_reference="refuse")
     assert verdict(g, o(price=10.0)) == {"rule": "price_band_pct", "limit": 5.0, "value": None}
     mkt = o(price_type=c.PriceType.LATEST)
-    assert verdict(g, mkt) is None  # the band applies to limit orders (a market order has no price of its own)
+    # A market order without a reference is refused too: nothing bounds where it fills (it used to skip the band).
+    assert verdict(g, mkt) == {"rule": "price_band_pct", "limit": 5.0, "value": None}
+    g.on_event(c.PositionUpdated(position=c.PositionReport(code="600000.SH", volume=0, can_use_volume=0, last_price=10.0)))
+    assert verdict(g, mkt) is None  # with a reference it passes (it has no price of its own to compare)
 
 
 # --- sellable volume ---------------------------------------------------------------------------------------------------
@@ -209,6 +212,36 @@ def test_max_open_orders_counts_broker_orders_and_in_flight():
     assert g.open_count() == 3
     g.on_event(c.OrderRejected(order_id=10))
     assert g.open_count() == 2
+
+
+def test_an_order_of_unknown_outcome_stays_open_until_the_broker_shows_it():
+    g = gate(max_open_orders=1)
+    a = o()
+    assert verdict(g, a) is None
+    g.placement_done(a.client_order_id, order_id=None, status=None, placed=None)  # answered outcome_unknown
+    assert g.open_count() == 1 and verdict(g, o())["rule"] == "max_open_orders"
+    g.sync_orders([])  # a list that does not show it yet (it may be older than the order) changes nothing
+    assert g.open_count() == 1
+    g.on_event(c.OrderUpdated(order=_report(5, c.OrderStatus.REPORTED, a.client_order_id)))  # the broker has it
+    assert g.open_count() == 1
+    g.on_event(c.OrderUpdated(order=_report(5, c.OrderStatus.CANCELED, a.client_order_id)))
+    assert g.open_count() == 0 and verdict(g, o()) is None
+
+
+def test_a_stale_list_never_lowers_the_count_below_the_orders_the_executor_placed():
+    day = [date(2026, 1, 5)]
+    g = gate(today=lambda: day[0], max_open_orders=2)
+    a, b = o(), o()
+    assert verdict(g, a) is None and verdict(g, b) is None
+    g.placement_done(a.client_order_id, order_id=10, status=c.OrderStatus.REPORTED, placed=True)
+    g.placement_done(b.client_order_id, order_id=11, status=c.OrderStatus.REPORTED, placed=True)
+    g.sync_orders([_report(10, c.OrderStatus.REPORTED, a.client_order_id)])  # 11 not in it yet
+    assert g.open_count() == 2 and verdict(g, o())["rule"] == "max_open_orders"
+    g.sync_orders([_report(10, c.OrderStatus.CANCELED), _report(11, c.OrderStatus.REPORTED)])  # a list shows final
+    assert g.open_count() == 1
+    day[0] = date(2026, 1, 6)  # orders do not outlive their day: the next day's list is the truth
+    g.sync_orders([])
+    assert g.open_count() == 0
 
 
 # --- per day -----------------------------------------------------------------------------------------------------------

@@ -155,6 +155,7 @@ def test_strategy_user(server, generated):
     refused(r.xadd, K1.dead_letter, {"x": "1"})
     refused(r.get, K1.heartbeat)
     refused(r.set, K1.halt, "stop")
+    refused(r.xadd, K1.halt, c.halt_entry(False))  # a strategy cannot lift (or set) the kill switch
     refused(r.set, K1.lease, "1:me")
     refused(r.delete, K1.commands)
     refused(r.keys, "*")
@@ -187,9 +188,14 @@ def test_operator_user(server, generated):
     assert r.xrange(K1.commands) and r.get(K2.heartbeat) == b"{}"
     r.xrange(K1.dead_letter)
     r.xrange(K1.events)
-    assert r.set(K1.halt, "runaway strategy") and r.get(K1.halt) == b"runaway strategy"
-    assert r.delete(K1.halt) == 1
-    assert r.set(K2.halt, "x") and r.delete(K2.halt) == 1
+    from xtqueue.cli import _halt_read, _halt_write  # exactly what `xtqueue halt` / `xtqueue resume` send
+    _halt_write(r, K1.halt, True, "runaway strategy")
+    assert c.halt_state(_halt_read(r, K1.halt))[1:] == (True, "runaway strategy")
+    _halt_write(r, K1.halt, False, "")
+    assert c.halt_state(_halt_read(r, K1.halt))[1] is False
+    assert r.xadd(K2.halt, {"halted": "1", "reason": "x"})  # the documented one-line redis-cli halt
+    assert r.delete(K2.halt) == 1  # removing an old-style value (docs/operations.md)
+    refused(r.set, K1.halt, "x")  # an unversioned value: not writable (executors would read it as unknown)
     refused(r.xadd, K1.commands, {"v": "1"})
     refused(r.xadd, K1.events, {"seq": "1"})
     refused(r.set, K1.heartbeat, "{}")
@@ -214,6 +220,8 @@ def test_executor_user_is_confined_to_its_account(server, generated):
     refused(r.xadd, K1.commands, {"v": "1"})  # it never sends commands
     refused(r.xread, {K1.replies("alpha.z"): "0"})  # nor reads strategies' replies
     refused(r.set, K1.halt, "x")  # the kill switch is the operators'
+    refused(r.xadd, K1.halt, c.halt_entry(False))
+    assert r.xrevrange(K1.halt, count=1) is not None  # it reads the switch (executor/halt.py)
     refused(r.delete, K1.events)
     refused(r.flushall)
     refused(r.config_set, "appendonly", "no")
