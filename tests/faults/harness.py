@@ -344,6 +344,10 @@ def verdict_of(exc: BaseException) -> str:
         return "rejected"
     if isinstance(exc, pl.InvalidRequest):
         return "invalid"
+    if isinstance(exc, pl.Conflict):
+        return "conflict"
+    if isinstance(exc, pl.Unauthorized):
+        return "unauthorized"
     return "other"
 
 
@@ -594,7 +598,7 @@ def sim_trades(sim_path: Path, account: str) -> list[dict]:
 # =====================================================================================================================
 # invariants and counts
 # =====================================================================================================================
-NOTHING_PLACED = {"expired", "unavailable", "invalid"}
+NOTHING_PLACED = {"expired", "unavailable", "invalid", "conflict", "unauthorized"}
 FINAL_STATUS_CODES = {53, 54, 56, 57}  # 部撤, 已撤, 已成, 废单 (reference 5.5)
 
 
@@ -751,7 +755,7 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
         for coid in never:
             report.violate("order_never_answered", f"{coid}: the call timed out and no reply was ever written")
     for o in work.outcomes:  # every order of the workload is valid: refusing one as invalid refuses a good order
-        if o.verdict == "invalid":
+        if o.verdict in ("invalid", "conflict", "unauthorized"):
             report.violate("valid_order_refused", f"{o.spec.coid}: {o.error}")
     if commands_lost:
         report.add("replies_to_lost_then_resent_entries", lost_entry_replies)
@@ -847,7 +851,7 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
                                                      f"{row['order_status']}, last event "
                                                      f"{last_status.get(row['order_id'])}")
     if hostile is not None:
-        hostile.check(all_rows=all_rows, replies=replies, report=report)
+        hostile.check(r=r, cmds=cmds, all_rows=all_rows, replies=replies, report=report)
     return {"rows": rows, "by_coid": by_coid, "replies": replies, "cmds": cmds, "events": events}
 
 
@@ -937,7 +941,7 @@ class HostileStrategy:
 
     * ``future_id``: an entry with an explicit id an hour ahead of the clock (every later auto id follows it);
     * ``maxlen0``: ``XADD ... MAXLEN 0`` (trims every entry of the stream);
-    * ``many_fields``: an order entry with 5,000 extra fields;
+    * ``many_fields``: an unreadable order entry with 5,000 extra fields (answered and dead-lettered);
     * ``deep_body``: an order whose body is nested 600 deep;
     * ``claim_other``: orders that claim another strategy's name, its reply stream, and one of its client order
       ids not sent yet (client order ids are predictable).
@@ -957,6 +961,7 @@ class HostileStrategy:
         self.coids: set[str] = set()  # client order ids its orders carry (its own and squatted honest ones)
         self.squatted: dict[str, int] = {}  # honest coid -> the producer whose id it took
         self.claimed_replies: set[str] = set()  # command ids whose reply_to is an honest producer's stream
+        self.garbage: set[str] = set()  # command ids of its 5,000-field and 600-deep entries
         self._n = 0
 
     def _order(self, *, coid: str | None = None, strategy: str = HOSTILE, reply_to: str | None = None,
@@ -983,11 +988,14 @@ class HostileStrategy:
 
     async def _many_fields(self) -> None:
         fields = self._order()
+        self.garbage.add(_t(fields[c.F_ID]))
+        fields[c.F_BODY] = b"\xc1"  # not msgpack: refused and dead-lettered, with every field of the entry
         fields.update({f"x{i}": "1" for i in range(5000)})
         await self.r.xadd(self.stream, fields)
 
     async def _deep_body(self) -> None:
         fields = self._order()
+        self.garbage.add(_t(fields[c.F_ID]))
         data = c.unpack(fields[c.F_BODY])
         data_items = b"".join(c.pack(k) + c.pack(v) for k, v in data.items())
         fields[c.F_BODY] = bytes([0x80 | (len(data) + 1)]) + data_items + c.pack("note") + _deep_msgpack(600)
@@ -1021,6 +1029,7 @@ class HostileStrategy:
         plan = list(HOSTILE_KINDS) + [self.rng.choice(HOSTILE_KINDS) for _ in range(max(0, n_attacks -
                                                                                         len(HOSTILE_KINDS)))]
         self.rng.shuffle(plan)
+        plan.sort(key=lambda kind: kind != "maxlen0")  # trims first: what the others leave is then checked
         total = len(self.work.orders)
         for j, kind in enumerate(plan):
             point = (j + 1) * total // (len(plan) + 1)
@@ -1033,8 +1042,21 @@ class HostileStrategy:
         with contextlib.suppress(Exception):
             await self.r.aclose()
 
-    def check(self, *, all_rows: list[dict], replies: list[ReplyEntry], report: Report) -> None:
-        """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams."""
+    def check(self, *, r: redis.Redis, cmds: list[CmdEntry], all_rows: list[dict], replies: list[ReplyEntry],
+              report: Report) -> None:
+        """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
+        and its garbage entries still on a stream were settled: answered (its own reply stream) or dead-lettered."""
+        own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
+        dead_src, dead_ids = set(), set()
+        for _sid, f in r.xrange(self.keys.dead_letter):
+            dead_src.add(_t(f.get(b"src_id")))
+            dead_ids.add(_t(f.get(b"orig.id")))
+        for e in cmds:
+            if e.command_id in self.garbage:
+                report.add("hostile_garbage_on_stream")
+                if e.command_id not in own and e.command_id not in dead_ids and e.stream_id not in dead_src:
+                    report.violate("entry_never_settled", f"{e.stream_id} (command {e.command_id} of {HOSTILE}): "
+                                                          f"no reply, no dead letter")
         for row in all_rows:
             if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.coids:
                 report.add("hostile_orders_at_broker")
@@ -1076,7 +1098,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
     keys = c.Keys(account)
     ex = ExecutorProc(server.url, account, workdir, extra=executor_extra,
                       env=acl.executor_env() if acl else None,
-                      client_kwargs=acl.strategy_kwargs("p0") if acl else None)
+                      client_kwargs={**acl.strategy_kwargs("p0"), "strategy": "p0"} if acl else None)
     if slow_broker:
         apply_slow_broker(ex.sim_path, rng.randrange(1 << 30))
     ex.start()

@@ -24,12 +24,12 @@ from harness import (HOSTILE, HOSTILE_KINDS, SHORT_LEASE, RedisServer, Report, e
 INVARIANTS = ("duplicate_at_broker", "placed_after_deadline", "entry_without_reply", "extra_replies",
               "reply_without_entry", "replies_disagree", "ack_not_at_broker", "refused_but_placed",
               "rejected_but_live", "outcome_wrong", "outcome_unresolved", "placed_never_answered", "pending_left",
-              "calls_not_ended", "untyped_client_error", "order_never_answered")
+              "calls_not_ended", "untyped_client_error", "order_never_answered", "executor_not_serving")
 # what a slow broker's push orders must not break (field-lessons.md: statuses never move backwards)
 SLOW_BROKER_INVARIANTS = ("status_moved_backwards",)
 # what a hostile strategy must not achieve
 HOSTILE_INVARIANTS = ("entry_id_ahead_of_clock", "valid_order_refused", "order_attributed_to_other_strategy",
-                      "reply_in_foreign_stream")
+                      "reply_in_foreign_stream", "entry_never_settled")
 
 
 async def kill_and_restart(ctx) -> None:
@@ -37,7 +37,10 @@ async def kill_and_restart(ctx) -> None:
     ex.kill()
     # half the restarts keep the consumer name (a service with a configured executor id), half get host-pid
     ex.start(rng.choice([None, "fault-fixed-id"]))
-    await ex.wait_serving()
+    try:
+        await ex.wait_serving()
+    except AssertionError as exc:  # reported with every other violation of the run (the next fault restarts it)
+        ctx["report"].violate("executor_not_serving", str(exc)[-1500:])
 
 
 async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders, kills, producers, concurrency,
