@@ -434,26 +434,33 @@ class Workload:
         await asyncio.gather(*(self._producer(i, s) for i, s in enumerate(shares)))
 
     async def resolve_unknowns(self, timeout: float = 60.0) -> None:
-        """query_outcome for every call that ended without a definite answer (bounded retries)."""
+        """query_outcome for every call that ended without a definite answer: all at once (a bounded number in
+        flight), each retried until ``timeout``, so an executor that stopped answering costs ``timeout`` once, not
+        once per order."""
         todo = [o for o in self.outcomes if o.verdict in ("unknown", "timeout", "other")]
         if not todo:
             return
-        for o in todo:
+        sem = asyncio.Semaphore(32)
+        deadline = time.monotonic() + timeout
+
+        async def resolve(o: Outcome) -> None:
             client = self.clients[o.producer]  # its own credentials: a strategy asks about its own orders
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    res = await asyncio.wait_for(client.query_outcome(o.spec.coid), 10.0)
-                    o.final_state = res.state.value
-                    if res.order_id:
-                        o.order_id = res.order_id
-                    if res.state is not c.OutcomeState.PENDING:
+            async with sem:
+                while True:
+                    try:
+                        res = await asyncio.wait_for(client.query_outcome(o.spec.coid), 10.0)
+                        o.final_state = res.state.value
+                        if res.order_id:
+                            o.order_id = res.order_id
+                        if res.state is not c.OutcomeState.PENDING:
+                            break
+                    except (asyncio.TimeoutError, pl.XtqueueError) as exc:
+                        o.final_state = f"error:{type(exc).__name__}"
+                    if time.monotonic() > deadline:
                         break
-                except (asyncio.TimeoutError, pl.XtqueueError) as exc:
-                    o.final_state = f"error:{type(exc).__name__}"
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(resolve(o) for o in todo))
 
     async def close(self) -> None:
         logging.getLogger("producer_lib").removeHandler(self._resend_log)
@@ -1132,11 +1139,18 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
             await fault(ctx)
             report.add("faults")
         await asyncio.wait_for(task, 300)
-        if supervise:
-            await await_until(lambda: ctx["ex"].alive and ctx.get("serving", True), 60, "executor serving")
-        await await_until(lambda: ctx["ex"].alive, 1, "executor alive at the end")
+        try:
+            if supervise:
+                await await_until(lambda: ctx["ex"].alive and ctx.get("serving", True), 60, "executor serving")
+            await await_until(lambda: ctx["ex"].alive, 1, "executor alive at the end")
+        except AssertionError as exc:  # reported with every other violation of the run
+            report.violate("executor_not_serving", f"{exc}\n{ctx['ex'].log_tail(1500)}")
         if hostile_task is not None:
             await asyncio.wait_for(hostile_task, 60)
+        try:  # the executor still serves at the end (a blocked event loop answers nothing)
+            await ctx["ex"].wait_serving(timeout=60)
+        except AssertionError as exc:
+            report.violate("executor_not_serving", "at the end: " + str(exc)[-1500:])
         try:
             await wait_drained(r, keys)
         except AssertionError as exc:  # a violation to report with all the others, not a reason to stop checking
@@ -1189,7 +1203,11 @@ async def _supervise(ctx: dict[str, Any]) -> None:
             ctx["report"].add(f"supervisor_restart_after_exit_rc{rc}")
             ctx["serving"] = False
             ex.start()
-            await ex.wait_serving()
+            try:
+                await ex.wait_serving()
+            except AssertionError as exc:  # exited again or never answers: reported, and restarted again
+                ctx["report"].violate("executor_not_serving", f"after a supervisor restart: {str(exc)[-1500:]}")
+                continue
             ctx["serving"] = True
         await asyncio.sleep(0.1)
 

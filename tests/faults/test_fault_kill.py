@@ -34,9 +34,11 @@ HOSTILE_INVARIANTS = ("entry_id_ahead_of_clock", "valid_order_refused", "order_a
 
 async def kill_and_restart(ctx) -> None:
     ex, rng = ctx["ex"], ctx["rng"]
+    ctx["restarting"] = True  # a supervisor (hostile runs) leaves this restart to the fault
     ex.kill()
     # half the restarts keep the consumer name (a service with a configured executor id), half get host-pid
     ex.start(rng.choice([None, "fault-fixed-id"]))
+    ctx["restarting"] = False
     try:
         await ex.wait_serving()
     except AssertionError as exc:  # reported with every other violation of the run (the next fault restarts it)
@@ -59,7 +61,7 @@ async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders,
                                n_orders=n_orders, producers=producers, concurrency=concurrency,
                                n_faults=kills, fault=kill_and_restart, account=account,
                                executor_extra=SHORT_LEASE, slow_broker=slow_broker, acl=acl,
-                               hostile_attacks=hostile_attacks)
+                               hostile_attacks=hostile_attacks, supervise=bool(hostile_attacks))
         finally:
             if server is not redis_server:
                 server.stop()
