@@ -1052,7 +1052,8 @@ class HostileStrategy:
     def check(self, *, r: redis.Redis, cmds: list[CmdEntry], all_rows: list[dict], replies: list[ReplyEntry],
               report: Report) -> None:
         """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
-        and its garbage entries still on a stream were settled: answered (its own reply stream) or dead-lettered."""
+        and its garbage entries still on a stream were settled as the executor settles a contract error: answered
+        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``)."""
         own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
         dead_src, dead_ids = set(), set()
         for _sid, f in r.xrange(self.keys.dead_letter):
@@ -1061,9 +1062,11 @@ class HostileStrategy:
         for e in cmds:
             if e.command_id in self.garbage:
                 report.add("hostile_garbage_on_stream")
-                if e.command_id not in own and e.command_id not in dead_ids and e.stream_id not in dead_src:
+                replied = e.command_id in own
+                dead = e.command_id in dead_ids or e.stream_id in dead_src
+                if not (replied and dead):
                     report.violate("entry_never_settled", f"{e.stream_id} (command {e.command_id} of {HOSTILE}): "
-                                                          f"no reply, no dead letter")
+                                                          f"replied={replied} dead_lettered={dead}")
         for row in all_rows:
             if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.coids:
                 report.add("hostile_orders_at_broker")
@@ -1126,6 +1129,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
             hostile = HostileStrategy(server.url, keys, acl.strategy_kwargs(HOSTILE), work,
                                       random.Random(rng.random()), report)
             hostile_task = asyncio.create_task(hostile.run(task, hostile_attacks))
+            ctx["hostile"] = hostile  # a fault may attack at its own moment too (test_fault_kill: MAXLEN 0)
         points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
                                    min(n_faults, max(1, n_orders * 8 // 10))))
         for p in points:

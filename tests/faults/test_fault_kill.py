@@ -18,8 +18,8 @@ import secrets
 
 import pytest
 
-from harness import (HOSTILE, HOSTILE_KINDS, SHORT_LEASE, RedisServer, Report, env_int, iterations, make_acl,
-                     run_scenario)
+from harness import (HOSTILE, HOSTILE_KINDS, SHORT_LEASE, RedisServer, Report, await_until, env_int, iterations,
+                     make_acl, run_scenario)
 
 INVARIANTS = ("duplicate_at_broker", "placed_after_deadline", "entry_without_reply", "extra_replies",
               "reply_without_entry", "replies_disagree", "ack_not_at_broker", "refused_but_placed",
@@ -36,6 +36,11 @@ async def kill_and_restart(ctx) -> None:
     ex, rng = ctx["ex"], ctx["rng"]
     ctx["restarting"] = True  # a supervisor (hostile runs) leaves this restart to the fault
     ex.kill()
+    hostile, work = ctx.get("hostile"), ctx["work"]
+    if hostile is not None:  # no executor reads now: entries queue up, and the hostile MAXLEN 0 trims them unread
+        target = min(work.sent + 2 * work.n_producers, len(work.orders))
+        await await_until(lambda: work.sent >= target, 30, f"{target} calls started while the executor is down")
+        await hostile.attack("maxlen0")
     # half the restarts keep the consumer name (a service with a configured executor id), half get host-pid
     ex.start(rng.choice([None, "fault-fixed-id"]))
     ctx["restarting"] = False
