@@ -3,8 +3,9 @@
 ``SimControl(path)`` can be opened from ANY process (it only needs the file). Each call appends a row to the
 ``control`` table; the simulator's poll thread (every ``SimConfig.control_poll_ms``, default 20 ms) applies rows
 in id order, commits, and records the last applied id, which ``wait_applied`` watches. Rows written while no
-simulator runs on the path: price rows are applied when the next simulator starts; fault and day rows are
-skipped (a fault is meant for the simulator that is running).
+simulator runs on the path: price rows are applied when the next simulator starts; one-shot faults and day rows are
+skipped (a fault is meant for the simulator that is running); the standing conditions (``set_call_latency``,
+``delay_pushes``, ``reorder_pushes``, ``reset_faults``) hold for every later simulator on the path.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("executor.sim")
 
 DEFAULT_DB = "xtsim.sqlite3"
+STANDING = ("set_call_latency", "delay_pushes", "reorder_pushes", "reset_faults")
 
 
 class SimControl:
@@ -53,14 +55,17 @@ class SimControl:
     def reject_next(self, n: int = 1, message: str | None = None) -> int:
         return self._post("reject_next", n=int(n), message=message)
 
-    def delay_pushes(self, ms: float) -> int:
-        return self._post("delay_pushes", ms=float(ms))
+    def delay_pushes(self, ms: float, max_ms: float | None = None, seed: int | None = None) -> int:
+        return self._post("delay_pushes", ms=float(ms), max_ms=max_ms, seed=seed)
 
     def drop_next_push(self, kind: str = "any", n: int = 1) -> int:
         return self._post("drop_next_push", kind=kind, n=int(n))
 
-    def set_call_latency(self, ms: float) -> int:
-        return self._post("set_call_latency", ms=float(ms))
+    def set_call_latency(self, ms: float, max_ms: float | None = None, seed: int | None = None) -> int:
+        return self._post("set_call_latency", ms=float(ms), max_ms=max_ms, seed=seed)
+
+    def reorder_pushes(self, probability: float = 1.0, split_fills: bool = True, seed: int | None = None) -> int:
+        return self._post("reorder_pushes", probability=float(probability), split_fills=bool(split_fills), seed=seed)
 
     def stale_order_lists(self, answers: int = 1) -> int:
         return self._post("stale_order_lists", answers=int(answers))
@@ -121,9 +126,15 @@ class ControlPoller:
         self._stop = threading.Event()
         meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         applied = int(meta.get("control_applied", "0"))
-        # price rows posted while no simulator ran are applied now; faults/day rows are not replayed
+        # price rows posted while no simulator ran are applied now; one-shot faults and day rows are not replayed
         for cid, kind, payload in self._conn.execute(
                 "SELECT id, kind, payload FROM control WHERE id > ? AND kind='price' ORDER BY id", (applied,)):
+            self._apply(kind, payload)
+        # the broker's standing conditions (latency, push delay, push order) outlive an engine, like the real
+        # MiniQMT outlives an executor restart or reconnect: replayed up to the last one switched off
+        for cid, kind, payload in self._conn.execute(
+                "SELECT id, kind, payload FROM control WHERE id <= ? AND kind IN (?, ?, ?, ?) ORDER BY id",
+                (engine.control_seen, *STANDING)):
             self._apply(kind, payload)
         self._last = engine.control_seen
         self._thread = threading.Thread(target=self._run, name="xtsim-control", daemon=True)
@@ -154,11 +165,13 @@ class ControlPoller:
             elif kind == "reject_next":
                 f.reject_next(p.get("n", 1), p.get("message"))
             elif kind == "delay_pushes":
-                f.delay_pushes(p.get("ms", 0))
+                f.delay_pushes(p.get("ms", 0), p.get("max_ms"), p.get("seed"))
             elif kind == "drop_next_push":
                 f.drop_next_push(p.get("kind", "any"), p.get("n", 1))
             elif kind == "set_call_latency":
-                f.set_call_latency(p.get("ms", 0))
+                f.set_call_latency(p.get("ms", 0), p.get("max_ms"), p.get("seed"))
+            elif kind == "reorder_pushes":
+                f.reorder_pushes(p.get("probability", 1.0), p.get("split_fills", True), p.get("seed"))
             elif kind == "stale_order_lists":
                 f.stale_order_lists(p.get("answers", 1))
             elif kind == "reset_faults":

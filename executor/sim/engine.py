@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import logging
 import math
+import random
 import threading
 import time
 from pathlib import Path
@@ -164,6 +165,14 @@ class Faults:
         self.stale_left = 0
         self.stale_given = 0
         self._stale_answered = threading.Condition()
+        # Distributions instead of constants (a real broker's answers vary per call): (low, high) ms drawn per call
+        # from one seeded generator. While one is set, answers are due in their own time: a quick answer overtakes
+        # a slow one (trader._Worker), as answers of a remote counter do.
+        self.latency_range: tuple[float, float] | None = None
+        self.delay_range: tuple[float, float] | None = None
+        self.reorder_p = 0.0
+        self.split_fills = False
+        self.rng = random.Random()
 
     def disconnect(self, down_ms: float = 0) -> None:
         """Fire on_disconnected on every connected trader of this path; new connects fail for ``down_ms``."""
@@ -175,10 +184,12 @@ class Faults:
             self.reject_n = int(n)
             self.reject_message = message or "注入的拒单 / injected rejection"
 
-    def delay_pushes(self, ms: float) -> None:
-        """Deliver every later push (responses included) ``ms`` after the event; 0 switches it off."""
+    def delay_pushes(self, ms: float, max_ms: float | None = None, seed: int | None = None) -> None:
+        """Deliver every later push (responses included) ``ms`` after the event; 0 switches it off. With ``max_ms``
+        each operation's pushes are delayed by a uniform draw from [ms, max_ms] (reproducible with ``seed``)."""
         with self._engine.lock:
             self.delay_ms = float(ms)
+            self.delay_range = self._range(ms, max_ms, seed)
 
     def drop_next_push(self, kind: str = "any", n: int = 1) -> None:
         """Silently drop the next ``n`` pushes of ``kind`` ("order", "trade", "position", "asset" or "any" of
@@ -189,11 +200,44 @@ class Faults:
             self.drop[kind] += int(n)
             self._engine._drop_armed = True
 
-    def set_call_latency(self, ms: float) -> None:
+    def set_call_latency(self, ms: float, max_ms: float | None = None, seed: int | None = None) -> None:
         """Every sync broker call sleeps ``ms`` before it runs; async calls return at once and their pushes are
-        delivered ``ms`` later (pipelined, as a real broker round trip would be)."""
+        delivered ``ms`` later (pipelined, as a real broker round trip would be). With ``max_ms`` each call draws
+        its latency uniformly from [ms, max_ms] (reproducible with ``seed``)."""
         with self._engine.lock:
             self.call_latency_ms = float(ms)
+            self.latency_range = self._range(ms, max_ms, seed)
+
+    def reorder_pushes(self, probability: float = 1.0, split_fills: bool = True, seed: int | None = None) -> None:
+        """Push orders MiniQMT may produce (docs: xtquant-trading-api.md 6.1 rule 5, field-lessons.md): with
+        ``probability`` the pushes of one broker operation arrive shuffled (order updates and trades before the
+        placement answer, a trade before or after its order update, an older order update after the final one);
+        on_order_error / on_cancel_error still follow their answer. ``split_fills``: a marketable order's
+        immediate fill is two trades, so a partial fill can arrive after "filled". 0 switches it off."""
+        with self._engine.lock:
+            self.reorder_p = float(probability)
+            self.split_fills = bool(split_fills) and self.reorder_p > 0
+            if seed is not None:
+                self.rng.seed(seed)
+
+    def _range(self, ms: float, max_ms: float | None, seed: int | None) -> tuple[float, float] | None:
+        if seed is not None:
+            self.rng.seed(seed)
+        return (float(ms), float(max_ms)) if max_ms is not None and float(max_ms) > float(ms) else None
+
+    @property
+    def independent(self) -> bool:
+        """True while a latency or delay distribution is set (answers are due in their own time)."""
+        return self.latency_range is not None or self.delay_range is not None
+
+    def call_latency(self) -> float:
+        """This call's latency in ms (a draw while a distribution is set)."""
+        r = self.latency_range
+        return self.rng.uniform(*r) if r is not None else self.call_latency_ms
+
+    def push_delay(self) -> float:
+        r = self.delay_range
+        return self.rng.uniform(*r) if r is not None else self.delay_ms
 
     def stale_order_lists(self, answers: int = 1) -> None:
         """The next ``answers`` order list answers (``query_stock_orders*``) show the orders as they are now, not as
@@ -227,6 +271,9 @@ class Faults:
             self.reject_n = 0
             self.delay_ms = 0.0
             self.call_latency_ms = 0.0
+            self.latency_range = self.delay_range = None
+            self.reorder_p = 0.0
+            self.split_fills = False
             for k in self.drop:
                 self.drop[k] = 0
 
@@ -267,6 +314,7 @@ class Engine:
         self._drop_armed = False
         self._secu_cache: dict[str, dict[str, str]] = {}  # account_id -> suffix -> secu_account
         self._nb = 0.0  # not-before (monotonic) for pushes emitted by the running operation
+        self._op_mark: int | None = None  # index in _pushes where the running operation's pushes start (reorder)
 
         path.mkdir(parents=True, exist_ok=True)
         self.store = Store(path / config.db_filename, config.sqlite_synchronous)
@@ -358,6 +406,12 @@ class Engine:
     # ------------------------------------------------------------------------------------------------------
     # committer
     def _bump(self) -> int:
+        if self._op_mark is not None:  # the end of an operation under reorder_pushes
+            f = self.faults
+            for item in self._pushes[self._op_mark:]:
+                if item[2] is GROUP and f.rng.random() < f.reorder_p:
+                    f.rng.shuffle(item[3])
+            self._op_mark = None
         self._gen += 1
         self._work.notify()
         return self._gen
@@ -506,8 +560,11 @@ class Engine:
 
     def _begin(self, async_call: bool) -> None:
         f = self.faults
-        delay = f.delay_ms + (f.call_latency_ms if async_call else 0.0)
+        delay = f.push_delay() + (f.call_latency() if async_call else 0.0)
         self._nb = time.monotonic() + delay / 1000.0 if delay > 0 else 0.0
+        if f.reorder_p:
+            self._grp = None  # this operation's pushes form a group of their own, shuffled in _bump
+            self._op_mark = len(self._pushes)
 
     # ------------------------------------------------------------------------------------------------------
     # object builders
@@ -751,7 +808,11 @@ class Engine:
         pt = o.req_price_type
         if not is_market:
             if self._marketable(o, q):
-                self._fill(o, self._cap(o), q.last)
+                qty = self._cap(o)
+                if self.faults.split_fills and qty > 1:  # two trades: a partial fill can arrive after "filled"
+                    self._fill(o, qty // 2, q.last)
+                    qty -= qty // 2
+                self._fill(o, qty, q.last)
             return self._rest(o) if o.status in OPEN_STATUSES else None
         # market types: reference/fill price is the last, inside the protection band
         ok = (q.last <= q.up + 1e-9) if o.order_type == BUY else (q.last >= q.down - 1e-9)

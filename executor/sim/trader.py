@@ -23,6 +23,7 @@ are real ``xtquant.xttype`` instances. Behaviour choices (each also listed in ex
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import queue
@@ -60,42 +61,65 @@ class _Worker:
             self.thread.join(timeout=30)
 
     def _run(self) -> None:
-        trader = self._trader
+        # Items wait in a heap by the time they are due. In order (FIFO: an item is due no earlier than the one
+        # queued before it) unless the faults make answers independent (Faults.independent: a quick answer
+        # overtakes a slow one).
         mono = time.monotonic
-        while True:
-            items = self.q.get()
-            if items is None:
-                return
-            for nb, fn, arg in items:
-                if nb:
-                    d = nb - mono()
-                    if d > 0:
-                        time.sleep(d)
-                if fn is GROUP:  # deferred pushes: (callback name, constructor arguments), built here
-                    for name, args in arg:
-                        try:
-                            cb = trader.callback
-                            if cb is None:
-                                continue
-                            m = getattr(cb, name)
-                            m(BUILDERS[name](args))
-                        except Exception:
-                            log.exception("xtsim: user callback %s raised", name)
-                    continue
+        faults = self._trader._engine.faults
+        heap: list[tuple[float, int, Any, Any]] = []
+        count = itertools.count()
+        last_due = 0.0
+        stopping = False
+        while heap or not stopping:
+            if not stopping:
+                wait = None if not heap else heap[0][0] - mono()
                 try:
-                    if fn.__class__ is str:
-                        cb = trader.callback
-                        if cb is None:
-                            continue  # the real wrapper raises inside its executor and drops it silently
-                        m = getattr(cb, fn)
-                        if arg is NOARG:
-                            m()
-                        else:
-                            m(arg)
-                    else:
-                        fn(arg)
+                    items = self.q.get(timeout=wait) if wait is None or wait > 0 else self.q.get_nowait()
+                except queue.Empty:
+                    items = ()
+                if items is None:
+                    stopping = True  # deliver what is queued, then end
+                    continue
+                if items:
+                    independent = faults.independent
+                    for nb, fn, arg in items:
+                        due = nb if independent else max(nb, last_due)
+                        last_due = max(last_due, due)
+                        heapq.heappush(heap, (due, next(count), fn, arg))
+                    continue
+            due, _, fn, arg = heapq.heappop(heap)
+            d = due - mono()
+            if d > 0:
+                time.sleep(d)
+            self._call(fn, arg)
+
+    def _call(self, fn: Any, arg: Any) -> None:
+        trader = self._trader
+        if fn is GROUP:  # deferred pushes: (callback name, constructor arguments), built here
+            for name, args in arg:
+                try:
+                    cb = trader.callback
+                    if cb is None:
+                        continue
+                    m = getattr(cb, name)
+                    m(BUILDERS[name](args))
                 except Exception:
-                    log.exception("xtsim: user callback %s raised", getattr(fn, "__name__", fn))
+                    log.exception("xtsim: user callback %s raised", name)
+            return
+        try:
+            if fn.__class__ is str:
+                cb = trader.callback
+                if cb is None:
+                    return  # the real wrapper raises inside its executor and drops it silently
+                m = getattr(cb, fn)
+                if arg is NOARG:
+                    m()
+                else:
+                    m(arg)
+            else:
+                fn(arg)
+        except Exception:
+            log.exception("xtsim: user callback %s raised", getattr(fn, "__name__", fn))
 
 
 class SimXtQuantTrader:
@@ -231,7 +255,7 @@ class SimXtQuantTrader:
         return aid if isinstance(aid, str) else None
 
     def _latency(self) -> None:
-        ms = self._engine.faults.call_latency_ms
+        ms = self._engine.faults.call_latency()
         if ms > 0:
             time.sleep(ms / 1000.0)
 

@@ -109,24 +109,28 @@ class RedisServer:
     """A redis-server of our own on a free loopback port, in its own directory. ``aof=True``: appendonly with
     fsync on every write (what survives a crash), else no persistence at all (a restart loses everything)."""
 
-    def __init__(self, workdir: Path, *, aof: bool = False, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, aof: bool = False, port: int | None = None,
+                 aclfile: Path | None = None, admin: dict[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        self.aclfile = aclfile
+        self.auth = admin or {}  # username/password of the checks' own connections (an ACL server's admin)
 
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=HOST, port=self.port, socket_connect_timeout=2, socket_timeout=10)
+        return redis.Redis(host=HOST, port=self.port, socket_connect_timeout=2, socket_timeout=10, **self.auth)
 
     def answers(self) -> bool:
         try:
-            cl = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=0.3, socket_timeout=0.5)
+            cl = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=0.3, socket_timeout=0.5,
+                             **self.auth)
             try:
                 return bool(cl.ping())
             finally:
@@ -140,7 +144,8 @@ class RedisServer:
         log = open(self.workdir / "redis.log", "ab")
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--port", str(self.port), "--bind", HOST, "--save", "", *persistence,
-             "--dir", str(self.workdir), "--protected-mode", "no", "--maxclients", "2000"],
+             "--dir", str(self.workdir), "--protected-mode", "no", "--maxclients", "2000",
+             *(["--aclfile", str(self.aclfile)] if self.aclfile else [])],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 15
@@ -184,7 +189,10 @@ class ExecutorProc:
     a file. Several processes may be started one after another (kills) or side by side (standby)."""
 
     def __init__(self, redis_url: str, account: str, workdir: Path, *, name: str = "ex",
-                 sim_path: Path | None = None, state_dir: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+                 sim_path: Path | None = None, state_dir: Path | None = None, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None, client_kwargs: dict[str, Any] | None = None) -> None:
+        self.env = dict(env or {})  # e.g. XTQUEUE_REDIS_USERNAME/PASSWORD of its ACL user
+        self.client_kwargs = dict(client_kwargs or {})  # credentials the harness pings it with
         self.redis_url = redis_url
         self.account = account
         self.workdir = Path(workdir)
@@ -204,6 +212,7 @@ class ExecutorProc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+        env.update(self.env)
         args = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", self.redis_url, "--account",
                 self.account, "--broker", "sim", "--sim-path", str(self.sim_path), "--state-dir",
                 str(self.state_dir), *FAULT_FLAGS, *self.extra]
@@ -235,7 +244,7 @@ class ExecutorProc:
     async def wait_serving(self, timeout: float = 60.0, *, broker_connected: bool = True) -> pl.PingResult:
         """Until THIS process answers a ping (executor_id matches) - bounded; each ping waits at most 2 s."""
         deadline = time.monotonic() + timeout
-        async with pl.Client(self.redis_url, self.account) as client:
+        async with pl.Client(self.redis_url, self.account, **self.client_kwargs) as client:
             while True:
                 if not self.alive:
                     raise AssertionError(f"executor {self.name} exited (rc={self.proc.returncode}) at start:\n"
@@ -335,6 +344,10 @@ def verdict_of(exc: BaseException) -> str:
         return "rejected"
     if isinstance(exc, pl.InvalidRequest):
         return "invalid"
+    if isinstance(exc, pl.Conflict):
+        return "conflict"
+    if isinstance(exc, pl.Unauthorized):
+        return "unauthorized"
     return "other"
 
 
@@ -357,13 +370,16 @@ class Workload:
     Clients stay open until ``close()`` so their reply streams (deleted by ``aclose``) can still be read."""
 
     def __init__(self, redis_url: str, account: str, orders: list[OrderSpec], *, producers: int = 4,
-                 concurrency: int = 8, redis_kwargs: dict[str, Any] | None = None) -> None:
+                 concurrency: int = 8, redis_kwargs: dict[str, Any] | None = None,
+                 producer_kwargs: list[dict[str, Any]] | None = None) -> None:
         self.redis_url = redis_url
         self.account = account
         self.orders = orders
         self.n_producers = producers
         self.concurrency = concurrency
-        self.clients = [pl.Client(redis_url, account, strategy=f"p{i}", **(redis_kwargs or {}))
+        # producer_kwargs: each producer's own arguments (an ACL strategy user's username/password)
+        self.clients = [pl.Client(redis_url, account, strategy=f"p{i}",
+                                  **{**(redis_kwargs or {}), **((producer_kwargs or [{}] * producers)[i])})
                         for i in range(producers)]
         self.outcomes: list[Outcome] = []
         self.sent = 0  # calls started
@@ -418,13 +434,18 @@ class Workload:
         await asyncio.gather(*(self._producer(i, s) for i, s in enumerate(shares)))
 
     async def resolve_unknowns(self, timeout: float = 60.0) -> None:
-        """query_outcome for every call that ended without a definite answer (bounded retries)."""
+        """query_outcome for every call that ended without a definite answer: all at once (a bounded number in
+        flight), each retried until ``timeout``, so an executor that stopped answering costs ``timeout`` once, not
+        once per order."""
         todo = [o for o in self.outcomes if o.verdict in ("unknown", "timeout", "other")]
         if not todo:
             return
-        async with pl.Client(self.redis_url, self.account) as client:
-            for o in todo:
-                deadline = time.monotonic() + timeout
+        sem = asyncio.Semaphore(32)
+        deadline = time.monotonic() + timeout
+
+        async def resolve(o: Outcome) -> None:
+            client = self.clients[o.producer]  # its own credentials: a strategy asks about its own orders
+            async with sem:
                 while True:
                     try:
                         res = await asyncio.wait_for(client.query_outcome(o.spec.coid), 10.0)
@@ -438,6 +459,8 @@ class Workload:
                     if time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.2)
+
+        await asyncio.gather(*(resolve(o) for o in todo))
 
     async def close(self) -> None:
         logging.getLogger("producer_lib").removeHandler(self._resend_log)
@@ -480,9 +503,17 @@ def _t(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else ("" if v is None else str(v))
 
 
+def command_streams(r: redis.Redis, keys: c.Keys) -> list[str]:
+    """Every command stream of the account: the shared ``keys.commands`` today; with a stream per strategy
+    (``<keys.commands>:<strategy>``), each of those as well."""
+    head = keys.commands
+    found = {_t(k) for k in r.scan_iter(match=head + "*", count=1000)}
+    return sorted(k for k in found if k == head or k.startswith(head + ":"))
+
+
 def read_commands(r: redis.Redis, keys: c.Keys) -> list[CmdEntry]:
     out = []
-    for sid, f in r.xrange(keys.commands):
+    for sid, f in (e for stream in command_streams(r, keys) for e in r.xrange(stream)):
         sid = _t(sid)
         try:
             ttl = int(_t(f.get(b"ttl_ms")) or 0)
@@ -513,19 +544,25 @@ def read_replies(r: redis.Redis, reply_keys: list[str]) -> list[ReplyEntry]:
 
 
 def pending_count(r: redis.Redis, keys: c.Keys) -> int:
-    try:
-        info = r.xpending(keys.commands, c.COMMAND_GROUP)
-    except redis.ResponseError:  # no stream / no group yet
-        return 0
-    return int(info["pending"])
+    total = 0
+    for stream in command_streams(r, keys):
+        try:
+            total += int(r.xpending(stream, c.COMMAND_GROUP)["pending"])
+        except redis.ResponseError:  # no group yet
+            pass
+    return total
 
 
 def drained(r: redis.Redis, keys: c.Keys) -> bool:
-    """True when the group has read every entry on the stream and has nothing pending (XPENDING 0 alone is also
-    true before the executor has read a new entry)."""
+    """True when the group has read every entry of every command stream and has nothing pending (XPENDING 0
+    alone is also true before the executor has read a new entry)."""
+    return all(_stream_drained(r, stream) for stream in command_streams(r, keys))
+
+
+def _stream_drained(r: redis.Redis, stream: str) -> bool:
     try:
-        groups = r.xinfo_groups(keys.commands)
-        last = r.xrevrange(keys.commands, count=1)
+        groups = r.xinfo_groups(stream)
+        last = r.xrevrange(stream, count=1)
     except redis.ResponseError:  # no stream yet
         return True
     group = next((g for g in groups if _t(g["name"]) == c.COMMAND_GROUP), None)
@@ -568,7 +605,8 @@ def sim_trades(sim_path: Path, account: str) -> list[dict]:
 # =====================================================================================================================
 # invariants and counts
 # =====================================================================================================================
-NOTHING_PLACED = {"expired", "unavailable", "invalid"}
+NOTHING_PLACED = {"expired", "unavailable", "invalid", "conflict", "unauthorized"}
+FINAL_STATUS_CODES = {53, 54, 56, 57}  # 部撤, 已撤, 已成, 废单 (reference 5.5)
 
 
 @dataclass
@@ -602,6 +640,14 @@ class Report:
         if record_property is not None:
             record_property("fault_counts", self.line())
 
+    def assert_no_duplicate_or_late(self) -> None:
+        """Every run: no client order id twice at the broker, nothing placed after its deadline (counted from the
+        simulator's own order rows by check_run)."""
+        assert "duplicates" in self.counts and "late" in self.counts, "check_run did not count: " + self.line()
+        assert self.counts["duplicates"] == 0 and self.counts["late"] == 0, (
+            self.line() + "\n" + "\n".join(f"{k}: {self.violations.get(k, [])[:10]}"
+                                          for k in ("duplicate_at_broker", "placed_after_deadline")))
+
     def assert_clean(self, *names: str) -> None:
         """Fail on violations (only those named, when names are given)."""
         bad = {k: v for k, v in self.violations.items() if v and (not names or k in names)}
@@ -609,7 +655,7 @@ class Report:
 
 
 def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, report: Report,
-              commands_lost: bool = False) -> dict[str, Any]:
+              commands_lost: bool = False, hostile: HostileStrategy | None = None) -> dict[str, Any]:
     """All invariants of one run, from the broker's records and the raw streams. Adds counts and violations.
 
     ``commands_lost``: Redis lost data (restart without persistence): command entries and replies written before
@@ -626,7 +672,9 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
         report.violate("untyped_client_error", err)
 
     # --- the broker's records ---
-    rows = [row for row in SimControl(sim_path).orders(keys.account) if row["order_remark"] in ours]
+    all_rows = SimControl(sim_path).orders(keys.account)
+    # the honest orders (a hostile strategy's orders, even under an honest client order id, have HOSTILE_VOLUME)
+    rows = [row for row in all_rows if row["order_remark"] in ours and row["order_volume"] != HOSTILE_VOLUME]
     by_coid: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_coid[row["order_remark"]].append(row)
@@ -639,9 +687,21 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
     # --- deadlines: the command entries carry them exactly (id ms + ttl) ---
     cmds = read_commands(r, keys)
     deadline: dict[str, int] = {}
+    ahead = 0
+    hostile_cids = hostile.command_ids if hostile is not None else set()
     for e in cmds:
-        if e.type == "place_order" and e.coid:
-            deadline[e.coid] = max(deadline.get(e.coid, 0), e.deadline_ms)
+        if e.type == "place_order" and e.coid and e.command_id not in hostile_cids:
+            d = e.deadline_ms
+            o = ours.get(e.coid)
+            if o is not None and e.id_ms > o.ended_ms:
+                # An id later than the end of the call that added the entry is not its arrival time (another
+                # credential moved the stream's clock): the caller's own deadline is the one that must hold.
+                ahead += 1
+                report.violate("entry_id_ahead_of_clock", f"{e.coid}: entry {e.stream_id}, call ended "
+                                                          f"{o.ended_ms}")
+                d = o.started_ms + int(o.spec.ttl_s * 1000)
+            deadline[e.coid] = max(deadline.get(e.coid, 0), d)
+    report.add("entry_id_ahead_of_clock", ahead)
     for coid, o in ours.items():
         if coid not in deadline:  # entry lost (Redis restart): an upper bound from the producer's clock
             deadline[coid] = o.ended_ms + int(o.spec.ttl_s * 1000)
@@ -652,7 +712,7 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
         if ev.order_id:
             seen_after[ev.order_id] = min(seen_after.get(ev.order_id, ev.ts_ms), ev.ts_ms)
     for rep in replies:
-        if rep.ok and rep.order_id:
+        if rep.ok and rep.order_id and rep.command_id not in hostile_cids:
             seen_after[rep.order_id] = min(seen_after.get(rep.order_id, rep.ts_ms), rep.ts_ms)
     late = ambiguous = 0
     for row in rows:
@@ -692,13 +752,25 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
                 report.violate("reply_without_entry", f"command {cid}: {got} replies, no entry")
     report.add("entries_without_reply", missing)
     report.add("extra_replies", extra)
+    # a call that timed out had its entry on a stream (the client waits only after XADD succeeded): by the end
+    # it must have its reply, else the entry vanished unanswered (no reply, no dead letter)
+    replied_coids = {rep.coid for rep in replies if rep.cmd == "place_order" and rep.coid
+                     and rep.command_id not in hostile_cids}
+    never = [o.spec.coid for o in work.outcomes if o.verdict == "timeout" and o.spec.coid not in replied_coids]
+    report.add("orders_never_answered", len(never))
+    if not commands_lost:
+        for coid in never:
+            report.violate("order_never_answered", f"{coid}: the call timed out and no reply was ever written")
+    for o in work.outcomes:  # every order of the workload is valid: refusing one as invalid refuses a good order
+        if o.verdict in ("invalid", "conflict", "unauthorized"):
+            report.violate("valid_order_refused", f"{o.spec.coid}: {o.error}")
     if commands_lost:
         report.add("replies_to_lost_then_resent_entries", lost_entry_replies)
 
     final_by_coid: dict[str, set[tuple]] = defaultdict(set)
     for rep in replies:
-        if rep.cmd != "place_order" or not rep.coid or rep.error == "outcome_unknown":
-            continue
+        if rep.cmd != "place_order" or not rep.coid or rep.error == "outcome_unknown" or rep.command_id in hostile_cids:
+            continue  # (a hostile command's reply in an honest stream is its own violation, HostileStrategy.check)
         final_by_coid[rep.coid].add(("ok", rep.order_id) if rep.ok else (rep.error, rep.order_id))
     for coid, finals in final_by_coid.items():
         if len(finals) > 1:
@@ -765,11 +837,28 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
         if ev.type == "order_updated" and ev.data is not None:
             last_status[ev.data.order.order_id] = ev.data.order.status_code
     stale = [row for row in rows if last_status.get(row["order_id"]) != row["order_status"]]
+    # statuses never move backwards (field-lessons.md): once final, an order's published status stays; its
+    # filled volume never shrinks
+    backwards = 0
+    progress: dict[int, tuple[int, int]] = {}  # order id -> (final status or 0, traded volume)
+    for ev in events:
+        if ev.type == "order_updated" and ev.data is not None:
+            o = ev.data.order
+            final, traded = progress.get(o.order_id, (0, 0))
+            if (final and o.status_code != final) or o.traded_volume < traded:
+                backwards += 1
+                report.violate("status_moved_backwards", f"order {o.order_id}: {o.status_code} traded "
+                                                         f"{o.traded_volume} after {final or '-'} traded {traded}")
+            is_final = o.status_code in FINAL_STATUS_CODES
+            progress[o.order_id] = (final or (o.status_code if is_final else 0), max(traded, o.traded_volume))
+    report.add("status_moved_backwards", backwards)
     report.add("orders_status_not_published", len(stale))
     for row in stale:
         report.violate("order_status_not_published", f"order {row['order_id']} broker status "
                                                      f"{row['order_status']}, last event "
                                                      f"{last_status.get(row['order_id'])}")
+    if hostile is not None:
+        hostile.check(r=r, cmds=cmds, all_rows=all_rows, replies=replies, report=report)
     return {"rows": rows, "by_coid": by_coid, "replies": replies, "cmds": cmds, "events": events}
 
 
@@ -791,31 +880,256 @@ def seed_from_env(default: int | None = None) -> int:
 
 
 # =====================================================================================================================
+# ACL users (`xtqueue acl`) and a hostile strategy holding one of them
+# =====================================================================================================================
+@dataclass
+class AclSetup:
+    """Users generated by ``xtqueue acl`` for one account: an executor, the strategies named, the admin (the
+    checks' own connections)."""
+
+    aclfile: Path
+    secrets: Path
+    account: str
+
+    def creds(self, user: str) -> dict[str, str]:
+        from xtqueue import acl
+
+        return acl.read_credentials(self.secrets / f"{user}.env")
+
+    def strategy_kwargs(self, name: str) -> dict[str, str]:
+        cr = self.creds(f"xtq-strategy-{name}")
+        return {"username": cr["XTQUEUE_REDIS_USERNAME"], "password": cr["XTQUEUE_REDIS_PASSWORD"]}
+
+    def executor_env(self) -> dict[str, str]:
+        cr = self.creds(f"xtq-executor-{self.account}")
+        return {k: cr[k] for k in ("XTQUEUE_REDIS_USERNAME", "XTQUEUE_REDIS_PASSWORD")}
+
+    def admin(self) -> dict[str, str]:
+        cr = self.creds("xtq-admin")
+        return {"username": cr["XTQUEUE_REDIS_USERNAME"], "password": cr["XTQUEUE_REDIS_PASSWORD"]}
+
+
+def make_acl(workdir: Path, account: str, strategies: list[str]) -> AclSetup:
+    """Run ``xtqueue acl`` (the CLI, from SRC) for ``account`` and one strategy user per name."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    roles = workdir / "roles.toml"
+    roles.write_text(f'accounts = ["{account}"]\n' + "".join(
+        f'\n[strategies.{name}]\naccounts = ["{account}"]\n' for name in strategies))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+    done = subprocess.run([sys.executable, "-m", "xtqueue", "acl", str(roles), "--out", str(workdir / "users.acl"),
+                           "--secrets-dir", str(workdir / "secrets")], cwd=str(SRC), env=env, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return AclSetup(workdir / "users.acl", workdir / "secrets", account)
+
+
+HOSTILE = "evil"
+# No honest order has this volume: the broker rows a hostile command created are told apart by it, even under an
+# honest client order id.
+HOSTILE_VOLUME = 200
+HOSTILE_KINDS = ("future_id", "maxlen0", "many_fields", "deep_body", "claim_other")
+
+
+def attacked_command_stream(keys: c.Keys, strategy: str) -> str:
+    """The one command stream a strategy's credential may write to: the account's shared stream today. (With a
+    stream per strategy, this returns that strategy's own stream.)"""
+    return keys.commands
+
+
+def _deep_msgpack(depth: int) -> bytes:
+    return b"\x91" * depth + b"\xc0"  # [[[...[nil]...]]]: msgpack's own packer refuses this depth
+
+
+class HostileStrategy:
+    """A strategy with its own ACL user, running beside the honest producers and attacking through everything its
+    credential allows on the command stream (raw XADD: Redis cannot restrict XADD's arguments):
+
+    * ``future_id``: an entry with an explicit id an hour ahead of the clock (every later auto id follows it);
+    * ``maxlen0``: ``XADD ... MAXLEN 0`` (trims every entry of the stream);
+    * ``many_fields``: an unreadable order entry with 5,000 extra fields (answered and dead-lettered);
+    * ``deep_body``: an order whose body is nested 600 deep;
+    * ``claim_other``: orders that claim another strategy's name, its reply stream, and one of its client order
+      ids not sent yet (client order ids are predictable).
+
+    Its orders have HOSTILE_VOLUME; its coids start with "ev"."""
+
+    def __init__(self, redis_url: str, keys: c.Keys, creds: dict[str, str], work: Workload, rng: random.Random,
+                 report: Report) -> None:
+        self.r = aioredis.Redis.from_url(redis_url, **creds)
+        self.keys = keys
+        self.work = work
+        self.rng = rng
+        self.report = report
+        self.stream = attacked_command_stream(keys, HOSTILE)
+        self.reply_to = keys.replies(c.new_client_id(HOSTILE))
+        self.command_ids: set[str] = set()
+        self.coids: set[str] = set()  # client order ids its orders carry (its own and squatted honest ones)
+        self.squatted: dict[str, int] = {}  # honest coid -> the producer whose id it took
+        self.claimed_replies: set[str] = set()  # command ids whose reply_to is an honest producer's stream
+        self.garbage: set[str] = set()  # command ids of its 5,000-field and 600-deep entries
+        self._n = 0
+
+    def _order(self, *, coid: str | None = None, strategy: str = HOSTILE, reply_to: str | None = None,
+               ttl_ms: int = 1000) -> dict[str, Any]:
+        self._n += 1
+        coid = coid or f"ev{self._n:04d}{secrets_hex(3)}"
+        cmd = c.PlaceOrder(client_order_id=coid, code=CODE, side=c.Side.BUY, volume=HOSTILE_VOLUME, price=9.5,
+                           strategy=strategy)
+        cid = c.new_command_id()
+        self.command_ids.add(cid)
+        self.coids.add(coid)
+        return c.encode_command(cmd, account=self.keys.account, command_id=cid, reply_to=reply_to or self.reply_to,
+                                ttl_ms=ttl_ms)
+
+    async def _future_id(self) -> None:
+        await self.r.xadd(self.stream, self._order(), id=f"{c.now_ms() + 3_600_000}-0")
+
+    async def _maxlen0(self) -> None:
+        cid = c.new_command_id()
+        self.command_ids.add(cid)
+        fields = c.encode_command(c.Ping(), account=self.keys.account, command_id=cid, reply_to=self.reply_to,
+                                  ttl_ms=5000)
+        await self.r.xadd(self.stream, fields, maxlen=0, approximate=False)
+
+    async def _many_fields(self) -> None:
+        fields = self._order()
+        self.garbage.add(_t(fields[c.F_ID]))
+        fields[c.F_BODY] = b"\xc1"  # not msgpack: refused and dead-lettered, with every field of the entry
+        fields.update({f"x{i}": "1" for i in range(5000)})
+        await self.r.xadd(self.stream, fields)
+
+    async def _deep_body(self) -> None:
+        fields = self._order()
+        self.garbage.add(_t(fields[c.F_ID]))
+        data = c.unpack(fields[c.F_BODY])
+        data_items = b"".join(c.pack(k) + c.pack(v) for k, v in data.items())
+        fields[c.F_BODY] = bytes([0x80 | (len(data) + 1)]) + data_items + c.pack("note") + _deep_msgpack(600)
+        await self.r.xadd(self.stream, fields)
+
+    async def _claim_other(self) -> None:
+        work = self.work
+        k = self.rng.randrange(work.n_producers)
+        honest = work.clients[k]
+        # an honest client order id of producer k well ahead of what has been sent
+        ahead = work.sent + 2 * work.n_producers * work.concurrency
+        later = [i for i in range(ahead, len(work.orders)) if i % work.n_producers == k
+                 and work.orders[i].coid not in self.squatted]
+        for coid in ([work.orders[self.rng.choice(later)].coid] if later else []) + [None]:
+            fields = self._order(coid=coid, strategy=f"p{k}", reply_to=honest.reply_stream, ttl_ms=6000)
+            self.claimed_replies.add(_t(fields[c.F_ID]))
+            await self.r.xadd(self.stream, fields)
+            if coid is not None:
+                self.squatted[coid] = k
+
+    async def attack(self, kind: str) -> None:
+        try:
+            await getattr(self, f"_{kind}")()
+            self.report.add(f"hostile_{kind}")
+        except redis.RedisError as exc:  # refused by Redis (its ACL): the attack did not reach the stream
+            self.report.add(f"hostile_{kind}_refused_by_redis")
+            self.report.add(f"hostile_refused_{type(exc).__name__}")
+
+    async def run(self, work_task: asyncio.Task, n_attacks: int) -> None:
+        """Attacks at evenly spaced progress points of the workload; every kind at least once."""
+        plan = list(HOSTILE_KINDS) + [self.rng.choice(HOSTILE_KINDS) for _ in range(max(0, n_attacks -
+                                                                                        len(HOSTILE_KINDS)))]
+        self.rng.shuffle(plan)
+        plan.sort(key=lambda kind: kind != "maxlen0")  # trims first: what the others leave is then checked
+        total = len(self.work.orders)
+        for j, kind in enumerate(plan):
+            point = (j + 1) * total // (len(plan) + 1)
+            await await_until(lambda: self.work.sent >= point or work_task.done(), 600, f"{point} calls started")
+            if work_task.done():
+                break
+            await self.attack(kind)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.r.aclose()
+
+    def check(self, *, r: redis.Redis, cmds: list[CmdEntry], all_rows: list[dict], replies: list[ReplyEntry],
+              report: Report) -> None:
+        """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
+        and its garbage entries still on a stream were settled as the executor settles a contract error: answered
+        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``)."""
+        own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
+        dead_src, dead_ids = set(), set()
+        for _sid, f in r.xrange(self.keys.dead_letter):
+            dead_src.add(_t(f.get(b"src_id")))
+            dead_ids.add(_t(f.get(b"orig.id")))
+        for e in cmds:
+            if e.command_id in self.garbage:
+                report.add("hostile_garbage_on_stream")
+                replied = e.command_id in own
+                dead = e.command_id in dead_ids or e.stream_id in dead_src
+                if not (replied and dead):
+                    report.violate("entry_never_settled", f"{e.stream_id} (command {e.command_id} of {HOSTILE}): "
+                                                          f"replied={replied} dead_lettered={dead}")
+        for row in all_rows:
+            if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.coids:
+                report.add("hostile_orders_at_broker")
+                if row["strategy_name"] != HOSTILE:
+                    report.violate("order_attributed_to_other_strategy",
+                                   f"order {row['order_id']} ({row['order_remark']}) sent by {HOSTILE}, broker "
+                                   f"strategy_name {row['strategy_name']!r}")
+        for rep in replies:  # replies in honest producers' streams to commands the hostile sent
+            if rep.command_id in self.command_ids:
+                report.violate("reply_in_foreign_stream", f"command {rep.command_id} of {HOSTILE} answered in an "
+                                                          f"honest stream ({rep.error or 'ok'} {rep.order_id})")
+        report.add("hostile_squatted_coids", len(self.squatted))
+
+
+def secrets_hex(n: int) -> str:
+    return os.urandom(n).hex()
+
+
+# =====================================================================================================================
 # one scenario run: executor + producers + faults at random progress points, then every invariant
 # =====================================================================================================================
 async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random, report: Report, n_orders: int,
                        producers: int, concurrency: int, n_faults: int, fault: Any, account: str,
                        redis_kwargs: dict[str, Any] | None = None, producer_url: str | None = None,
                        commands_lost: bool = False, ttl_range: tuple[float, float] = (1.0, 6.0),
-                       executor_extra: tuple[str, ...] = (), supervise: bool = False) -> dict[str, Any]:
+                       executor_extra: tuple[str, ...] = (), supervise: bool = False, slow_broker: bool = False,
+                       acl: AclSetup | None = None, hostile_attacks: int = 0) -> dict[str, Any]:
     """Start an executor, run ``n_orders`` through ``producers`` clients, call ``await fault(ctx)`` at
     ``n_faults`` random progress points (number of calls started), then drain, resolve unknowns and check.
+
+    ``slow_broker``: the simulator answers every call in 50-500 ms (a seeded uniform draw per call) and shuffles
+    half of its operations' pushes (SLOW_BROKER), from before the executor's first connect and across restarts.
+    ``acl``: the executor and each producer (strategy ``p<i>``) connect as their own ACL users (``make_acl``).
+    ``hostile_attacks``: a HostileStrategy with its own ACL user (``acl`` must have strategy HOSTILE) attacks that
+    many times during the run.
 
     ``ctx`` is a dict with ``ex`` (the current ExecutorProc), ``server``, ``rng``, ``report``, ``work``."""
     workdir.mkdir(parents=True, exist_ok=True)
     keys = c.Keys(account)
-    ex = ExecutorProc(server.url, account, workdir, extra=executor_extra)
+    ex = ExecutorProc(server.url, account, workdir, extra=executor_extra,
+                      env=acl.executor_env() if acl else None,
+                      client_kwargs={**acl.strategy_kwargs("p0"), "strategy": "p0"} if acl else None)
+    if slow_broker:
+        apply_slow_broker(ex.sim_path, rng.randrange(1 << 30))
     ex.start()
     await ex.wait_serving()
     orders = make_orders(rng, n_orders, f"{account[-4:]}x", ttl_range=ttl_range)
     work = Workload(producer_url or server.url, account, orders, producers=producers, concurrency=concurrency,
-                    redis_kwargs=redis_kwargs)
+                    redis_kwargs=redis_kwargs,
+                    producer_kwargs=[acl.strategy_kwargs(f"p{i}") for i in range(producers)] if acl else None)
     ctx: dict[str, Any] = {"ex": ex, "server": server, "rng": rng, "report": report, "work": work,
                            "keys": keys, "workdir": workdir}
     r = server.client()
     supervisor = asyncio.create_task(_supervise(ctx)) if supervise else None
+    hostile = hostile_task = None
     try:
         task = asyncio.create_task(work.run())
+        if hostile_attacks:
+            assert acl is not None, "a hostile strategy needs its own ACL user"
+            hostile = HostileStrategy(server.url, keys, acl.strategy_kwargs(HOSTILE), work,
+                                      random.Random(rng.random()), report)
+            hostile_task = asyncio.create_task(hostile.run(task, hostile_attacks))
+            ctx["hostile"] = hostile  # a fault may attack at its own moment too (test_fault_kill: MAXLEN 0)
         points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
                                    min(n_faults, max(1, n_orders * 8 // 10))))
         for p in points:
@@ -829,14 +1143,32 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
             await fault(ctx)
             report.add("faults")
         await asyncio.wait_for(task, 300)
-        if supervise:
-            await await_until(lambda: ctx["ex"].alive and ctx.get("serving", True), 60, "executor serving")
-        await await_until(lambda: ctx["ex"].alive, 1, "executor alive at the end")
-        await wait_drained(r, keys)
+        try:
+            if supervise:
+                await await_until(lambda: ctx["ex"].alive and ctx.get("serving", True), 60, "executor serving")
+            await await_until(lambda: ctx["ex"].alive, 1, "executor alive at the end")
+        except AssertionError as exc:  # reported with every other violation of the run
+            report.violate("executor_not_serving", f"{exc}\n{ctx['ex'].log_tail(1500)}")
+        if hostile_task is not None:
+            await asyncio.wait_for(hostile_task, 60)
+        try:  # the executor still serves at the end (a blocked event loop answers nothing)
+            await ctx["ex"].wait_serving(timeout=60)
+        except AssertionError as exc:
+            report.violate("executor_not_serving", "at the end: " + str(exc)[-1500:])
+        try:
+            await wait_drained(r, keys)
+        except AssertionError as exc:  # a violation to report with all the others, not a reason to stop checking
+            report.violate("pending_left", str(exc)[:500])
         await work.resolve_unknowns()
         return check_run(r=r, keys=keys, sim_path=ex.sim_path, work=work, report=report,
-                         commands_lost=commands_lost)
+                         commands_lost=commands_lost, hostile=hostile)
     finally:
+        if hostile_task is not None and not hostile_task.done():
+            hostile_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await hostile_task
+        if hostile is not None:
+            await hostile.close()
         if supervisor is not None:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -848,6 +1180,24 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         r.close()
 
 
+# The slow broker of the slow-broker runs: each call answered in 50-500 ms, half of the operations' pushes shuffled
+# (pushes before the placement answer, trade/order either way, an older order update after "filled", two trades
+# per immediate fill).
+SLOW_BROKER = {"latency_ms": (50.0, 500.0), "reorder_p": 0.5}
+
+
+def apply_slow_broker(sim_path: Path, seed: int) -> None:
+    """Switch the slow broker on for every simulator that will run on ``sim_path`` (standing conditions: applied
+    when the next simulator starts, and kept across its restarts)."""
+    ctl = SimControl(sim_path)
+    try:
+        lo, hi = SLOW_BROKER["latency_ms"]
+        ctl.set_call_latency(lo, max_ms=hi, seed=seed)
+        ctl.reorder_pushes(SLOW_BROKER["reorder_p"], split_fills=True, seed=seed + 1)
+    finally:
+        ctl.close()
+
+
 async def _supervise(ctx: dict[str, Any]) -> None:
     """What a service manager does: restart the executor when it exits with 3 (stepped down: lease lost)."""
     while True:
@@ -857,7 +1207,11 @@ async def _supervise(ctx: dict[str, Any]) -> None:
             ctx["report"].add(f"supervisor_restart_after_exit_rc{rc}")
             ctx["serving"] = False
             ex.start()
-            await ex.wait_serving()
+            try:
+                await ex.wait_serving()
+            except AssertionError as exc:  # exited again or never answers: reported, and restarted again
+                ctx["report"].violate("executor_not_serving", f"after a supervisor restart: {str(exc)[-1500:]}")
+                continue
             ctx["serving"] = True
         await asyncio.sleep(0.1)
 

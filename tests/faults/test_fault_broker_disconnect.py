@@ -5,6 +5,9 @@ broker can be back is an ack, and none of them is at the broker); the executor r
 broker_disconnected / broker_connected(reconnect) events; orders in flight at the cut end as outcome_unknown and are
 resolved by reconciliation / query_outcome consistently with the broker's records; plus every invariant of the
 SIGKILL test (no duplicate, no late order, one reply per entry, pending drained).
+
+Slow variant: the same with a slow broker (every call answered in 50-500 ms, pushes in every order MiniQMT may
+produce, harness.SLOW_BROKER), before and after the reconnect: statuses must never move backwards.
 """
 
 from __future__ import annotations
@@ -65,11 +68,12 @@ async def disconnect_broker(ctx) -> None:
         ctl.close()
 
 
-async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders, cuts, producers):
-    total = Report("broker-disconnect", seed)
+async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders, cuts, producers,
+               slow_broker=False, title="broker-disconnect"):
+    total = Report(title, seed)
     for i in range(runs):
         rng = random.Random(seed * 1000 + i)
-        report = Report(f"broker-disconnect#{i}", seed)
+        report = Report(f"{title}#{i}", seed)
         account = f"B{secrets.token_hex(4)}"
         probes: list = []
 
@@ -79,7 +83,7 @@ async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders,
 
         result = await run_scenario(workdir=tmp_path / f"run{i}", server=redis_server, rng=rng, report=report,
                                     n_orders=n_orders, producers=producers, concurrency=4, n_faults=cuts,
-                                    fault=fault, account=account, ttl_range=(2.0, 8.0))
+                                    fault=fault, account=account, ttl_range=(2.0, 8.0), slow_broker=slow_broker)
         # probes refused while down are not at the broker; an acked probe is there with its order id
         by_coid = {row["order_remark"]: row for row in __import__("executor.sim.control", fromlist=["x"])
                    .SimControl(tmp_path / f"run{i}" / "sim").orders(account)}
@@ -95,7 +99,10 @@ async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders,
         report.emit()
         total.merge(report)
     total.emit(record_property)
-    total.assert_clean("not_refused_while_down", "duplicate_at_broker", "placed_after_deadline",
+    total.assert_no_duplicate_or_late()
+    if slow_broker:
+        total.assert_clean("status_moved_backwards")
+    total.assert_clean("order_never_answered", "not_refused_while_down", "duplicate_at_broker", "placed_after_deadline",
                        "entry_without_reply", "extra_replies", "reply_without_entry", "replies_disagree",
                        "ack_not_at_broker", "refused_but_placed", "rejected_but_live", "outcome_wrong",
                        "outcome_unresolved", "placed_never_answered", "pending_left", "calls_not_ended",
@@ -115,3 +122,10 @@ async def test_broker_disconnect_many(tmp_path, redis_server, seed, record_prope
     await _run(tmp_path, redis_server, seed, record_property, runs=iterations(1, 3, True),
                n_orders=env_int("XTQ_FAULT_ORDERS", 1000), cuts=env_int("XTQ_FAULT_CUTS", 3),
                producers=env_int("XTQ_FAULT_PRODUCERS", 6))
+
+
+@pytest.mark.slow
+async def test_broker_disconnect_slow_broker_many(tmp_path, redis_server, seed, record_property):
+    await _run(tmp_path, redis_server, seed, record_property, runs=iterations(1, 3, True),
+               n_orders=env_int("XTQ_FAULT_ORDERS", 1000), cuts=env_int("XTQ_FAULT_CUTS", 3),
+               producers=env_int("XTQ_FAULT_PRODUCERS", 6), slow_broker=True, title="broker-disconnect-slow-broker")

@@ -108,7 +108,7 @@ async def _run(tmp_path, redis_server, seed, record_property, *, shared_state, c
         total.merge(report)
     total.emit(record_property)
     total.assert_clean(*CHECKS)
-    assert total.counts.get("duplicates", 0) == 0 and total.counts.get("late", 0) == 0
+    total.assert_no_duplicate_or_late()
     assert total.counts.get("old_leader_stepped_down_rc3", 0) == total.counts.get("leader_paused", 0) >= 1, \
         total.line()
 

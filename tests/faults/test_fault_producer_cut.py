@@ -43,7 +43,7 @@ async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders,
         total.merge(report)
     total.emit(record_property)
     total.assert_clean(*CHECKS)
-    assert total.counts.get("duplicates", 0) == 0 and total.counts.get("late", 0) == 0
+    total.assert_no_duplicate_or_late()
     assert total.counts.get("connections_cut_after_xadd", 0) >= 1, total.line()
     assert total.counts.get("resent_entries", 0) >= 1, total.line()
 

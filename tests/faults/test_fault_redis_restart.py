@@ -54,7 +54,7 @@ async def _run(tmp_path, server, seed, record_property, *, aof: bool, runs, n_or
         total.merge(report)
     total.emit(record_property)
     total.assert_clean(*CORE, *(("reply_without_entry", "placed_never_answered") if aof else ()))
-    assert total.counts.get("duplicates", 0) == 0 and total.counts.get("late", 0) == 0
+    total.assert_no_duplicate_or_late()
     assert total.counts.get("faults", 0) >= 1
 
 
