@@ -1230,7 +1230,8 @@ class Executor:
         except Exception:
             log.exception("tracking a broker event failed", event=event.TYPE)
             keep, coid, order_id = True, "", getattr(event, "order_id", None)
-        self._safety_event(event, coid)
+        # A dropped order push (duplicate or stale) must not move the risk gate's open orders backwards either.
+        self._safety_event(event, coid, risk=keep or not isinstance(event, c.OrderUpdated))
         if keep:
             self.publisher.publish(event, client_order_id=coid, order_id=order_id)
 
@@ -1243,8 +1244,15 @@ class Executor:
             if order.client_order_id:
                 self._coid_by_order_id.put(oid, order.client_order_id)
                 self._broker_by_coid.put(order.client_order_id, order)
-            if self._last_report.get(oid) == order:
+            last = self._last_report.get(oid)
+            if last == order:
                 log.info("duplicate order push dropped", order_id=oid, status=order.status.value)
+                return False, coid, oid, ev
+            if last is not None and not _ahead(order, last):
+                # MiniQMT may push an older state after a newer one (a partial fill after "filled"): a published
+                # status never moves backwards, so the stale push is not published (field-lessons.md).
+                log.info("stale order push dropped", order_id=oid, status=order.status.value,
+                         last_status=last.status.value)
                 return False, coid, oid, ev
             self._last_report.put(oid, order)
             self._first_status_seen(oid, order)
@@ -1598,8 +1606,10 @@ class Executor:
         except Exception:
             log.exception("risk: tracking an order outcome failed", coid=p.coid)
 
-    def _safety_event(self, event: c.Event, coid: str = "") -> None:
+    def _safety_event(self, event: c.Event, coid: str = "", *, risk: bool = True) -> None:
         self.audit.broker(event, coid)
+        if not risk:
+            return
         try:
             self.risk.on_event(event)
         except Exception:
@@ -1674,7 +1684,10 @@ _STATUS_RANK = {
 
 
 def _ahead(report: c.OrderReport, last: c.OrderReport) -> bool:
-    """True if ``report`` is a later state of the order than ``last`` (more filled, or further along)."""
+    """True if ``report`` is a later state of the order than ``last`` (more filled, or further along). A final
+    status is never followed by a non-final one."""
+    if last.status.is_final and not report.status.is_final:
+        return False
     if report.traded_volume != last.traded_volume:
         return report.traded_volume > last.traded_volume
     return _STATUS_RANK.get(report.status, 0) > _STATUS_RANK.get(last.status, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import redis.asyncio as aioredis
-from fakes import PUSH_FIRST, FakeBroker, order
+from fakes import PUSH_FIRST, FakeBroker, order, wait_event
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -121,3 +121,29 @@ async def test_executor_events_spooled_when_publisher_loses_redis(make_executor,
     events = await client.events()
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [e.data.status for e in events if e.type == "account_status"] == list(range(5))
+
+
+async def test_a_published_order_status_never_moves_backwards(make_executor, client, r, account):
+    """Issue #10 (found by the slow-broker fault run): MiniQMT may push an older state after a newer one (a partial
+    fill after "filled", "reported" after "part_succ"). The event stream shows each order's states only forward."""
+    broker = FakeBroker()
+    ex = make_executor(broker)
+    cmd = order("fwd")
+    await client.send(cmd)
+    await ex.run_until_idle()
+    (reply,) = await client.replies(1)
+    oid = reply.result.order_id
+    S = c.OrderStatus
+    broker.emit(c.OrderUpdated(order=broker.report(oid, cmd, S.PART_SUCC, 55, traded=50)))
+    broker.emit(c.OrderUpdated(order=broker.report(oid, cmd, S.SUCCEEDED, 56, traded=100)))
+    broker.emit(c.OrderUpdated(order=broker.report(oid, cmd, S.PART_SUCC, 55, traded=50)))  # stale
+    broker.emit(c.OrderUpdated(order=broker.report(oid, cmd, S.REPORTED, 50)))  # stale
+    broker.emit(c.AccountStatusChanged(status=0, status_name="end"))  # a marker published after them
+    await wait_event(r, account, lambda e: e.type == "account_status")
+    updates = [e.data.order for e in await client.events()
+               if e.type == "order_updated" and e.order_id == oid]
+    assert [(u.status, u.traded_volume) for u in updates][-2:] == [(S.PART_SUCC, 50), (S.SUCCEEDED, 100)]
+    volumes = [u.traded_volume for u in updates]
+    assert volumes == sorted(volumes)
+    assert updates[-1].status is S.SUCCEEDED
+    await ex.stop()
