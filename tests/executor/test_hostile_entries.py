@@ -15,12 +15,17 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import msgpack
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
-from executor.app import build_executor
 from executor import audit
+from executor import transport as transport_module
+from executor.app import build_executor
 from executor.audit import AuditTrail
+from executor.transport import (FINISH_SCRIPT, XADD_MANY_SCRIPT, CommandTransport, Finish, StreamAppender,
+                                TooManyValues)
 from executor.sim.control import SimControl
 from producer_lib import Client
 from producer_lib import contract as c
@@ -242,3 +247,75 @@ async def test_audit_rotation_refused_as_on_windows_loses_no_record(r, account, 
     # newest 4 files hold a contiguous tail ending with the last record
     assert numbers == list(range(numbers[0], 120))
     assert numbers[0] == 0 or len(list(tmp_path.glob("audit.log.*"))) == 3
+
+
+# --- the settlement mechanism itself ---------------------------------------------------------------------------------
+async def _pending_entries(r: aioredis.Redis, keys: c.Keys, n: int) -> tuple[CommandTransport, list[str]]:
+    transport = CommandTransport(r, keys, "settle-test")
+    await transport.ensure_group()
+    for i in range(n):
+        await r.xadd(keys.commands, {"id": f"cmd-{i}"})
+    entries, _ = await transport.read_new(n, None)
+    return transport, [e.stream_id for e in entries]
+
+
+def _answer(keys: c.Keys, sid: str, command_id: str) -> Finish:
+    return Finish(stream_id=sid, reply_to=keys.replies("t.settle"),
+                  reply=c.encode_reply(account=keys.account, command_id=command_id, command_type="ping",
+                                       result=c.PingResult(executor_id="x", version="0", broker="sim",
+                                                           broker_connected=True, redis_ok=True, uptime_s=0,
+                                                           last_event_seq=0, commands_done=0)))
+
+
+async def test_the_settlement_script_refuses_a_table_too_wide_before_writing_anything(r, account):
+    """A script that stops midway keeps what it wrote (Redis rolls nothing back): the table is checked first."""
+    keys = c.Keys(account)
+    transport, (first, second) = await _pending_entries(r, keys, 2)
+    wide = [x for i in range(5_000) for x in (f"f{i}", "v")]
+    items = msgpack.packb([[first, 0, [], ["src_id", first]], [second, 0, [], wide]], use_bin_type=False)
+    script = r.register_script(FINISH_SCRIPT)
+    with pytest.raises(redis.exceptions.ResponseError, match="BADITEM"):
+        await script(keys=[keys.lease, keys.commands, keys.dead_letter],
+                     args=["", c.COMMAND_GROUP, 100, 60, 100, items, 0])
+    assert (await r.xpending(keys.commands, c.COMMAND_GROUP))["pending"] == 2  # not even the first one acked
+    assert await r.xlen(keys.dead_letter) == 0
+
+
+async def test_one_item_the_script_refuses_leaves_the_others_of_its_batch_settled(r, account, monkeypatch):
+    keys = c.Keys(account)
+    transport, (first, bad, last) = await _pending_entries(r, keys, 3)
+    wide = {f"f{i}": "v" for i in range(5_000)}
+    # An item too wide to pack is settled by a dead letter saying so; the others are answered.
+    errors = await transport.finish([_answer(keys, first, "one"), Finish(stream_id=bad, dead=wide),
+                                     _answer(keys, last, "three")])
+    assert [type(e).__name__ for e in errors] == ["TooManyValues"]
+    replies = [c.decode_reply(sid, f).command_id for sid, f in await r.xrange(keys.replies("t.settle"))]
+    assert replies == ["one", "three"]
+    dead = [{k.decode(): v.decode() for k, v in f.items()} for _, f in await r.xrange(keys.dead_letter)]
+    assert [(d["src_id"], d["reason"]) for d in dead] == [(bad, "unsettleable")]
+    assert (await r.xpending(keys.commands, c.COMMAND_GROUP))["pending"] == 0
+
+    # An item the script itself refuses (here: the Python-side bound switched off) costs only itself: the batch is
+    # settled item by item and the refused one stays pending, nothing written for it.
+    transport, (first, bad, last) = await _pending_entries(r, keys, 3)
+    monkeypatch.setattr(transport_module, "_flat", lambda fields: [x for kv in fields.items() for x in kv])
+    errors = await transport.finish([_answer(keys, first, "four"), Finish(stream_id=bad, dead=wide),
+                                     _answer(keys, last, "five")])
+    assert len(errors) == 1 and "BADITEM" in str(errors[0])
+    replies = [c.decode_reply(sid, f).command_id for sid, f in await r.xrange(keys.replies("t.settle"))]
+    assert replies == ["one", "three", "four", "five"]
+    pending = await r.xpending_range(keys.commands, c.COMMAND_GROUP, "-", "+", 10)
+    assert [p["message_id"].decode() for p in pending] == [bad]
+    assert await r.xlen(keys.dead_letter) == 1
+
+
+async def test_appending_an_entry_too_wide_writes_nothing_of_its_batch(r, account):
+    keys = c.Keys(account)
+    appender = StreamAppender(r, keys.audit, 1_000)
+    with pytest.raises(TooManyValues):
+        await appender.add([{"a": "1"}, {f"f{i}": "v" for i in range(5_000)}])
+    script = r.register_script(XADD_MANY_SCRIPT)
+    wide = [x for i in range(5_000) for x in (f"f{i}", "v")]
+    with pytest.raises(redis.exceptions.ResponseError, match="BADITEM"):
+        await script(keys=[keys.audit], args=[1_000, msgpack.packb([["a", "1"], wide], use_bin_type=False)])
+    assert await r.xlen(keys.audit) == 0
