@@ -319,3 +319,16 @@ async def test_appending_an_entry_too_wide_writes_nothing_of_its_batch(r, accoun
     with pytest.raises(redis.exceptions.ResponseError, match="BADITEM"):
         await script(keys=[keys.audit], args=[1_000, msgpack.packb([["a", "1"], wide], use_bin_type=False)])
     assert await r.xlen(keys.audit) == 0
+
+
+def test_a_rotation_cut_short_by_a_crash_is_finished_at_the_next_start(tmp_path):
+    """Between moving the current file aside and placing it as backup 1 the process may die: the next start places
+    it, so its records stay in the trail's files."""
+    path = tmp_path / "audit.log"
+    (tmp_path / "audit.log.1").write_text('{"n":1}\n')
+    (tmp_path / "audit.log.rotating").write_text('{"n":2}\n')
+    handler = audit.AuditFileHandler(path, 4_096, 3)
+    handler.close()
+    assert (tmp_path / "audit.log.2").read_text() == '{"n":1}\n'
+    assert (tmp_path / "audit.log.1").read_text() == '{"n":2}\n'
+    assert not (tmp_path / "audit.log.rotating").exists()
