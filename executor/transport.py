@@ -285,26 +285,30 @@ class CommandTransport:
         errors: list[BaseException] = []
         reply_keys: list[str] = []
         index: dict[str, int] = {}
-        packed_items: list[bytes] = []
+        packed_items: list[list[Any]] = []
         for item in items:
             key_index = 0
-            reply: list[Any] = []
             if item.reply is not None and item.reply_to:
                 key_index = index.get(item.reply_to, 0)
                 if not key_index:
                     reply_keys.append(item.reply_to)
                     key_index = index[item.reply_to] = len(reply_keys) + 3  # KEYS[1..3]: lease, commands, dead
             try:
-                if key_index:
-                    reply = _flat(item.reply)  # type: ignore[arg-type]
-                dead = _flat(item.dead) if item.dead is not None else []
-                packed = _pack([item.stream_id, key_index, reply, dead])
-            except Exception as exc:  # the reply/dead letter built for this entry cannot go through the script
+                reply = _flat(item.reply) if key_index else []  # type: ignore[arg-type]
+                packed_items.append([item.stream_id, key_index, reply, _flat(item.dead) if item.dead else []])
+            except TooManyValues as exc:
                 errors.append(exc)
-                packed = _pack([item.stream_id, 0, [], _flat(_unsettleable(item.stream_id, exc))])
-            packed_items.append(packed)
-        # One msgpack array of the items packed one by one (Redis's Lua cmsgpack reads the raw type, not bin).
-        array = msgpack.Packer(use_bin_type=False).pack_array_header(len(packed_items)) + b"".join(packed_items)
+                packed_items.append(self._degraded(item, key_index, exc))
+        try:
+            array = _pack(packed_items)
+        except Exception:  # a value msgpack cannot take: find the item(s), so the others still go
+            array = msgpack.Packer(use_bin_type=False).pack_array_header(len(packed_items))
+            for item, values in zip(items, packed_items):
+                try:
+                    array += _pack(values)
+                except Exception as exc:
+                    errors.append(exc)
+                    array += _pack(self._degraded(item, values[1], exc))
         args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
                            c.DEAD_LETTER_MAXLEN, array, lease_ms]
         try:
@@ -317,15 +321,26 @@ class CommandTransport:
                 raise
             # The script wrote nothing (it fails only before its first write): settle each item on its own, so
             # the one it refused cannot leave the others unanswered.
+            errors = []
             for item in items:
                 try:
                     errors += await self.finish([item], lease_value, lease_ms)
-                except rex.ResponseError as one:
-                    if str(one).startswith("FENCED"):
-                        raise Fenced(str(one)) from None
+                except rex.ResponseError as one:  # (Fenced is not one: it goes up)
                     errors.append(one)
             return errors
         return errors + [rex.ResponseError(_s(e)) for e in written or []]
+
+    @staticmethod
+    def _degraded(item: Finish, key_index: int, exc: BaseException) -> list[Any]:
+        """An item whose reply or dead letter cannot go through the script: its reply alone if that can go (the
+        caller is still answered), and a dead letter saying why instead of its own."""
+        dead = _flat(_unsettleable(item.stream_id, exc))
+        try:
+            reply = _flat(item.reply) if key_index else []  # type: ignore[arg-type]
+            _pack(reply)
+            return [item.stream_id, key_index, reply, dead]
+        except Exception:
+            return [item.stream_id, 0, [], dead]
 
     # --- clock and health -----------------------------------------------------------------------------------
     async def sync_clock(self) -> ServerClock:

@@ -672,13 +672,12 @@ class NestingTooDeep(ValueError):
 
 
 def unpack_body(data: bytes) -> Any:
-    """A command body (written by a producer: untrusted) unpacked within the contract's bounds. msgpack's own limits
-    cap sizes and its C unpacker's nesting (1,024, StackError); the depth walk below is iterative, so no input reaches
-    a recursion limit here, and whatever this returns is at most ``MAX_BODY_NESTING`` deep."""
+    """A command body (written by a producer: untrusted) unpacked within the contract's bounds. msgpack bounds every
+    length by the data's own (at most ``MAX_ENTRY_BYTES`` here: decode_envelope, bounded_fields) and its C unpacker's
+    nesting (1,024: StackError); the depth walk below is iterative, so no input reaches a recursion limit here, and
+    whatever this returns is at most ``MAX_BODY_NESTING`` deep."""
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_str_len=MAX_ENTRY_BYTES,
-                              max_bin_len=MAX_ENTRY_BYTES, max_ext_len=MAX_ENTRY_BYTES,
-                              max_array_len=MAX_ENTRY_BYTES, max_map_len=MAX_ENTRY_BYTES)
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (msgpack.StackError, RecursionError):
         raise NestingTooDeep(f"nested deeper than {MAX_BODY_NESTING} levels") from None
     stack = [(obj, 1)] if isinstance(obj, (dict, list)) else []
@@ -695,7 +694,10 @@ def unpack_body(data: bytes) -> Any:
 
 def entry_size(fields: dict) -> tuple[int, int]:
     """(fields, bytes of names and values added up) of a stream entry."""
-    return len(fields), sum(_size(k) + _size(v) for k, v in fields.items())
+    try:  # bytes/str names and values (what Redis returns): counted in C
+        return len(fields), sum(map(len, fields)) + sum(map(len, fields.values()))
+    except TypeError:
+        return len(fields), sum(_size(k) + _size(v) for k, v in fields.items())
 
 
 def _size(value: Any) -> int:

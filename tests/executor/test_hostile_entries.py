@@ -286,11 +286,12 @@ async def test_one_item_the_script_refuses_leaves_the_others_of_its_batch_settle
     transport, (first, bad, last) = await _pending_entries(r, keys, 3)
     wide = {f"f{i}": "v" for i in range(5_000)}
     # An item too wide to pack is settled by a dead letter saying so; the others are answered.
-    errors = await transport.finish([_answer(keys, first, "one"), Finish(stream_id=bad, dead=wide),
-                                     _answer(keys, last, "three")])
+    refused = _answer(keys, bad, "two")
+    refused.dead = wide
+    errors = await transport.finish([_answer(keys, first, "one"), refused, _answer(keys, last, "three")])
     assert [type(e).__name__ for e in errors] == ["TooManyValues"]
     replies = [c.decode_reply(sid, f).command_id for sid, f in await r.xrange(keys.replies("t.settle"))]
-    assert replies == ["one", "three"]
+    assert replies == ["one", "two", "three"]  # its caller is still answered
     dead = [{k.decode(): v.decode() for k, v in f.items()} for _, f in await r.xrange(keys.dead_letter)]
     assert [(d["src_id"], d["reason"]) for d in dead] == [(bad, "unsettleable")]
     assert (await r.xpending(keys.commands, c.COMMAND_GROUP))["pending"] == 0
@@ -303,7 +304,7 @@ async def test_one_item_the_script_refuses_leaves_the_others_of_its_batch_settle
                                      _answer(keys, last, "five")])
     assert len(errors) == 1 and "BADITEM" in str(errors[0])
     replies = [c.decode_reply(sid, f).command_id for sid, f in await r.xrange(keys.replies("t.settle"))]
-    assert replies == ["one", "three", "four", "five"]
+    assert replies == ["one", "two", "three", "four", "five"]
     pending = await r.xpending_range(keys.commands, c.COMMAND_GROUP, "-", "+", 10)
     assert [p["message_id"].decode() for p in pending] == [bad]
     assert await r.xlen(keys.dead_letter) == 1
