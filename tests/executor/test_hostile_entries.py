@@ -54,9 +54,12 @@ async def _stop(ex, task) -> None:
 
 
 async def _queued(r: aioredis.Redis, key: str, n: int) -> None:
-    """Until the command stream holds ``n`` entries (the clients' XADDs are done)."""
-    while await r.xlen(key) < n:
+    """Until the command stream holds ``n`` entries (the clients' XADDs are done; bounded: never hangs a run)."""
+    for _ in range(3_000):
+        if await r.xlen(key) >= n:
+            return
         await asyncio.sleep(0.01)
+    raise AssertionError(f"the command stream never held {n} entries")
 
 
 def _hostile_fields(account: str, reply_to: str, command_id: str, **extra) -> dict:
@@ -223,7 +226,9 @@ async def test_audit_rotation_refused_as_on_windows_loses_no_record(r, account, 
         for i in range(start, start + n):  # one flush (one file write, one size check) per record
             before = trail.written
             trail.record("halt", {"n": i, "pad": "x" * 200})
-            while trail.written == before:
+            for _ in range(10_000):  # until flushed (bounded: never hangs a run)
+                if trail.written > before:
+                    break
                 await asyncio.sleep(0.001)
         last = f'"n":{start + n - 1},'  # the record that triggers a rotation is written after it: current file
         for _ in range(1_000):  # until the file thread has written it (bounded: it fails on a lost record)
