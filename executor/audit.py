@@ -5,8 +5,9 @@ Two copies, written off the hot path by one background task (the engine only app
 * the stream ``xtq:{ACCOUNT}:audit`` (``MAXLEN ~ audit_stream_maxlen``, default 2 000 000): plain-text fields
   ``ts_ms kind account executor id coid data`` (``data`` is JSON), so ``redis-cli XREVRANGE xtq:{A}:audit + - COUNT
   20`` reads as is;
-* the file ``state_dir/audit-ACCOUNT.log``: one JSON object per line, rotated by size
-  (``logging.handlers.RotatingFileHandler``: ``audit_file_max_mb`` per file, ``audit_file_backups`` old files).
+* the file ``state_dir/audit-ACCOUNT.log``: one JSON object per line, rotated by size (``AuditFileHandler``:
+  ``audit_file_max_mb`` per file, ``audit_file_backups`` old files; a rotation that fails, as on Windows while
+  another process holds the file open, keeps writing to the current file and is retried later).
 
 Kinds: ``command`` (the entry as received: routing fields and decoded body), ``decision`` (orders only: accepted /
 refused / duplicate, with the error code and the risk rule), ``reply`` (what the command's sender was told),
@@ -27,6 +28,7 @@ import asyncio
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import re
 from pathlib import Path
@@ -57,14 +59,22 @@ _REDIS_BACKLOG = 100_000
 _STREAM_BATCH = 2_000  # entries per script call
 
 
-def mask(value: Any, name: str = "") -> Any:
-    """``value`` with secrets replaced (recursively through dicts and lists)."""
+# Deeper than this, a value is written as a marker: masking (and the JSON dump after it) recurse once per level, so
+# no payload can bring them near Python's recursion limit. What the executor records is a few levels deep; command
+# bodies are refused past contract.MAX_BODY_NESTING before they get here.
+MASK_MAX_DEPTH = 32
+
+
+def mask(value: Any, name: str = "", _depth: int = 0) -> Any:
+    """``value`` with secrets replaced (recursively through dicts and lists, ``MASK_MAX_DEPTH`` levels at most)."""
     if name and _SECRET_NAME.search(name):
         return MASK
+    if isinstance(value, (dict, list, tuple)) and _depth >= MASK_MAX_DEPTH:
+        return f"<nested deeper than {MASK_MAX_DEPTH} levels, not recorded>"
     if isinstance(value, dict):
-        return {str(k): mask(v, str(k)) for k, v in value.items()}
+        return {str(k): mask(v, str(k), _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [mask(v) for v in value]
+        return [mask(v, "", _depth + 1) for v in value]
     if isinstance(value, str) and "://" in value and "@" in value:
         return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", value)
     return value
@@ -82,18 +92,87 @@ def _json_value(value: Any, fast: bool) -> Any:
 
 
 def entry_fields(fields: dict) -> dict[str, Any]:
-    """A command entry's fields as JSON-able values: text fields decoded, the msgpack body unpacked."""
+    """A command entry's fields as JSON-able values: text fields decoded, the msgpack body unpacked; an entry beyond
+    the contract's bounds is recorded cut to them (contract.bounded_fields), with its real size."""
+    bounded, cut = c.bounded_fields(fields)
     out: dict[str, Any] = {}
-    for k, v in fields.items():
+    for k, v in bounded.items():
         name = _text(k)
         if name == c.F_BODY:
             try:
-                out[name] = c.unpack(v)
+                out[name] = c.unpack_body(v)
+            except c.NestingTooDeep as exc:
+                out[name] = f"<{len(v)} bytes, refused: {exc}>"
             except Exception:
                 out[name] = f"<{len(v)} bytes, not msgpack>"
         else:
             out[name] = _text(v)
+    if cut:
+        count, size = c.entry_size(fields)
+        out["<cut>"] = f"entry of {count} fields and {size} bytes; recorded cut to the contract's bounds"
     return out
+
+
+class AuditFileHandler(logging.handlers.RotatingFileHandler):
+    """``RotatingFileHandler`` whose rotation never costs a record. On Windows a file another process holds open
+    without FILE_SHARE_DELETE (an editor, ``Get-Content -Wait``, a log shipper) cannot be renamed: the stock handler
+    then loses the record, and the next one, and every one after (each retries the rename and fails again). Here a
+    failed rotation leaves every file where it was, the records go on into the current file, and the rotation is
+    tried again after another ``retry_bytes`` were written."""
+
+    def __init__(self, filename: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self.retry_bytes = max(max_bytes // 16, 1)
+        self._retry_at = 0  # file size before which a failed rotation is not tried again
+        self.failed_rotations = 0
+        moving = Path(self.baseFilename + ".rotating")
+        if moving.exists():  # a rotation interrupted by a crash: finish it
+            try:
+                self._shift_and_place(moving)
+            except OSError as exc:
+                log.warning("audit: could not finish an interrupted rotation", file=str(moving), error=repr(exc))
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if not super().shouldRollover(record):
+            return False
+        return self.stream is None or self.stream.tell() >= self._retry_at
+
+    def doRollover(self) -> None:
+        if self.stream:
+            self.stream.close()
+            self.stream = None  # type: ignore[assignment]
+        try:
+            if self.backupCount > 0:
+                self._rotate()
+            self._retry_at = 0
+        except OSError as exc:
+            self.failed_rotations += 1
+            log.warning("audit: file rotation failed (held open by another process?); writing on to the current "
+                        "file, rotation retried later", file=self.baseFilename, error=repr(exc))
+            self.stream = self._open()
+            self._retry_at = self.stream.tell() + self.retry_bytes
+            return
+        self.stream = self._open()
+
+    def _rotate(self) -> None:
+        base = Path(self.baseFilename)
+        moving = base.with_name(base.name + ".rotating")
+        # The current file moves first: when a reader holds it this fails before any backup has moved, so a failed
+        # rotation leaves every file as it was (shifting backups first would drop the oldest at each retry).
+        os.replace(base, moving)
+        try:
+            self._shift_and_place(moving)
+        except OSError:
+            os.replace(moving, base)  # a held backup: the current file goes back, records keep going to it
+            raise
+
+    def _shift_and_place(self, moving: Path) -> None:
+        base = self.baseFilename
+        for i in range(self.backupCount - 1, 0, -1):
+            source = Path(f"{base}.{i}")
+            if source.exists():
+                os.replace(source, f"{base}.{i + 1}")
+        os.replace(moving, f"{base}.1")
 
 
 class AuditTrail:
@@ -148,8 +227,7 @@ class AuditTrail:
             return
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=self.file_max_bytes,
-                                                           backupCount=self.file_backups, encoding="utf-8")
+            handler = AuditFileHandler(self.path, self.file_max_bytes, self.file_backups)
             handler.setFormatter(logging.Formatter("%(message)s"))
             self._handler = handler
             # The file is written by the listener's own thread: the event loop only enqueues records.
@@ -197,7 +275,10 @@ class AuditTrail:
         if batch:
             docs, lines = [], []
             for item in batch:
-                doc, line = self._line(item)
+                try:
+                    doc, line = self._line(item)
+                except Exception as exc:  # one record never costs the others theirs
+                    doc, line = self._unauditable(item, exc)
                 docs.append(doc)
                 lines.append(line)
             if self._listener is not None:
@@ -242,6 +323,27 @@ class AuditTrail:
             return doc, line
         doc = mask(self._doc(item, fast=False))
         return doc, json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
+
+    def _unauditable(self, item: tuple[int, str, str, str, Any], exc: Exception) -> tuple[dict[str, Any], str]:
+        """The record written in place of one that could not be serialized: what it was and where it came from."""
+        ts_ms, kind, command_id, coid, payload = item
+        try:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        except Exception:
+            error = type(exc).__name__
+        doc: dict[str, Any] = {"ts_ms": ts_ms, "kind": "unauditable", "account": self.keys.account,
+                               "executor": self.executor_id, "of_kind": kind, "error": error}
+        tag = payload[0] if isinstance(payload, tuple) and payload else None
+        stream_id = payload[1] if tag == "fields" else payload[2] if tag == "reply" else None
+        if isinstance(stream_id, str):
+            doc["stream_id"] = stream_id
+        if command_id:
+            doc["id"] = command_id
+        if coid:
+            doc["coid"] = coid
+        log.warning("audit: record not serializable; recorded as unauditable", kind=kind,
+                    stream_id=doc.get("stream_id", ""), error=doc["error"])
+        return doc, json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=repr)
 
     def _doc(self, item: tuple[int, str, str, str, Any], *, fast: bool) -> dict[str, Any]:
         ts_ms, kind, command_id, coid, payload = item

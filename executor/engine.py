@@ -1161,7 +1161,10 @@ class Executor:
             "deliveries": str(entry.deliveries),
             "ts_ms": str(c.now_ms()),
         }
-        for name, value in entry.fields.items():
+        fields, cut = c.bounded_fields(entry.fields)  # a hostile entry's copy is bounded (docs/protocol.md §2.4)
+        if cut:
+            dead["orig_fields"], dead["orig_bytes"] = (str(n) for n in c.entry_size(entry.fields))
+        for name, value in fields.items():
             key = b"orig." + name if isinstance(name, bytes) else "orig." + str(name)
             dead[key] = value
         return dead

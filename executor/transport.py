@@ -71,6 +71,18 @@ class Fenced(Exception):
     """This executor no longer holds the account's lease: it must not write, ack or trade any more."""
 
 
+# Lua 5.1's unpack() -- and so every redis.call spread from a table -- fails past about 8,000 values and stops the
+# script where it is: Redis keeps what the script had written and rolls nothing back. So no script here unpacks a
+# table larger than SCRIPT_MAX_VALUES (the Python side never sends one, and each script checks every table before
+# its first write), and every write after the first is a pcall: a script either fails before writing anything or
+# runs to its end. One item can therefore never leave a batch half-written.
+SCRIPT_MAX_VALUES = 1024  # field/value strings of one XADD (an entry's fields are bounded far below: contract.py)
+
+
+class TooManyValues(ValueError):
+    """An entry with more field/value strings than a script may unpack (SCRIPT_MAX_VALUES)."""
+
+
 # KEYS: 1 lease, 2 command stream, 3 dead-letter stream, 4.. reply streams.
 # ARGV: lease value ("" = no lease), group, reply maxlen, reply ttl s, dead maxlen, items, lease ms; items is ONE
 #   msgpack array (unpacked by Redis's Lua cmsgpack: two arguments to pack instead of a dozen per command) of
@@ -78,7 +90,8 @@ class Fenced(Exception):
 # Each entry is XACKed FIRST and its reply / dead letter written only if that ack took (XACK = 1): if Redis ran the
 # script but its answer was lost, the executor's retry finds the entries already acked and writes nothing twice.
 # XACK 0 for an entry that no longer exists (Redis lost it: restart without persistence) still writes the reply,
-# since nobody else can have answered it. Reply writes use pcall so one bad reply key cannot stop the batch.
+# since nobody else can have answered it. Writes use pcall (see SCRIPT_MAX_VALUES): one bad key cannot stop the
+# batch; their errors are returned.
 FINISH_SCRIPT = """
 if ARGV[1] ~= '' then
   local held = redis.call('GET', KEYS[1])
@@ -90,39 +103,54 @@ if ARGV[1] ~= '' then
     return redis.error_reply('FENCED this executor no longer holds the lease of ' .. KEYS[1])
   end
 end
+local items = cmsgpack.unpack(ARGV[6])
+for i, item in ipairs(items) do
+  local reply, dead = item[3], item[4]
+  if type(reply) ~= 'table' or type(dead) ~= 'table' or #reply > MAX_VALUES or #dead > MAX_VALUES then
+    return redis.error_reply('BADITEM item ' .. i .. ' is not settleable; nothing was written')
+  end
+end
 local errors = {}
-for _, item in ipairs(cmsgpack.unpack(ARGV[6])) do
+for _, item in ipairs(items) do
   local sid, key_index, reply, dead = item[1], item[2], item[3], item[4]
   local acked = redis.pcall('XACK', KEYS[2], ARGV[2], sid)
   local fresh = acked == 1
   if not fresh then  -- already acked (a retried batch), or the entry is gone with Redis's data
-    fresh = #redis.call('XRANGE', KEYS[2], sid, sid) == 0
+    local found = redis.pcall('XRANGE', KEYS[2], sid, sid)
+    fresh = type(found) == 'table' and not found.err and #found == 0
   end
   if fresh then
     if key_index > 0 then
       local ok = redis.pcall('XADD', KEYS[key_index], 'MAXLEN', '~', ARGV[3], '*', unpack(reply))
       if type(ok) == 'table' and ok.err then errors[#errors + 1] = ok.err
-      else redis.call('EXPIRE', KEYS[key_index], ARGV[4]) end
+      else redis.pcall('EXPIRE', KEYS[key_index], ARGV[4]) end
     end
     if #dead > 0 then
-      redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(dead))
+      local ok = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(dead))
+      if type(ok) == 'table' and ok.err then errors[#errors + 1] = ok.err end
     end
   end
 end
 return errors
-"""
+""".replace("MAX_VALUES", str(SCRIPT_MAX_VALUES))
 
 
 # KEYS: 1 the stream. ARGV: 1 MAXLEN (approximate), 2 a msgpack array of entries, each a flat array of field/value
 # strings. Many entries in one command with two arguments: one reply to parse instead of one per XADD, almost
-# nothing to pack on our side, and the batch lands atomically, in order.
+# nothing to pack on our side, and the batch lands atomically, in order: every entry is checked before the first
+# XADD (see SCRIPT_MAX_VALUES), so the script adds all of them or none.
 XADD_MANY_SCRIPT = """
 local entries = cmsgpack.unpack(ARGV[2])
+for i, fields in ipairs(entries) do
+  if type(fields) ~= 'table' or #fields == 0 or #fields > MAX_VALUES then
+    return redis.error_reply('BADITEM entry ' .. i .. ' cannot be added; nothing was written')
+  end
+end
 for _, fields in ipairs(entries) do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
 end
 return #entries
-"""
+""".replace("MAX_VALUES", str(SCRIPT_MAX_VALUES))
 
 
 class StreamAppender:
@@ -135,13 +163,14 @@ class StreamAppender:
 
     async def add(self, entries: list[dict[Any, Any]], client: aioredis.Redis | None = None) -> None:
         """``client``: another connection than the one registered (the script is loaded there if needed)."""
-        packed = msgpack.packb([_flat(fields) for fields in entries],
-                               use_bin_type=False)  # Redis's Lua cmsgpack reads the raw type, not bin
+        packed = _pack([_flat(fields) for fields in entries])
         await self._script(keys=[self.key], args=[self.maxlen, packed], client=client)
 
 
 def _flat(fields: dict[Any, Any]) -> list[Any]:
-    """An entry's fields as the flat field/value list XADD takes."""
+    """An entry's fields as the flat field/value list XADD takes; TooManyValues past what a script may unpack."""
+    if 2 * len(fields) > SCRIPT_MAX_VALUES:
+        raise TooManyValues(f"an entry of {len(fields)} fields; a script takes at most {SCRIPT_MAX_VALUES // 2}")
     return [x for kv in fields.items() for x in kv]
 
 
@@ -249,31 +278,69 @@ class CommandTransport:
         executor still holds the account's lease and writes nothing otherwise (raises ``Fenced``): a leader that
         was paused past its lease cannot answer or acknowledge commands its successor now owns.
         Returns per-command errors (e.g. WRONGTYPE on a reply key) without raising them; a connection error
-        raises (nothing is known to be written: the caller retries)."""
+        raises (nothing is known to be written: the caller retries).
+        One item never holds up the others: an item that cannot be packed is settled with a dead letter that says
+        so, and a batch the script refuses (it then writes nothing, see SCRIPT_MAX_VALUES) is settled item by
+        item; only an item refused on its own is left pending (raised when it is alone)."""
+        errors: list[BaseException] = []
         reply_keys: list[str] = []
         index: dict[str, int] = {}
         packed_items: list[list[Any]] = []
         for item in items:
             key_index = 0
-            reply: list[Any] = []
             if item.reply is not None and item.reply_to:
                 key_index = index.get(item.reply_to, 0)
                 if not key_index:
                     reply_keys.append(item.reply_to)
                     key_index = index[item.reply_to] = len(reply_keys) + 3  # KEYS[1..3]: lease, commands, dead
-                reply = _flat(item.reply)
-            dead = _flat(item.dead) if item.dead is not None else []
-            packed_items.append([item.stream_id, key_index, reply, dead])
-        args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
-                           c.DEAD_LETTER_MAXLEN, msgpack.packb(packed_items, use_bin_type=False), lease_ms]
+            try:
+                reply = _flat(item.reply) if key_index else []  # type: ignore[arg-type]
+                packed_items.append([item.stream_id, key_index, reply, _flat(item.dead) if item.dead else []])
+            except TooManyValues as exc:
+                errors.append(exc)
+                packed_items.append(self._degraded(item, key_index, exc))
         try:
-            errors = await self._finish_script(keys=[self.keys.lease, self.keys.commands, self.keys.dead_letter,
-                                                     *reply_keys], args=args)
+            array = _pack(packed_items)
+        except Exception:  # a value msgpack cannot take: find the item(s), so the others still go
+            array = msgpack.Packer(use_bin_type=False).pack_array_header(len(packed_items))
+            for item, values in zip(items, packed_items):
+                try:
+                    array += _pack(values)
+                except Exception as exc:
+                    errors.append(exc)
+                    array += _pack(self._degraded(item, values[1], exc))
+        args: list[Any] = [lease_value or "", self.group, c.REPLY_STREAM_MAXLEN, c.REPLY_STREAM_TTL_S,
+                           c.DEAD_LETTER_MAXLEN, array, lease_ms]
+        try:
+            written = await self._finish_script(keys=[self.keys.lease, self.keys.commands, self.keys.dead_letter,
+                                                      *reply_keys], args=args)
         except rex.ResponseError as exc:
             if str(exc).startswith("FENCED"):
                 raise Fenced(str(exc)) from None
-            raise
-        return [rex.ResponseError(_s(e)) for e in errors or []]
+            if len(items) == 1:
+                raise
+            # The script wrote nothing (it fails only before its first write): settle each item on its own, so
+            # the one it refused cannot leave the others unanswered.
+            errors = []
+            for item in items:
+                try:
+                    errors += await self.finish([item], lease_value, lease_ms)
+                except rex.ResponseError as one:  # (Fenced is not one: it goes up)
+                    errors.append(one)
+            return errors
+        return errors + [rex.ResponseError(_s(e)) for e in written or []]
+
+    @staticmethod
+    def _degraded(item: Finish, key_index: int, exc: BaseException) -> list[Any]:
+        """An item whose reply or dead letter cannot go through the script: its reply alone if that can go (the
+        caller is still answered), and a dead letter saying why instead of its own."""
+        dead = _flat(_unsettleable(item.stream_id, exc))
+        try:
+            reply = _flat(item.reply) if key_index else []  # type: ignore[arg-type]
+            _pack(reply)
+            return [item.stream_id, key_index, reply, dead]
+        except Exception:
+            return [item.stream_id, 0, [], dead]
 
     # --- clock and health -----------------------------------------------------------------------------------
     async def sync_clock(self) -> ServerClock:
@@ -298,6 +365,16 @@ class CommandTransport:
             return json.loads(raw)
         except ValueError:
             return None
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=False)  # Redis's Lua cmsgpack reads the raw type, not bin
+
+
+def _unsettleable(stream_id: str, exc: BaseException) -> dict[str, Any]:
+    """The dead letter of an entry whose own reply or dead letter could not be written: enough to find it."""
+    message = f"{type(exc).__name__}: {exc}"[:300].encode("utf-8", "backslashreplace")
+    return {"src_id": stream_id, "reason": "unsettleable", "message": message, "replied": "0"}
 
 
 def _id_tuple(stream_id: bytes | str) -> tuple[int, int]:

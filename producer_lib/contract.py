@@ -55,6 +55,8 @@ F_ORDER_ID = "order_id"  # events: broker order id ("" if unknown)
 F_TS_MS = "ts_ms"  # replies / events: executor wall clock when written
 F_BODY = "body"  # msgpack payload
 F_SIG = "sig"  # reserved: HMAC signature of a signed command
+_ENVELOPE_NAMES = (F_VERSION, F_TYPE, F_ACCOUNT, F_ID, F_COID, F_REPLY_TO, F_TTL_MS, F_SENT_MS, F_STRATEGY, F_BODY,
+                   F_SIG)  # a command's fields
 
 CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the client order id travels there
 _COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
@@ -64,6 +66,14 @@ _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 # past blocked codes and boards), a dot, the exchange. The one definition: executor/risk.py, executor/sim/rules.py
 # and xtqueue/cli.py import it. Use CODE_RE.fullmatch ("$" alone also matches before a trailing newline).
 CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
+
+# Bounds of one command entry (docs/protocol.md §2.1). A command has at most 11 fields and a few hundred bytes; an
+# entry beyond these is refused at decode before anything walks it, and what the executor copies of it (dead letter,
+# audit) is cut to them: one hostile entry must not cost the executor a Lua script (Lua 5.1's unpack() stops near
+# 8,000 values), a recursion limit or megabytes of copies.
+MAX_ENTRY_FIELDS = 32  # fields (name/value pairs) of one command entry
+MAX_ENTRY_BYTES = 64 * 1024  # names and values of one command entry, added up
+MAX_BODY_NESTING = 16  # maps/arrays inside one another in a body (a command body is one flat map)
 
 DEFAULT_ORDER_TTL_MS = 10_000  # an order not reached within 10 s is refused as expired
 DEFAULT_COMMAND_TTL_MS = 30_000  # queries and cancels; cancels are executed even when late
@@ -698,6 +708,67 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=True)
 
 
+class NestingTooDeep(ValueError):
+    """msgpack data nested deeper than ``MAX_BODY_NESTING``: refused before anything walks it recursively."""
+
+
+def unpack_body(data: bytes) -> Any:
+    """A command body (written by a producer: untrusted) unpacked within the contract's bounds. msgpack bounds every
+    length by the data's own (at most ``MAX_ENTRY_BYTES`` here: decode_envelope, bounded_fields) and its C unpacker's
+    nesting (1,024: StackError); the depth walk below is iterative, so no input reaches a recursion limit here, and
+    whatever this returns is at most ``MAX_BODY_NESTING`` deep."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (msgpack.StackError, RecursionError):
+        raise NestingTooDeep(f"nested deeper than {MAX_BODY_NESTING} levels") from None
+    stack = [(obj, 1)] if isinstance(obj, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= MAX_BODY_NESTING:
+                    raise NestingTooDeep(f"nested deeper than {MAX_BODY_NESTING} levels")
+                stack.append((child, depth + 1))
+    return obj
+
+
+def entry_size(fields: dict) -> tuple[int, int]:
+    """(fields, bytes of names and values added up) of a stream entry."""
+    try:  # bytes/str names and values (what Redis returns): counted in C
+        return len(fields), sum(map(len, fields)) + sum(map(len, fields.values()))
+    except TypeError:
+        return len(fields), sum(_size(k) + _size(v) for k, v in fields.items())
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (bytes, str)) else len(str(value))
+
+
+def bounded_fields(fields: dict) -> tuple[dict, bool]:
+    """A copy of an entry's fields cut to ``MAX_ENTRY_FIELDS`` fields and ``MAX_ENTRY_BYTES`` bytes (the envelope's
+    own fields first, so a cut copy still says what it was), and whether anything was cut. An entry within the
+    bounds is copied as is."""
+    count, size = entry_size(fields)
+    if count <= MAX_ENTRY_FIELDS and size <= MAX_ENTRY_BYTES:
+        return dict(fields), False
+    known = {n for name in _ENVELOPE_NAMES for n in (name, name.encode())}
+    order = [k for k in fields if k in known] + [k for k in fields if k not in known]
+    out: dict = {}
+    budget = MAX_ENTRY_BYTES
+    for name in order[:MAX_ENTRY_FIELDS]:
+        value = fields[name]
+        key = name[:128] if isinstance(name, (bytes, str)) else name
+        room = budget - _size(key)
+        if room <= 0:
+            break
+        if isinstance(value, (bytes, str)):
+            value = value[:room]
+        out[key] = value
+        budget -= _size(key) + _size(value)
+    return out, True
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8")
@@ -761,6 +832,15 @@ class ContractError(Exception):
         self.details = details or {}
 
 
+class EntryTooLarge(ContractError):
+    """A command entry with more fields or bytes than the contract allows (``MAX_ENTRY_FIELDS``,
+    ``MAX_ENTRY_BYTES``): refused, never executed."""
+
+
+class BodyTooDeep(ContractError):
+    """A command body nested deeper than ``MAX_BODY_NESTING``: refused, never executed."""
+
+
 def decode_envelope(fields: dict) -> Envelope:
     """Read the routing fields of a command entry. Raises ContractError (with what was readable) on failure."""
     try:
@@ -771,6 +851,13 @@ def decode_envelope(fields: dict) -> Envelope:
     except UnicodeDecodeError:
         raise ContractError(ErrorCode.INVALID_REQUEST, "routing fields are not UTF-8 text") from None
     known = dict(command_id=command_id[:64], reply_to=reply_to, command_type=ctype[:64], client_order_id=coid[:64])
+    count, size = entry_size(fields)
+    if count > MAX_ENTRY_FIELDS or size > MAX_ENTRY_BYTES:
+        raise EntryTooLarge(ErrorCode.INVALID_REQUEST,
+                            f"entry has {count} fields and {size} bytes; a command has at most {MAX_ENTRY_FIELDS} "
+                            f"fields and {MAX_ENTRY_BYTES} bytes", **known,
+                            details={"fields": count, "bytes": size, "max_fields": MAX_ENTRY_FIELDS,
+                                     "max_bytes": MAX_ENTRY_BYTES})
     try:
         version = _text(_field(fields, F_VERSION))
         account = _text(_field(fields, F_ACCOUNT))
@@ -809,7 +896,10 @@ def decode_command(fields: dict, envelope: Envelope | None = None) -> tuple[Enve
         raise ContractError(ErrorCode.UNKNOWN_COMMAND, f"unknown command type {env.type!r}", **known)
     raw = _field(fields, F_BODY)
     try:
-        data = unpack(raw) if raw else {}
+        data = unpack_body(raw) if raw else {}
+    except NestingTooDeep as exc:
+        raise BodyTooDeep(ErrorCode.INVALID_REQUEST, f"body is {exc}", **known,
+                          details={"max_nesting": MAX_BODY_NESTING}) from None
     except Exception:
         raise ContractError(ErrorCode.INVALID_REQUEST, "body is not valid msgpack", **known) from None
     if not isinstance(data, dict):

@@ -45,6 +45,7 @@ bodies = st.one_of(
     json_like.map(lambda v: msgpack.packb(v)),
     junk_bytes,
     st.just(b""),
+    st.integers(17, 1_200).map(lambda depth: b"\x81\xa1a" * depth + b"\xc0"),  # nested past the bound (issue #10)
 )
 values = {
     c.F_VERSION: st.one_of(st.just("1"), junk_text, junk_bytes),
@@ -78,6 +79,8 @@ def mutated_commands(draw):
     for _ in range(draw(st.integers(0, 2))):
         name = draw(st.sampled_from(FIELD_NAMES))
         fields[name] = draw(values[name])
+    if draw(st.integers(0, 9)) == 0:  # wider than a Lua script may unpack (issue #10): refused, dead-lettered
+        fields.update({f"x{i}": "y" for i in range(draw(st.sampled_from([40, 5_000])))})
     return fields
 
 
