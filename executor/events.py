@@ -293,6 +293,7 @@ class EventPublisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task | None = None
+        self._closing = False
         # False while this executor does not hold the account's lease: its events then wait in the spool (never
         # dropped: a successor does not receive the pushes this executor received before), and are published when
         # an executor on this state dir leads again; the record keeps them from duplicating a fill or moving an
@@ -325,12 +326,10 @@ class EventPublisher:
         """Flush (bounded; not while fenced), spool whatever could not be written, stop."""
         if self._leading():
             await self.flush(timeout_s)
+        self._closing = True  # the loop ends by itself too: asyncio.wait_for can swallow a cancellation
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait({self._task}, timeout=max(timeout_s, 1.0))
             self._task = None
         if self._queue:
             self.spool.open()
@@ -394,10 +393,10 @@ class EventPublisher:
 
     async def _run(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue or self.spool.count:
+            while (self._queue or self.spool.count) and not self._closing:
                 try:
                     if not self._leading():
                         # Not the leader (now): keep everything, durably, for whoever leads on this state dir next.
@@ -482,7 +481,7 @@ class EventPublisher:
         """Back off before retrying; events arriving meanwhile go to the spool at once."""
         loop = asyncio.get_running_loop()
         until = loop.time() + backoff
-        while (left := until - loop.time()) > 0:
+        while (left := until - loop.time()) > 0 and not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), left)
             except asyncio.TimeoutError:
