@@ -212,6 +212,7 @@ class Executor:
         self._coid_by_order_id: _Fifo = _Fifo(500_000)  # order id -> client order id (events without a remark)
         self._last_report: _Fifo = _Fifo(100_000)  # order id -> last OrderReport published (dedupe)
         self._seen_trades: _Fifo = _Fifo(200_000)  # (order id, trade id) of fills published (dedupe)
+        self._stream_resets = 0  # publisher.stream_resets when _seen_trades / _last_report were last valid
         self._rejections_seen: _Fifo = _Fifo(100_000)  # order ids with an OrderRejected published
         self._responded: _Fifo = _Fifo(100_000)  # order ids whose OrderResponded has been seen
         # The broker's orders by remark (client order id), from its order list at start and every order push since:
@@ -1386,6 +1387,10 @@ class Executor:
         for order in orders:
             if order.client_order_id and order.client_order_id not in self._broker_by_coid:
                 self._broker_by_coid.put(order.client_order_id, order)
+        if self._stream_resets != self.publisher.stream_resets:  # the stream and its record were lost together:
+            self._stream_resets = self.publisher.stream_resets  # what this process published is gone as well
+            self._seen_trades.clear()
+            self._last_report.clear()
         # Only what this process has not published or learned yet is looked up in the record.
         fresh = [t for t in trades if t.trade_id
                  and (t.order_id, t.trade_id, t.volume, t.price) not in self._seen_trades]

@@ -72,12 +72,14 @@ _NO_GAP, _GAP, _GAP_UNLESS_CLEAN = 0, 1, 2
 # ARGV: 1 MAXLEN (approximate), 2 seq floor (the highest seq this writer saw on the stream), 3 record ttl s,
 #   4 the seq field name, 5 today (days since the epoch, China time), 6 items: ONE msgpack array of
 #   [mark key index, serial, gap flag, record kind, record key index, member, rank, status code, flat fields].
-# Returns [last seq, per item: seq written, 0 = not written (recorded already / behind), -1 = applied before].
+# Returns [last seq, per item: seq written, 0 = not written (recorded already / behind), -1 = applied before,
+#   1 if the stream had lost entries (its last seq below the floor: Redis lost its data, or it was deleted)].
 # Each item is XADDed first (pcall: on an error the marks of what was written are still saved) and recorded after.
 PUBLISH_SCRIPT = """
 local seq_field = ARGV[4]
 local seq = tonumber(ARGV[2])
 local gap = false
+local reset = 0
 local last_type = nil
 local last_day = nil
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -89,10 +91,11 @@ if #top > 0 then
     if f[i] == 'type' then last_type = f[i + 1] end
   end
   last_day = math.floor((math.floor(tonumber(string.match(top[1][1], '^(%d+)')) / 1000) + 28800) / 86400)
-  if stream_seq < seq then gap = true end
+  if stream_seq < seq then gap = true; reset = 1 end
   if stream_seq > seq then seq = stream_seq end
 elseif seq > 0 then
   gap = true
+  reset = 1
 end
 local today = tonumber(ARGV[5])
 local marks = {}
@@ -163,7 +166,7 @@ for rkey, _ in pairs(touched) do
   redis.call('EXPIRE', KEYS[rkey], ARGV[3])
 end
 if failure then return redis.error_reply(failure) end
-return {seq, results}
+return {seq, results, reset}
 """
 
 _SPOOL_SCHEMA = """
@@ -300,6 +303,7 @@ class EventPublisher:
         # order backwards.
         self.guard: Callable[[], bool] | None = None
         self.skipped = 0  # events not written: recorded already (a fill) or behind the record (an order status)
+        self.stream_resets = 0  # times the stream (and with it the record) was found to have lost entries
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -449,7 +453,11 @@ class EventPublisher:
                            rindex, member, rank, code, [x for kv in item.fields.items() for x in kv]])
         args = [self.maxlen, self.last_seq, RECORD_TTL_S, c.F_SEQ, trading_day(),
                 msgpack.packb(packed, use_bin_type=False)]  # Redis's Lua cmsgpack reads the raw type, not bin
-        last_seq, results = await self._script(keys=keys, args=args, client=self.redis)  # one command, atomic
+        last_seq, results, reset = await self._script(keys=keys, args=args, client=self.redis)  # one command, atomic
+        if reset:
+            self.stream_resets += 1
+            log.warning("the event stream lost entries (Redis lost its data?); a Gap tells subscribers, and "
+                        "reconciliation publishes the day's fills again", last_seq=self.last_seq)
         if not self.redis_ok:
             log.info("event stream reachable again", spooled=self.spool.count, last_seq=last_seq)
             self.redis_ok = True

@@ -190,3 +190,33 @@ async def test_subscriber_is_told_by_a_gap_after_an_executor_that_did_not_stop(m
                      "executor_started", "broker_connected", "executor_stopped"], kinds
     gap = seen[1]
     assert (gap.expected_seq, gap.got_seq) == (2, 3)
+
+
+async def test_after_redis_lost_the_stream_the_days_fills_are_published_again(make_executor, client, r, account):
+    """A Redis restart without persistence loses the stream and its record together: the executor notices (its next
+    batch finds the stream behind its seq), skips a seq (a Gap) and reconciliation publishes the day's fills again,
+    once, on the new stream."""
+    import asyncio
+
+    from fakes import wait_event
+
+    broker = FakeBroker()
+    broker.trades.append(c.TradeReport(trade_id="T9", order_id=9, client_order_id="o9", code=CODE, order_type=23,
+                                       price=9.4, volume=100, amount=940.0, traded_time=1_764_556_800))
+    ex = make_executor(broker)
+    serving = asyncio.create_task(ex.run())
+    try:
+        first = await wait_event(r, account, lambda e: e.type == "order_filled")  # no push: reconciliation
+        assert first.data.detected_by == "reconciliation"
+        lost = [k async for k in r.scan_iter(match=f"xtq:{{{account}}}:*")]
+        await r.delete(*lost)  # what a restart without persistence does to the account's keys
+        ex.on_broker_event(c.AccountStatusChanged(status=2, status_name="s"))  # the next batch finds the loss
+        again = await wait_event(r, account, lambda e: e.type == "order_filled")
+        events = await client.events()
+        assert [e.type for e in events].count("order_filled") == 1
+        assert events[0].type == "account_status" and events[0].seq > first.seq + 1  # a Gap for subscribers
+        assert again.data.trade.trade_id == "T9" and again.data.detected_by == "reconciliation"
+        assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + len(events)))
+    finally:
+        ex.request_stop()
+        await serving
