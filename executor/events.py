@@ -297,11 +297,11 @@ class EventPublisher:
         self._idle.set()
         self._task: asyncio.Task | None = None
         self._closing = False
-        # False while this executor does not hold the account's lease: its events then wait in the spool (never
-        # dropped: a successor does not receive the pushes this executor received before), and are published when
-        # an executor on this state dir leads again; the record keeps them from duplicating a fill or moving an
-        # order backwards.
-        self.guard: Callable[[], bool] | None = None
+        # True while this executor holds the account's lease. False (lost) or None (undecided: a pause or an
+        # outage past its local deadline): its events wait in the spool, never dropped (a successor does not receive
+        # the pushes this executor received before), and are published when an executor on this state dir leads
+        # again; the record keeps them from duplicating a fill or moving an order backwards.
+        self.guard: Callable[[], bool | None] | None = None
         self.skipped = 0  # events not written: recorded already (a fill) or behind the record (an order status)
         self.stream_resets = 0  # times the stream (and with it the record) was found to have lost entries
 
@@ -389,7 +389,7 @@ class EventPublisher:
         return f"{self.keys.events}:orders:{day}"
 
     def _leading(self) -> bool:
-        return self.guard is None or self.guard()
+        return self.guard is None or self.guard() is True
 
     def _kick(self) -> None:
         self._idle.clear()

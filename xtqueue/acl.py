@@ -199,14 +199,15 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             _selector([f"~{b}:events"], ["+xadd", "+xrevrange"]),
             # the record of published fills / order statuses and the writers' marks (executor/events.py)
             _selector([f"~{b}:events:*"], ["+sismember", "+sadd", "+hget", "+hset", "+get", "+set", "+expire"]),
+            _selector([f"~{b}:events", f"~{b}:events:*"], ["+evalsha", "+eval"]),  # events.PUBLISH_SCRIPT
             _selector([f"~{b}:heartbeat"], ["+get", "+set", "+pttl"]),  # pttl: xtqueue executor --check
             _selector([f"~{b}:lease"], ["+get", "+set", "+exists", "+pexpire", "+del"]),
             _selector([f"~{b}:lease:token"], ["+incrby"]),  # redis-py sends INCR as INCRBY 1
             _selector([f"%R~{b}:halt"], ["+get", "+exists"]),
             # Lua (transport FINISH_SCRIPT and XADD_MANY_SCRIPT for events and audit, lease renew/release):
             # EVALSHA's declared keys; each call inside the script is checked against the rules above as well.
-            _selector([f"~{b}:lease", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*", f"~{b}:events", f"~{b}:events:*",
-                       f"~{b}:audit"], ["+evalsha", "+eval"])]
+            _selector([f"~{b}:lease", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*", f"~{b}:events", f"~{b}:audit"],
+                      ["+evalsha", "+eval"])]
 
 
 def admin_rules() -> list[str]:
