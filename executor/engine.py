@@ -50,7 +50,8 @@ from executor.auth import AuthPolicy, CommandAuth, redis_security_kwargs
 from executor.broker.base import (Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError,
                                   BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, RequestKey)
 from executor.config import ExecutorSettings
-from executor.events import REDIS_DOWN_ERRORS, EventPublisher
+from executor.events import REDIS_DOWN_ERRORS, EventPublisher, order_rank
+from executor.events import STATUS_RANK as _STATUS_RANK
 from executor.journal import UNRESOLVED, Journal, Record, StoredReply
 from executor.lease import Lease
 from executor.audit import AuditTrail
@@ -219,6 +220,7 @@ class Executor:
         self._coid_by_order_id: _Fifo = _Fifo(500_000)  # order id -> client order id (events without a remark)
         self._last_report: _Fifo = _Fifo(100_000)  # order id -> last OrderReport published (dedupe)
         self._seen_trades: _Fifo = _Fifo(200_000)  # (order id, trade id) of fills published (dedupe)
+        self._stream_resets = 0  # publisher.stream_resets when _seen_trades / _last_report were last valid
         self._rejections_seen: _Fifo = _Fifo(100_000)  # order ids with an OrderRejected published
         self._responded: _Fifo = _Fifo(100_000)  # order ids whose OrderResponded has been seen
         # The broker's orders by remark (client order id), from its order list at start and every order push since:
@@ -235,7 +237,6 @@ class Executor:
         self._stopping = asyncio.Event()
         self._broker_changed = asyncio.Event()
         self._broker_up = False
-        self._reconciled_once = False  # the first reconciliation only learns the day's state (see _reconcile)
         self._broker_sessions = 0
         self._started = False
         self._stopped = False
@@ -290,7 +291,8 @@ class Executor:
             rival = await self._rival_alive()  # before our own heartbeat overwrites the key
         await self.publisher.start()
         self.publisher.publish(c.ExecutorStarted(executor_id=self.executor_id, broker=self.broker.name,
-                                                 version=self.version))
+                                                 version=self.version),
+                               gap_unless_clean=True)  # a predecessor that did not stop may have lost events
         self._background.append(asyncio.create_task(self._finisher(), name="finisher"))
         self.audit.start()
         await self.halt.refresh()  # announces a kill switch change made while no executor ran
@@ -300,7 +302,7 @@ class Executor:
             orders = await self._broker_orders()
             if orders is not None:
                 self._index_orders(orders)  # also the open orders for the risk limit (re-synced at reconciliation)
-                await self._publish_missed_pushes(orders)  # first pass: learn the day's orders and fills
+                await self._publish_missed_pushes(orders)  # what was missed while no executor published
         self._background.append(asyncio.create_task(self._supervise_broker(), name="broker-supervisor"))
         self._background.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.lease is not None:
@@ -1443,14 +1445,15 @@ class Executor:
                                                  error_msg=report.status_msg, detected_by="reconciliation"))
 
     async def _publish_missed_pushes(self, orders: list[c.OrderReport]) -> None:
-        """Compare the broker's lists with what this executor published and publish what the broker is AHEAD on.
+        """Compare the broker's lists with the record of what the event stream holds and publish what the broker is
+        AHEAD on (``detected_by="reconciliation"``): every fill not on the stream, every order further along than
+        its last ``order_updated``. The record is kept in Redis with the stream (EventPublisher.recorded), so after
+        a crash, a restart, a fence, a takeover by an executor with another state dir or a reconnect, the day's
+        fills reach the stream exactly once. Runs at start, after each reconnect and each probe.
 
         A snapshot is never allowed to move an order backwards (it may be older than a push already published): an
-        order is published only if it filled more, or filled the same and moved to a later status. The first pass
-        of a process only learns the day's state (after a restart, replaying the whole day would publish every
-        order and fill twice; subscribers re-sync by query on ``executor_started``); later passes, including the
-        one after a reconnect, publish what was missed."""
-        seed = not self._reconciled_once
+        order is published only if it filled more, or filled the same and moved to a later status. Orders of
+        others (no client order id, nothing published for them) are never replayed."""
         try:
             trades = await self._broker_call(self.broker.query_trades())
         except (BrokerError, asyncio.TimeoutError) as exc:
@@ -1459,27 +1462,35 @@ class Executor:
         except Exception:  # an adapter bug must not stop start-up or supervision; the next pass retries
             log.exception("reconciliation: reading the broker's lists failed")
             return
-        self._reconciled_once = True
         for order in orders:
             if order.client_order_id and order.client_order_id not in self._broker_by_coid:
                 self._broker_by_coid.put(order.client_order_id, order)
-        for trade in trades:
-            if not trade.trade_id:
-                continue
-            key = (trade.order_id, trade.trade_id, trade.volume, trade.price)
-            if key in self._seen_trades:
-                continue
-            if seed:
-                self._seen_trades.put(key, True)
+        if self._stream_resets != self.publisher.stream_resets:  # the stream and its record were lost together:
+            self._stream_resets = self.publisher.stream_resets  # what this process published is gone as well
+            self._seen_trades.clear()
+            self._last_report.clear()
+        # Only what this process has not published or learned yet is looked up in the record.
+        fresh = [t for t in trades if t.trade_id
+                 and (t.order_id, t.trade_id, t.volume, t.price) not in self._seen_trades]
+        moved = [o for o in orders if (last := self._last_report.get(o.order_id)) is not o
+                 and (last is None or _ahead(o, last))]
+        if not fresh and not moved:
+            return
+        recorded = await self.publisher.recorded(fresh, moved)
+        if recorded is None:
+            return  # the record is unreadable (Redis down): the next pass compares again
+        on_stream, ranks = recorded
+        for trade in fresh:
+            if (trade.order_id, trade.trade_id) in on_stream:
+                self._seen_trades.put((trade.order_id, trade.trade_id, trade.volume, trade.price), True)
                 continue
             log.warning("fill without a push; publishing it", order_id=trade.order_id, trade_id=trade.trade_id)
             self.on_broker_event(c.OrderFilled(trade=trade, detected_by="reconciliation"))
-        for order in orders:
-            last = self._last_report.get(order.order_id)
-            if last is order or last is not None and not _ahead(order, last):  # (same object: unchanged)
-                continue
-            if seed or last is None and not order.client_order_id:
-                self._last_report.put(order.order_id, order)  # learn; foreign orders are never replayed
+        for order in moved:
+            published = ranks.get(order.order_id)
+            if (published is not None and order_rank(order) <= published[0]
+                    or published is None and order.order_id not in self._last_report and not order.client_order_id):
+                self._last_report.put(order.order_id, order)  # learn: on the stream already, or not ours
                 continue
             log.warning("order change without a push; publishing it", order_id=order.order_id,
                         status=order.status.value)
@@ -1677,13 +1688,6 @@ class Executor:
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 _TIMEOUT = getattr(asyncio, "timeout", None)  # 3.11+; raises TimeoutError, which is asyncio.TimeoutError there
-
-_STATUS_RANK = {
-    c.OrderStatus.UNREPORTED: 0, c.OrderStatus.WAIT_REPORTING: 0, c.OrderStatus.UNKNOWN: 0,
-    c.OrderStatus.REPORTED: 1, c.OrderStatus.PART_SUCC: 2, c.OrderStatus.REPORTED_CANCEL: 2,
-    c.OrderStatus.PARTSUCC_CANCEL: 3,
-    c.OrderStatus.PART_CANCEL: 4, c.OrderStatus.CANCELED: 4, c.OrderStatus.SUCCEEDED: 4, c.OrderStatus.JUNK: 4,
-}
 
 
 def _ahead(report: c.OrderReport, last: c.OrderReport) -> bool:

@@ -198,6 +198,9 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             _selector([f"~{b}:reply:*"], ["+xadd", "+expire"]),
             _selector([f"~{b}:dead", f"~{b}:audit"], ["+xadd"]),
             _selector([f"~{b}:events"], ["+xadd", "+xrevrange"]),
+            # the record of published fills / order statuses and the writers' marks (executor/events.py)
+            _selector([f"~{b}:events:*"], ["+sismember", "+sadd", "+hget", "+hset", "+get", "+set", "+expire"]),
+            _selector([f"~{b}:events", f"~{b}:events:*"], ["+evalsha", "+eval"]),  # events.PUBLISH_SCRIPT
             _selector([f"~{b}:heartbeat"], ["+get", "+set", "+pttl"]),  # pttl: xtqueue executor --check
             _selector([f"~{b}:lease"], ["+get", "+set", "+exists", "+pexpire", "+del"]),
             # incrby: redis-py sends INCR as INCRBY 1; get/set: the lease renewal reads it (was it superseded?)
