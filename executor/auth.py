@@ -157,11 +157,13 @@ class CommandAuth:
         self._seen: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
         self._horizon_ms = -1  # fail closed: refuse timestamps <= this (ids forgotten while inside the window)
 
-    def check(self, fields: dict, env: c.Envelope, stream_id: str, deliveries: int) -> str | None:
-        """None if the command may run; otherwise the reason (for the ``unauthorized`` reply)."""
+    def check(self, fields: dict, env: c.Envelope, stream_id: str, deliveries: int, *,
+              owner: str | None = None) -> str | None:
+        """None if the command may run; otherwise the reason (for the ``unauthorized`` reply). ``owner``: the
+        strategy whose command stream the entry was read from; a signing key must be that strategy's."""
         policy = self.policy
         raw = c._field(fields, c.F_SIG)
-        claimed = {env.strategy, c.strategy_of_client_id(env.reply_to.rpartition(":")[2])} - {""}
+        claimed = {env.strategy, c.strategy_of_client_id(env.reply_to.rpartition(":")[2]), owner or ""} - {""}
         if not raw:
             if ALL in policy.required or claimed & policy.required:
                 return "unsigned: this command must be signed"
@@ -178,6 +180,8 @@ class CommandAuth:
         if env.strategy not in ("", key.strategy) or \
                 c.strategy_of_client_id(env.reply_to.rpartition(":")[2]) != key.strategy:
             return f"key {sig.key_id!r} belongs to strategy {key.strategy!r}, which this command does not name"
+        if owner is not None and key.strategy != owner:
+            return f"key {sig.key_id!r} belongs to strategy {key.strategy!r}, not to the stream's {owner!r}"
         now = self.now_ms()
         judged = now if deliveries <= 1 else c.stream_id_ms(stream_id)
         if abs(judged - sig.ts_ms) > policy.window_ms:

@@ -49,6 +49,10 @@ class ExecutorSettings(BaseSettings):
     block_ms: int = Field(1_000, ge=1, description="XREADGROUP BLOCK")
     claim_idle_ms: int = Field(30_000, ge=0, description="take over another consumer's entry idle this long")
     max_deliveries: int = Field(5, ge=1, description="dead-letter an entry delivered this many times")
+    stream_discovery_ms: int = Field(1_000, ge=100, description="look for new strategies' command streams (SCAN "
+                                                                "<prefix>:{ACCOUNT}:cmd:*) this often")
+    max_command_streams: int = Field(256, ge=1, description="serve at most this many command streams (the "
+                                                            "account's own included); more are logged, not read")
     ack_wait_ms: int = Field(2_000, ge=0, description="after an order id is known, wait this long for its first "
                                                        "status before acknowledging with status 'unreported'")
     broker_timeout_ms: int = Field(10_000, ge=100, description="a broker query/cancel answer later than this fails")

@@ -145,7 +145,7 @@ class Job:
     @property
     def deadline_ms(self) -> int:
         assert self.env is not None
-        return self.entry.id_ms + self.env.ttl_ms
+        return self.entry.base_ms + self.env.ttl_ms  # the id's time, never ahead of the server clock at read
 
 
 @dataclass(slots=True, eq=False)
@@ -179,7 +179,8 @@ class Executor:
         self.version = executor_version()
         self._own_redis = redis is None
         self.redis = redis if redis is not None else make_redis(settings)
-        self.transport = CommandTransport(self.redis, self.keys, self.executor_id)
+        self.transport = CommandTransport(self.redis, self.keys, self.executor_id,
+                                          max_streams=settings.max_command_streams)
         policy = AuthPolicy.from_settings(settings)  # signed commands (executor/auth.py): off unless configured
         self.auth = CommandAuth(policy, self.transport.clock.now_ms) if policy.active else None
         state_dir = settings.state_dir
@@ -228,7 +229,7 @@ class Executor:
         self._broker_by_coid: _Fifo = _Fifo(500_000)
 
         # The loop.
-        self._inflight_ids: set[str] = set()  # stream ids being handled (never claimed from ourselves)
+        self._inflight_ids: set[str] = set()  # Entry.ref of entries being handled (never claimed from ourselves)
         self._tasks: set[asyncio.Task] = set()
         self._room = asyncio.Event()
         self._finish_queue: list[tuple[Finish, Record | None, asyncio.Future]] = []
@@ -242,6 +243,7 @@ class Executor:
         self._stopped = False
         self._started_mono = time.monotonic()
         self._next_claim_mono = 0.0
+        self._next_discovery_mono = 0.0
         self._redis_backoff_s = 0.0
         self.commands_done = 0
 
@@ -360,6 +362,7 @@ class Executor:
             try:
                 await self.transport.ensure_group()
                 await self.transport.sync_clock()
+                await self._discover_streams()  # every strategy's command stream, before recovery reads them
                 return True
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("redis unreachable at start; retrying", error=repr(exc), retry_s=backoff)
@@ -385,16 +388,18 @@ class Executor:
         min_idle = self.settings.claim_idle_ms if rival else 0
         if rival:
             log.warning("another executor is alive on this account; recovering only idle entries", rival=rival)
-        cursor, total = "-", 0
+        cursors, total = dict.fromkeys(self.transport.streams, "-"), 0  # each command stream in turn
         backoff = 0.05
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and cursors:
+            stream, cursor = next(iter(cursors.items()))
             try:
-                infos = await self._with_redis(self.transport.pending(min_idle_ms=min_idle,
+                infos = await self._with_redis(self.transport.pending(stream, min_idle_ms=min_idle,
                                                                       count=self.settings.batch_size, start=cursor))
                 if not infos:
-                    break
-                cursor = "(" + infos[-1].stream_id
-                infos = [i for i in infos if i.stream_id not in self._inflight_ids]
+                    del cursors[stream]
+                    continue
+                cursors[stream] = "(" + infos[-1].stream_id
+                infos = [i for i in infos if i.ref not in self._inflight_ids]
                 entries = await self._with_redis(self.transport.claim(infos, min_idle))
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("redis unreachable during recovery; retrying", error=repr(exc), retry_s=backoff)
@@ -449,6 +454,13 @@ class Executor:
                 log.exception("lease check failed")
             await self._redis_trouble(exc)
             return 0
+        if time.monotonic() >= self._next_discovery_mono:  # a new strategy is served without a restart
+            await self._discover_streams()
+        if self.lease is not None and block_ms:
+            # A blocking read ends before our lease can pass to a successor (the key in Redis outlives our local
+            # view by Lease.safety_ms), so every entry Redis ever hands us is pending when a successor takes over,
+            # and its recovery claims them all. No CLIENT KILL of a predecessor needed (server-wide right).
+            block_ms = max(1, min(block_ms, self.lease.remaining_ms()))
         room = self.settings.max_in_flight - len(self._inflight_ids)
         if room <= 0:
             self._room.clear()
@@ -461,7 +473,9 @@ class Executor:
                 if time.monotonic() >= self._next_claim_mono:
                     await self._claim_idle()
                 halt_sent = self.halt.begin_read()  # orders this read against the background one (halt.py)
-                entries, halt_raw = await self.transport.read_new(min(self.settings.batch_size, room), block_ms)
+                # COUNT is per stream (XREADGROUP): all streams together stay within the room for commands in flight
+                per_stream = min(self.settings.batch_size, max(1, room // len(self.transport.streams)))
+                entries, halt_raw = await self.transport.read_new(per_stream, block_ms)
                 break
             except REDIS_DOWN_ERRORS as exc:
                 await self._redis_trouble(exc)
@@ -494,6 +508,15 @@ class Executor:
             await self._handle_batch(entries, halt_read=True)
         return len(entries)
 
+    async def _discover_streams(self) -> None:
+        """New strategies' command streams (transport.discover). A failure (Redis down, an ACL file without SCAN)
+        leaves the streams already known served; the next round, stream_discovery_ms later, retries."""
+        self._next_discovery_mono = time.monotonic() + self.settings.stream_discovery_ms / 1000.0
+        try:
+            await self.transport.discover()
+        except Exception as exc:
+            log.warning("discovering command streams failed", error=repr(exc))
+
     async def _redis_trouble(self, exc: BaseException) -> None:
         self._redis_backoff_s = min(max(self._redis_backoff_s * 2, 0.05), 5.0)
         log.warning("redis unreachable; backing off", error=repr(exc), retry_s=self._redis_backoff_s)
@@ -512,8 +535,10 @@ class Executor:
         """Entries another consumer took and left idle > claim_idle_ms (it died): take them over."""
         self._next_claim_mono = time.monotonic() + self.settings.claim_interval_ms / 1000.0
         idle = self.settings.claim_idle_ms
-        infos = await self.transport.pending(min_idle_ms=idle, count=self.settings.batch_size)
-        infos = [i for i in infos if i.stream_id not in self._inflight_ids]
+        infos = []
+        for stream in list(self.transport.streams):
+            infos += await self.transport.pending(stream, min_idle_ms=idle, count=self.settings.batch_size)
+        infos = [i for i in infos if i.ref not in self._inflight_ids]
         if not infos:
             return
         entries = await self.transport.claim(infos, idle)
@@ -528,7 +553,7 @@ class Executor:
         ``halt_read``: the kill switch was read together with these entries (else it is read here)."""
         jobs: list[Job] = []
         for entry in entries:
-            self._inflight_ids.add(entry.stream_id)
+            self._inflight_ids.add(entry.ref)
             self.audit.command(entry.stream_id, entry.deliveries, entry.fields)
             job = Job(entry, time.perf_counter_ns())
             try:
@@ -589,7 +614,7 @@ class Executor:
         try:
             outcome = await coro
         except asyncio.CancelledError:
-            self._inflight_ids.discard(job.entry.stream_id)
+            self._inflight_ids.discard(job.entry.ref)
             raise
         except Exception:
             log.exception("command failed", stream_id=job.entry.stream_id)
@@ -621,6 +646,13 @@ class Executor:
             out.dead_reason = err.code.value
             return out
         env = job.env
+        owner = entry.owner  # the sender: only its ACL user can write this stream (contract.Keys.command_stream)
+        if self.keys.is_reply_stream(env.reply_to) and not self.keys.is_reply_stream(env.reply_to, owner):
+            # Not answered (_reply_to): no strategy makes the executor write into another strategy's replies.
+            out = _error(E.UNAUTHORIZED, f"reply_to {env.reply_to[:120]!r} is not a reply stream of strategy "
+                                         f"{owner!r}, whose command stream this is")
+            out.dead_reason = E.UNAUTHORIZED.value
+            return out
         if not self.keys.is_reply_stream(env.reply_to):
             # Choice: a command whose answer cannot be delivered is not executed (its sender could never learn
             # the outcome); nothing is written to a key that is not one of this account's reply streams.
@@ -633,8 +665,22 @@ class Executor:
                                             f"{self.keys.account!r}; not executed")
             out.dead_reason = E.INVALID_REQUEST.value
             return out
+        if env.strategy not in ("", owner):
+            out = _error(E.UNAUTHORIZED, f"the command names strategy {env.strategy[:64]!r} but was written to the "
+                                         f"command stream of {owner or 'no strategy'!r}; nothing was done")
+            out.dead_reason = E.UNAUTHORIZED.value
+            return out
+        if isinstance(job.cmd, c.PlaceOrder) and job.cmd.strategy != owner:
+            job.cmd = job.cmd.model_copy(update={"strategy": owner})  # the risk buckets and fingerprint use it
+        if entry.ahead_ms > c.ENTRY_ID_AHEAD_TOLERANCE_MS:
+            # The producer chose this id (XADD <id>): its time is no deadline. Never trusted; refused.
+            out = _error(E.ID_AHEAD, f"stream entry id {entry.stream_id} is {entry.ahead_ms} ms ahead of the Redis "
+                                     "server clock: ids are Redis's to give (XADD *); nothing was done",
+                         details={"id_ms": entry.id_ms, "server_now_ms": entry.read_ms})
+            out.dead_reason = E.ID_AHEAD.value
+            return out
         if self.auth is not None:  # signed commands: refused before anything is done with them
-            refusal = self.auth.check(entry.fields, env, entry.stream_id, entry.deliveries)
+            refusal = self.auth.check(entry.fields, env, entry.stream_id, entry.deliveries, owner=owner)
             if refusal is not None:
                 out = _error(E.UNAUTHORIZED, refusal)
                 out.dead_reason = E.UNAUTHORIZED.value
@@ -1121,12 +1167,12 @@ class Executor:
         """Record, reply, dead-letter, ack, log. The write runs under asyncio.shield: a shutdown cannot cut it."""
         env = job.env
         entry = job.entry
-        reply_to = env.reply_to if env is not None and self.keys.is_reply_stream(env.reply_to) else None
+        reply_to = env.reply_to if env is not None and self.keys.is_reply_stream(env.reply_to, entry.owner) else None
         command_type = env.type if env is not None else ""
         coid = env.client_order_id if env is not None else ""
         self.audit.reply(env.command_id if env is not None else "", command_type, coid, entry.stream_id,
                          outcome.result, outcome.error)
-        item = Finish(stream_id=entry.stream_id)
+        item = Finish(stream_id=entry.stream_id, stream=entry.stream)
         if reply_to is not None:
             assert env is not None
             item.reply_to = reply_to
@@ -1146,7 +1192,7 @@ class Executor:
                 del self._placements[p.coid]
             if outcome.record is not None and self._unsaved.get(outcome.record.coid) is outcome.record:
                 del self._unsaved[outcome.record.coid]
-            self._inflight_ids.discard(entry.stream_id)
+            self._inflight_ids.discard(entry.ref)
             self._room.set()
             self.commands_done += 1
             log.info("command", id=env.command_id if env else "", coid=coid, type=command_type,
@@ -1156,6 +1202,7 @@ class Executor:
     def _dead_letter(self, entry: Entry, outcome: Outcome, *, replied: bool) -> dict[Any, Any]:
         dead: dict[Any, Any] = {
             "src_id": entry.stream_id,
+            "src_stream": entry.stream,
             "reason": outcome.dead_reason,
             "message": outcome.error.message if outcome.error else "",
             "replied": "1" if replied else "0",
@@ -1500,9 +1547,9 @@ class Executor:
     # Leadership: one active executor per account
     # ==========================================================================================================
     async def _become_leader(self) -> bool:
-        """Acquire the account's lease, waiting as a hot standby while another executor holds it. On taking over,
-        cut the previous holder's Redis connections: a paused leader's blocked XREADGROUP would otherwise still be
-        served new commands, which then sit in its pending list until the idle claim."""
+        """Acquire the account's lease, waiting as a hot standby while another executor holds it. A predecessor
+        has no read pending any more by then (_poll_once bounds each read by the lease), so recovery at start
+        takes over everything it was handed."""
         assert self.lease is not None
         waited = False
         while not self._stopping.is_set():
@@ -1518,19 +1565,7 @@ class Executor:
         if self._stopping.is_set():
             return False
         log.warning("leader of the account", token=self.lease.token, took_over=waited)
-        await self._cut_other_executors()
         return True
-
-    async def _cut_other_executors(self) -> None:
-        prefix = f"xtq-executor:{self.keys.account}:"
-        mine = f"{prefix}{self.executor_id}"[:128]
-        try:
-            for info in await self.redis.client_list():
-                name = info.get("name", "")
-                if name.startswith(prefix) and name != mine:
-                    await self.redis.client_kill_filter(_id=info["id"])
-        except Exception as exc:  # e.g. an ACL without CLIENT: the idle claim still recovers, later
-            log.warning("could not cut the previous leader's connections", error=repr(exc))
 
     async def _keep_lease(self) -> None:
         """Renew every lease_renew_ms. Redis unreachable past the lease's local deadline: undecided, not lost (a

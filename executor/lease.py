@@ -92,6 +92,12 @@ class Lease:
         """Past the local deadline but not known to be lost: act on nothing until ``renew()`` decides."""
         return self.value is not None and not self.valid()
 
+    def remaining_ms(self) -> int:
+        """How long it stays valid by the local monotonic clock (0 when not held)."""
+        if self.value is None:
+            return 0
+        return max(0, int((self._valid_until_mono - time.monotonic()) * 1000.0))
+
     async def try_acquire(self) -> bool:
         """One attempt. True if this executor now holds the lease."""
         started = time.monotonic()

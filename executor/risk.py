@@ -23,6 +23,9 @@ is allowed, ``value > limit`` is refused (for the sell side of the price band: `
 | max_daily_notional_cny         | notional admitted today + this order's           | > limit                  |
 | max_orders_per_s_per_strategy  | token bucket per strategy (capacity = burst)     | fewer than 1 token left  |
 
+The rate limit's strategy is the owner of the command stream the order came from (only that strategy's ACL user
+can write it; the engine binds ``strategy`` to it), never a name the command gives itself; buckets are bounded.
+
 Choices (where the brief left them open):
 
 * **Day** = the calendar date in China (UTC+8, no DST). The day's counters (orders, notional) count orders the
@@ -75,6 +78,7 @@ BOARDS: tuple[str, ...] = ("main", "star", "chinext", "bse", "etf", "lof", "cb",
 
 _CHINA = timezone(timedelta(hours=8))
 _EPS = 1e-9
+_MAX_BUCKETS = 1_024  # rate-limit buckets kept (one per command stream owner; see _forget_full_buckets)
 
 
 # --- board classification (pure; the same prefixes as executor/sim/rules.py, which the engine must not import) ---
@@ -227,7 +231,14 @@ class RiskGate:
         self.sellable: dict[str, int] | None = None  # code -> can_use_volume from the last snapshot
         self.sellable_t0 = -math.inf  # monotonic time the snapshot's query was sent
         self._sells: dict[str, _Sell] = {}  # coid -> own sell not (yet known to be) in the snapshot
-        self._buckets: dict[str, list[float]] = {}  # strategy -> [tokens, last refill monotonic]
+        self._buckets: dict[str, list[float]] = {}  # stream owner -> [tokens, last refill monotonic]
+
+    def _forget_full_buckets(self, now: float, rate: float, burst: int) -> None:
+        """Bounded memory: a bucket refilled to its capacity is the same as a new one, so it can go; if none is
+        full, the one refilled longest ago goes (owners are real command streams, at most max_command_streams)."""
+        full = [k for k, (tokens, t) in self._buckets.items() if tokens + (now - t) * rate >= burst]
+        for key in full or [min(self._buckets, key=lambda k: self._buckets[k][1])]:
+            del self._buckets[key]
 
     # --- lifecycle ------------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -326,6 +337,10 @@ class RiskGate:
         if lim.max_orders_per_s_per_strategy is not None:
             now = self.clock()
             rate, burst = lim.max_orders_per_s_per_strategy, lim.burst
+            # cmd.strategy is the owner of the command stream the order came from (engine: _decode binds it), so
+            # one strategy has one bucket whatever names its commands give themselves.
+            if cmd.strategy not in self._buckets and len(self._buckets) >= _MAX_BUCKETS:
+                self._forget_full_buckets(now, rate, burst)
             bucket = self._buckets.setdefault(cmd.strategy, [float(burst), now])
             bucket[0] = min(float(burst), bucket[0] + (now - bucket[1]) * rate)
             bucket[1] = now

@@ -182,9 +182,15 @@ class BaseClient:
 
             self._signer = Signer(signing_key, key_id or strategy)
         self._reply_key = self._keys.replies(self.client_id)
-        if not isinstance(strategy, str) or len(strategy) > 64:
-            raise ValueError("strategy must be a string of at most 64 characters")
+        if not isinstance(strategy, str) or strategy and not contract.STRATEGY_PREFIX_RE.fullmatch(strategy):
+            raise ValueError("strategy must be 1-40 of A-Z a-z 0-9 _ - (it names the command stream), or empty")
+        if contract.strategy_of_client_id(self.client_id) != strategy:
+            raise ValueError(f"client id {self.client_id!r} must be '{strategy}.<random>' for strategy {strategy!r}"
+                             if strategy else f"client id {self.client_id!r} must name no strategy (no dot)")
         self.strategy = strategy
+        # The stream this client writes: its strategy's own (the executor takes the sender's identity from it and
+        # answers only into that strategy's reply streams; contract.Keys.command_stream).
+        self._command_key = self._keys.command_stream(strategy)
         self._state = ClientState.UNOPENED
 
     @property
@@ -269,9 +275,11 @@ class BaseClient:
         assert coid is not None
         if isinstance(volume, bool):
             raise _local_invalid("volume must be an integer number of shares", coid)
+        if strategy not in (None, self.strategy):
+            raise _local_invalid(f"this client speaks for strategy {self.strategy!r} (its command stream); "
+                                 f"create a Client(strategy={strategy!r}) to send as another", coid)
         command = self._model(PlaceOrder, coid, client_order_id=coid, code=code, side=side, volume=volume,
-                              price=price, price_type=price_type,
-                              strategy=self.strategy if strategy is None else strategy)
+                              price=price, price_type=price_type, strategy=self.strategy)
         ttl_ms = self._order_ttl_ms(deadline, coid)
         wait_s = self._wait_s(timeout, ttl_ms / 1000 + ORDER_REPLY_MARGIN_S, coid)
         return self._prepare(command, ttl_ms=ttl_ms, wait_s=wait_s, result_type=OrderAck, started=started)

@@ -127,6 +127,7 @@ ERROR_CLASSES: dict[ErrorCode, type[XtqueueError]] = {
     ErrorCode.INVALID_REQUEST: InvalidRequest,
     ErrorCode.UNKNOWN_COMMAND: InvalidRequest,
     ErrorCode.UNSUPPORTED_VERSION: InvalidRequest,
+    ErrorCode.ID_AHEAD: InvalidRequest,
     ErrorCode.EXPIRED: Expired,
     ErrorCode.CONFLICT: Conflict,
     ErrorCode.BROKER_REJECTED: BrokerRejected,

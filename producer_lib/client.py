@@ -293,7 +293,7 @@ class Client(BaseClient):
             attempt += 1
             prep.copies = attempt  # this XADD may land even if it fails on the connection
             try:
-                await self._redis.xadd(self._keys.commands, entry)
+                await self._redis.xadd(self._command_key, entry)
                 return
             except (redis_errors.AuthenticationError, redis_errors.AuthorizationError) as exc:
                 raise self._send_error(prep, exc, attempt) from exc

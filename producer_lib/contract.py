@@ -6,7 +6,10 @@ module; this module imports nothing from the executor and nothing from xtquant.
 
 Layout of one account's keys (all share the hash tag ``{ACCOUNT}`` so they live in one Redis Cluster slot)::
 
-    xtq:{ACCOUNT}:cmd               stream   commands from strategies (consumer group "executors")
+    xtq:{ACCOUNT}:cmd:{STRATEGY}    stream   commands of one strategy (consumer group "executors"); only that
+                                             strategy's ACL user may XADD to it, so the key names the sender
+    xtq:{ACCOUNT}:cmd               stream   commands of clients without a strategy name (deployments without
+                                             ACL users; no strategy's ACL user may write it)
     xtq:{ACCOUNT}:reply:{CLIENT}    stream   replies to one client instance (bounded, expiring); a client of a
                                              strategy is named "{STRATEGY}.{random}" (see new_client_id), so
                                              Redis ACLs can give each strategy its own reply streams
@@ -33,7 +36,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = "2"  # 2: one command stream per strategy (Keys.command_stream)
 KEY_PREFIX = "xtq"
 COMMAND_GROUP = "executors"
 
@@ -45,8 +48,12 @@ F_ID = "id"  # command id (on a reply: the id of the command it answers)
 F_COID = "coid"  # client order id, "" when the entry concerns no order
 F_REPLY_TO = "reply_to"  # commands: the stream key the reply goes to
 F_TTL_MS = "ttl_ms"  # commands: time to live, counted from the stream entry id (Redis server clock)
+# An entry id whose time is more than this ahead of the Redis server clock (as the executor reads it) was chosen by
+# its producer (XADD <id>), not given by Redis: the entry is refused (id_ahead), its id never trusted as a deadline.
+# The margin covers the executor's estimate of the server clock (re-measured every clock_sync_interval_ms).
+ENTRY_ID_AHEAD_TOLERANCE_MS = 1_000
 F_SENT_MS = "sent_ms"  # producer's wall clock at send time: for humans only, never trusted for deadlines
-F_STRATEGY = "strategy"  # commands: strategy name ("" if none)
+F_STRATEGY = "strategy"  # commands: strategy name: "" or the owner of the command stream it is written to
 F_OK = "ok"  # replies: "1" success, "0" error
 F_ERROR = "error"  # replies: error code ("" on success)
 F_CMD = "cmd"  # replies: type of the command answered
@@ -92,7 +99,7 @@ class Keys:
         self.account = account
         self.prefix = prefix
         self.base = f"{prefix}:{{{account}}}"
-        self.commands = f"{self.base}:cmd"
+        self.commands = f"{self.base}:cmd"  # the stream of clients without a strategy name (see command_stream)
         self.events = f"{self.base}:events"
         self.dead_letter = f"{self.base}:dead"
         self.heartbeat = f"{self.base}:heartbeat"
@@ -100,15 +107,42 @@ class Keys:
         self.halt = f"{self.base}:halt"
         self.audit = f"{self.base}:audit"
 
+    def command_stream(self, strategy: str = "") -> str:
+        """The command stream a strategy writes: ``<base>:cmd:<strategy>``, or ``<base>:cmd`` for ``""``. Identity
+        comes from this key: a strategy's ACL user may XADD to its own stream only (xtqueue/acl.py), and the
+        executor treats the stream's owner as the sender, whatever the command says about itself."""
+        if not strategy:
+            return self.commands
+        if not STRATEGY_PREFIX_RE.fullmatch(strategy):
+            raise ValueError(f"invalid strategy name {strategy!r}: 1-40 of A-Z a-z 0-9 _ -")
+        return f"{self.commands}:{strategy}"
+
+    @property
+    def command_stream_pattern(self) -> str:
+        """SCAN pattern of the strategies' command streams (the executor discovers them with it)."""
+        return f"{self.commands}:*"
+
+    def command_stream_owner(self, key: str) -> str | None:
+        """The strategy a command stream belongs to ("" for ``<base>:cmd``), or None if ``key`` is not one."""
+        if key == self.commands:
+            return ""
+        head = f"{self.commands}:"
+        name = key[len(head):] if key.startswith(head) else ""
+        return name if STRATEGY_PREFIX_RE.fullmatch(name) else None
+
     def replies(self, client_id: str) -> str:
         if not _CLIENT_ID_RE.fullmatch(client_id):
             raise ValueError(f"invalid client id {client_id!r}")
         return f"{self.base}:reply:{client_id}"
 
-    def is_reply_stream(self, key: str) -> bool:
-        """True if ``key`` is a reply stream of this account (the executor writes replies nowhere else)."""
+    def is_reply_stream(self, key: str, strategy: str | None = None) -> bool:
+        """True if ``key`` is a reply stream of this account (the executor writes replies nowhere else); with
+        ``strategy``, also one of that strategy's (``reply:<strategy>.<...>``; for "" one naming no strategy)."""
         head = f"{self.base}:reply:"
-        return key.startswith(head) and bool(_CLIENT_ID_RE.fullmatch(key[len(head) :]))
+        client_id = key[len(head):]
+        if not key.startswith(head) or not _CLIENT_ID_RE.fullmatch(client_id):
+            return False
+        return strategy is None or strategy_of_client_id(client_id) == strategy
 
 
 # --- Kill switch (xtq:{ACCOUNT}:halt, a stream; docs/operations.md "Kill switch") ---------------------------------
@@ -274,7 +308,8 @@ class ErrorCode(str, Enum):
     OUTCOME_UNKNOWN = "outcome_unknown"  # the executor cannot know yet whether the broker has it: ask again
     RISK_REJECTED = "risk_rejected"  # refused by a pre-trade risk limit: nothing was placed
     HALTED = "halted"  # the account's kill switch is on: nothing was placed
-    UNAUTHORIZED = "unauthorized"  # signature missing/wrong/replayed: nothing was done
+    UNAUTHORIZED = "unauthorized"  # signature missing/wrong/replayed, or names another strategy: nothing was done
+    ID_AHEAD = "id_ahead"  # stream entry id ahead of the Redis server clock (chosen by the producer): not done
     NOT_FOUND = "not_found"  # the order to cancel / query does not exist
     INTERNAL = "internal"  # executor bug; the command was not executed
 

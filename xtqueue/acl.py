@@ -34,6 +34,8 @@ and ``executor-<ACCOUNT>.signing.toml`` (mode 0600) for each account served by a
 ``signing_keys_file``). Running it again keeps the passwords and keys already in the secrets folder (so adding a
 strategy does not log everyone out); ``--rotate`` draws new ones for every user. Secrets are never printed.
 
+Command streams: a strategy may XADD to ``xtq:{ACCOUNT}:cmd:<strategy>`` only (contract.Keys.command_stream), so
+the key it wrote names it: the executor takes that stream's owner as the sender (docs/protocol.md section 1).
 Reply streams: a strategy's client names its reply stream ``reply:<strategy>.<random>`` (contract.new_client_id),
 so the key pattern ``xtq:{ACCOUNT}:reply:<strategy>.*`` gives it its own replies and no one else's.
 """
@@ -164,10 +166,12 @@ def _selector(patterns: list[str], commands: list[str]) -> str:
 
 
 def strategy_rules(prefix: str, name: str, accounts: list[str]) -> list[str]:
-    """XADD to the accounts' command streams; its own reply streams (read, wake-up XADD, delete); read events."""
+    """XADD to its OWN command stream of each account (never another strategy's: Redis cannot restrict XADD's
+    arguments, so a shared stream would let it choose ids or MAXLEN for everyone); its own reply streams (read,
+    wake-up XADD, delete); read events."""
     bases = [_base(prefix, a) for a in accounts]
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION,
-            _selector([f"~{b}:cmd" for b in bases], ["+xadd"]),
+            _selector([f"~{b}:cmd:{name}" for b in bases], ["+xadd"]),
             _selector([f"~{b}:reply:{name}.*" for b in bases], ["+xread", "+xadd", "+xdel", "+del", "+expire"]),
             _selector([f"%R~{b}:events" for b in bases], ["+xread", "+xrange", "+xrevrange", "+xinfo|stream"])]
 
@@ -188,13 +192,17 @@ def operator_rules(prefix: str, accounts: list[str]) -> list[str]:
 
 
 def executor_rules(prefix: str, account: str) -> list[str]:
-    """Exactly what executor/ calls on its account's keys (engine, transport, lease, events, halt, audit)."""
+    """Exactly what executor/ calls on its account's keys (engine, transport, lease, events, halt, audit).
+    SCAN finds the strategies' command streams (executor/transport.py); Redis applies no key pattern to SCAN, so it
+    lists key names (never values) of the whole database. No CLIENT LIST / KILL: those are server-wide (every
+    account's connections); a paused predecessor is fenced by the lease instead (executor/lease.py)."""
     b = _base(prefix, account)
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION,
-            "+time", "+client|setname", "+client|list", "+client|kill",
+            "+time", "+client|setname", "+scan",
             "+script|load",
-            _selector([f"~{b}:cmd"], ["+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xack", "+xrange",
-                                      "+xinfo|groups", "+xtrim"]),  # xinfo/xtrim: trimming answered commands
+            _selector([f"~{b}:cmd", f"~{b}:cmd:*"],
+                      ["+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xack", "+xrange",
+                       "+xinfo|groups", "+xtrim"]),  # xinfo/xtrim: trimming answered commands
             _selector([f"~{b}:reply:*"], ["+xadd", "+expire"]),
             _selector([f"~{b}:dead", f"~{b}:audit"], ["+xadd"]),
             _selector([f"~{b}:events"], ["+xadd", "+xrevrange"]),
@@ -209,8 +217,8 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             _selector([f"%R~{b}:halt"], ["+xrevrange"]),  # the kill switch's latest entry (executor/halt.py)
             # Lua (transport FINISH_SCRIPT and XADD_MANY_SCRIPT for events and audit, lease renew/release):
             # EVALSHA's declared keys; each call inside the script is checked against the rules above as well.
-            _selector([f"~{b}:lease", f"~{b}:lease:token", f"~{b}:cmd", f"~{b}:dead", f"~{b}:reply:*",
-                       f"~{b}:events", f"~{b}:audit"], ["+evalsha", "+eval"])]
+            _selector([f"~{b}:lease", f"~{b}:lease:token", f"~{b}:cmd", f"~{b}:cmd:*", f"~{b}:dead",
+                       f"~{b}:reply:*", f"~{b}:events", f"~{b}:audit"], ["+evalsha", "+eval"])]
 
 
 def admin_rules() -> list[str]:

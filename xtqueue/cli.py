@@ -163,7 +163,8 @@ def _client(g: Globals, strategy: str = "") -> Any:
     finally:
         probe.close()
     user = g.redis_security.get("username") or ""
-    if not strategy and user.startswith("xtq-strategy-"):  # its reply streams are reply:<strategy>.* (xtqueue acl)
+    # Its command stream is cmd:<strategy>, its reply streams reply:<strategy>.* (xtqueue acl): nothing else.
+    if not strategy and user.startswith("xtq-strategy-"):
         strategy = user.removeprefix("xtq-strategy-")
     return SyncClient(g.redis_url, g.account, strategy=strategy, **g.redis_kwargs)
 
@@ -184,7 +185,8 @@ def _order_options(f: Callable) -> Callable:
     decorators = [
         click.option("--price-type", type=click.Choice(PRICE_TYPES), default="limit", show_default=True,
                      help="limit needs PRICE; latest = 最新价; the others are exchange market-order types."),
-        click.option("--strategy", default="", help="Strategy name recorded with the order (策略名)."),
+        click.option("--strategy", default="", help="Strategy to send as: its own command stream "
+                     "(策略名; with `xtqueue acl` credentials, the user's strategy)."),
         click.option("--client-order-id", "client_order_id", default=None, metavar="COID",
                      help="Idempotency key, ≤24 chars of A-Z a-z 0-9 _ - . (default: a fresh random id). "
                           "Sending the same id again never places a second order."),

@@ -84,9 +84,12 @@ class Responder:
     (no reply); by default every command gets its canned result.
     """
 
-    def __init__(self, redis_url: str | redis.Redis, account: str, handler: Handler | None = None) -> None:
+    def __init__(self, redis_url: str | redis.Redis, account: str, handler: Handler | None = None,
+                 strategies: tuple[str, ...] = ("", "s1")) -> None:
         self.account = account
         self.keys = contract.Keys(account)
+        # The command streams read: the account's own and these strategies' (contract.Keys.command_stream).
+        self.streams = [self.keys.command_stream(s) for s in strategies]
         self.redis = redis.Redis.from_url(redis_url) if isinstance(redis_url, str) else redis_url
         self.handler = handler
         self.placed: dict[str, int] = {}
@@ -96,7 +99,8 @@ class Responder:
 
     def start(self) -> Responder:
         try:
-            self.redis.xgroup_create(self.keys.commands, contract.COMMAND_GROUP, id="0", mkstream=True)
+            for stream in self.streams:
+                self.redis.xgroup_create(stream, contract.COMMAND_GROUP, id="0", mkstream=True)
         except redis.ResponseError:  # BUSYGROUP
             pass
         self._thread.start()
@@ -109,12 +113,12 @@ class Responder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            response = self.redis.xreadgroup(contract.COMMAND_GROUP, "fake", {self.keys.commands: ">"}, count=100,
-                                             block=50)
-            for _key, entries in response or []:
+            response = self.redis.xreadgroup(contract.COMMAND_GROUP, "fake", dict.fromkeys(self.streams, ">"),
+                                             count=100, block=50)
+            for key, entries in response or []:
                 for stream_id, fields in entries:
                     self._answer(fields)
-                    self.redis.xack(self.keys.commands, contract.COMMAND_GROUP, stream_id)
+                    self.redis.xack(key, contract.COMMAND_GROUP, stream_id)
 
     def _answer(self, fields: dict) -> None:
         try:
@@ -224,9 +228,13 @@ def blocked_connections(r: redis.Redis, name: str) -> int:
 
 
 def raw_commands(r: redis.Redis, account: str, command_type: str | None = None) -> list[dict[str, Any]]:
-    """The account's command stream as decoded envelopes (plain dicts), oldest first."""
+    """The account's command streams (its own and every strategy's) as decoded envelopes (plain dicts), oldest
+    first."""
     out = []
-    for stream_id, fields in r.xrange(contract.Keys(account).commands):
+    keys = contract.Keys(account)
+    streams = [keys.commands, *(k.decode() for k in r.scan_iter(match=keys.command_stream_pattern))]
+    entries = sorted((e for s in streams for e in r.xrange(s)), key=lambda e: contract.stream_id_ms(e[0]))
+    for stream_id, fields in entries:
         env = contract.decode_envelope(fields)
         if command_type is None or env.type == command_type:
             out.append({"stream_id": stream_id.decode(), **env.model_dump()})

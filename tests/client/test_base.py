@@ -52,6 +52,21 @@ def base() -> BaseClient:
     return BaseClient("ACC1", strategy="s")
 
 
+def test_a_client_speaks_for_its_own_strategy_only():
+    """The strategy names the command stream (contract.Keys.command_stream), so a client cannot send as another."""
+    assert BaseClient("ACC1", strategy="s")._command_key == "xtq:{ACC1}:cmd:s"
+    assert BaseClient("ACC1")._command_key == "xtq:{ACC1}:cmd"
+    for bad in ("has space", "a.b", "x" * 41):
+        with pytest.raises(ValueError):
+            BaseClient("ACC1", strategy=bad)
+    with pytest.raises(ValueError):
+        BaseClient("ACC1", strategy="s", client_id="t.123")  # its replies would be another strategy's
+    with pytest.raises(InvalidRequest):
+        BaseClient("ACC1", strategy="s")._build_place_order("600000.SH", "buy", 100, 1.0, price_type="limit",
+                                                            strategy="other", client_order_id=None, deadline=None,
+                                                            timeout=None, started=T0)
+
+
 # --- exceptions ------------------------------------------------------------------------------------------------
 def test_every_error_code_has_an_exception():
     assert set(ERROR_CLASSES) == set(ErrorCode)

@@ -91,14 +91,14 @@ def test_every_method_returns_its_typed_result(client, responder):
 
 
 def test_order_fields_reach_the_executor(client, responder):
-    client.place_order("600000.SH", "sell", 300, 9.87, price_type="limit", strategy="mine",
+    client.place_order("600000.SH", "sell", 300, 9.87, price_type="limit", strategy="s1",
                              client_order_id="my-order-1")
     client.cancel_order(client_order_id="my-order-1", market="SH")
     (env, order), (cenv, cancel) = responder.seen
     assert (order.code, order.side, order.volume, order.price, order.price_type) == (
         "600000.SH", Side.SELL, 300, 9.87, PriceType.LIMIT)
     assert env.client_order_id == order.client_order_id == "my-order-1"
-    assert env.strategy == "mine" and env.reply_to == client.reply_stream and env.account == client.account
+    assert env.strategy == "s1" and env.reply_to == client.reply_stream and env.account == client.account
     assert cancel.client_order_id == "my-order-1" and cancel.market is Market.SH
     client.buy("600000.SH", 100, 10.0)
     assert responder.seen[-1][0].strategy == "s1"  # the client's default strategy

@@ -157,7 +157,7 @@ def test_raw_streams_read_as_redis_cli_shows_them(executor_process, redis_url, a
     keys = c.Keys(account)
     with SyncClient(redis_url, account, strategy="rawcheck") as client:  # its reply stream goes at close
         ack = client.buy("600000.SH", 100, 10.50)
-        (_sid, command), = [e for e in raw.xrange(keys.commands) if e[1][b"coid"] == ack.client_order_id.encode()]
+        (_sid, command), = [e for e in raw.xrange(keys.command_stream("rawcheck")) if e[1][b"coid"] == ack.client_order_id.encode()]
         for field in (b"v", b"type", b"account", b"id", b"coid", b"reply_to", b"ttl_ms", b"sent_ms"):
             command[field].decode("ascii")  # plain ASCII text, no msgpack
         assert (command[b"type"], command[b"account"]) == (b"place_order", account.encode())

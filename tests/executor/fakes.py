@@ -183,10 +183,11 @@ class FakeBroker(Broker):
 class Client:
     """A minimal producer for tests: XADD commands, read replies (BLOCK, never sleep-and-hope)."""
 
-    def __init__(self, r: aioredis.Redis, account: str, client_id: str = "tc") -> None:
+    def __init__(self, r: aioredis.Redis, account: str, client_id: str | None = None, strategy: str = "") -> None:
         self.r = r
         self.keys = c.Keys(account)
-        self.reply_to = self.keys.replies(client_id)
+        self.stream = self.keys.command_stream(strategy)  # a strategy's own command stream
+        self.reply_to = self.keys.replies(client_id or (f"{strategy}.tc" if strategy else "tc"))
         self._last = "0"
 
     async def send(self, cmd: c.Command, *, ttl_ms: int = 10_000, command_id: str | None = None,
@@ -194,11 +195,11 @@ class Client:
         cid = command_id or c.new_command_id()
         fields = c.encode_command(cmd, account=self.keys.account, command_id=cid,
                                   reply_to=reply_to or self.reply_to, ttl_ms=ttl_ms)
-        await self.r.xadd(self.keys.commands, fields)
+        await self.r.xadd(self.stream, fields)
         return cid
 
     async def send_raw(self, fields: dict) -> str:
-        return (await self.r.xadd(self.keys.commands, fields)).decode()
+        return (await self.r.xadd(self.stream, fields)).decode()
 
     async def replies(self, n: int, timeout_ms: int = 5_000) -> list[c.Reply]:
         """The next ``n`` replies on this client's stream (blocking reads, bounded)."""

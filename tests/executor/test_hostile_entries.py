@@ -79,7 +79,7 @@ async def test_an_entry_too_wide_for_a_script_costs_no_other_command_its_answer(
     async with Client(settings.redis_url, account, strategy="alpha") as client:
         first = await client.buy("600000.SH", 100, 10.5, client_order_id="wide-a")  # placed before the attack
         await _stop(ex, task)
-        base = await r.xlen(keys.commands)
+        base = await r.xlen(keys.command_stream("alpha"))
 
         # The batch: new orders, the same order again (answered from the journal at once), pings, and the hostile
         # entry, XADDed with the strategy's own Redis connection.
@@ -89,9 +89,9 @@ async def test_an_entry_too_wide_for_a_script_costs_no_other_command_its_answer(
         strategy_redis = aioredis.Redis.from_url(settings.redis_url)
         wide = _hostile_fields(account, keys.replies("alpha.attacker"), "wide-1", type="no_such_command")
         wide.update({f"x{i}": "y" for i in range(5_000)})
-        hostile_id = (await strategy_redis.xadd(keys.commands, wide)).decode()
+        hostile_id = (await strategy_redis.xadd(keys.command_stream("alpha"), wide)).decode()
         await strategy_redis.aclose()
-        await _queued(r, keys.commands, base + len(calls) + 1)
+        await _queued(r, keys.command_stream("alpha"), base + len(calls) + 1)
 
         ex, task = await _serve(settings)
         try:
@@ -115,7 +115,7 @@ async def test_an_entry_too_wide_for_a_script_costs_no_other_command_its_answer(
     assert len([k for k in mine[0] if k.startswith("orig.")]) == c.MAX_ENTRY_FIELDS
     reply = [c.decode_reply(sid, f) for sid, f in await r.xrange(keys.replies("alpha.attacker"))]
     assert [(rep.command_id, rep.error.code) for rep in reply] == [("wide-1", c.ErrorCode.INVALID_REQUEST)]
-    assert (await r.xpending(keys.commands, c.COMMAND_GROUP))["pending"] == 0
+    assert (await r.xpending(keys.command_stream("alpha"), c.COMMAND_GROUP))["pending"] == 0
 
 
 def _audit_lines(state_dir: Path, account: str) -> list[dict]:
@@ -138,9 +138,9 @@ async def test_a_deeply_nested_body_costs_no_other_record_of_its_audit_batch(set
         strategy_redis = aioredis.Redis.from_url(settings.redis_url)
         body = b"\x81\xa1a" * 600 + b"\xc0"  # {"a": {"a": ... nil}}, 600 maps deep
         deep = _hostile_fields(account, keys.replies("alpha.attacker"), "deep-1", **{c.F_BODY: body})
-        hostile_id = (await strategy_redis.xadd(keys.commands, deep)).decode()
+        hostile_id = (await strategy_redis.xadd(keys.command_stream("alpha"), deep)).decode()
         await strategy_redis.aclose()
-        await _queued(r, keys.commands, len(calls) + 1)
+        await _queued(r, keys.command_stream("alpha"), len(calls) + 1)
         ex, task = await _serve(settings)
         try:
             results = await asyncio.gather(*pending)
@@ -151,7 +151,7 @@ async def test_a_deeply_nested_body_costs_no_other_record_of_its_audit_batch(set
     assert [(rep.command_id, rep.error.code) for rep in reply] == [("deep-1", c.ErrorCode.INVALID_REQUEST)]
     assert "nested deeper than" in reply[0].error.message
 
-    commands = {sid.decode(): f for sid, f in await r.xrange(keys.commands)}
+    commands = {sid.decode(): f for sid, f in await r.xrange(keys.command_stream("alpha"))}
     ours = {sid for sid in commands if sid != hostile_id}
     assert len(ours) == len(calls)
     lines = _audit_lines(settings.state_dir, account)
@@ -277,10 +277,10 @@ async def test_the_settlement_script_refuses_a_table_too_wide_before_writing_any
     keys = c.Keys(account)
     transport, (first, second) = await _pending_entries(r, keys, 2)
     wide = [x for i in range(5_000) for x in (f"f{i}", "v")]
-    items = msgpack.packb([[first, 0, [], ["src_id", first]], [second, 0, [], wide]], use_bin_type=False)
+    items = msgpack.packb([[3, first, 0, [], ["src_id", first]], [3, second, 0, [], wide]], use_bin_type=False)
     script = r.register_script(FINISH_SCRIPT)
     with pytest.raises(redis.exceptions.ResponseError, match="BADITEM"):
-        await script(keys=[keys.lease, keys.commands, keys.dead_letter],
+        await script(keys=[keys.lease, keys.dead_letter, keys.commands],  # KEYS[3]: the entries' command stream
                      args=["", c.COMMAND_GROUP, 100, 60, 100, items, 0])
     assert (await r.xpending(keys.commands, c.COMMAND_GROUP))["pending"] == 2  # not even the first one acked
     assert await r.xlen(keys.dead_letter) == 0

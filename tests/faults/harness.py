@@ -504,23 +504,22 @@ def _t(v: Any) -> str:
 
 
 def command_streams(r: redis.Redis, keys: c.Keys) -> list[str]:
-    """Every command stream of the account: the shared ``keys.commands`` today; with a stream per strategy
-    (``<keys.commands>:<strategy>``), each of those as well."""
-    head = keys.commands
-    found = {_t(k) for k in r.scan_iter(match=head + "*", count=1000)}
-    return sorted(k for k in found if k == head or k.startswith(head + ":"))
+    """The account's command streams: its own and every strategy's (contract.Keys.command_stream)."""
+    return [keys.commands, *sorted(_t(k) for k in r.scan_iter(match=keys.command_stream_pattern, _type="stream"))]
 
 
 def read_commands(r: redis.Redis, keys: c.Keys) -> list[CmdEntry]:
     out = []
-    for sid, f in (e for stream in command_streams(r, keys) for e in r.xrange(stream)):
-        sid = _t(sid)
-        try:
-            ttl = int(_t(f.get(b"ttl_ms")) or 0)
-        except ValueError:
-            ttl = 0
-        out.append(CmdEntry(sid, c.stream_id_ms(sid), _t(f.get(b"id")), _t(f.get(b"type")), _t(f.get(b"coid")),
-                            ttl, _t(f.get(b"reply_to"))))
+    for stream in command_streams(r, keys):
+        for sid, f in r.xrange(stream):
+            sid = _t(sid)
+            try:
+                ttl = int(_t(f.get(b"ttl_ms")) or 0)
+            except ValueError:
+                ttl = 0
+            out.append(CmdEntry(sid, c.stream_id_ms(sid), _t(f.get(b"id")), _t(f.get(b"type")),
+                                _t(f.get(b"coid")), ttl, _t(f.get(b"reply_to"))))
+    out.sort(key=lambda e: _sid(e.stream_id))  # streams merged in id (server time) order
     return out
 
 
@@ -548,14 +547,14 @@ def pending_count(r: redis.Redis, keys: c.Keys) -> int:
     for stream in command_streams(r, keys):
         try:
             total += int(r.xpending(stream, c.COMMAND_GROUP)["pending"])
-        except redis.ResponseError:  # no group yet
+        except redis.ResponseError:  # no stream / no group yet
             pass
     return total
 
 
 def drained(r: redis.Redis, keys: c.Keys) -> bool:
-    """True when the group has read every entry of every command stream and has nothing pending (XPENDING 0
-    alone is also true before the executor has read a new entry)."""
+    """True when the group has read every entry on every command stream and has nothing pending (XPENDING 0 alone
+    is also true before the executor has read a new entry)."""
     return all(_stream_drained(r, stream) for stream in command_streams(r, keys))
 
 

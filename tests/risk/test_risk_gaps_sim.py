@@ -125,7 +125,7 @@ async def test_a_code_with_non_ascii_digits_is_refused(sim_rig, r, account, code
     with pytest.raises((pl.InvalidRequest, ValueError)):  # the public client refuses it before sending
         await rig.client.buy(code, 100, 10.5)
     # A strategy writing the entry itself (its ACL allows XADD to the command stream) gets it refused too.
-    raw = RawClient(r, account, "hostile.x")
+    raw = RawClient(r, account, strategy="hostile")  # on its own command stream
     cmd = c.PlaceOrder.model_construct(client_order_id="nonascii", code=code, side=c.Side.BUY, volume=100,
                                        price_type=c.PriceType.LIMIT, price=10.5, strategy="")
     await raw.send(cmd)

@@ -296,6 +296,20 @@ def test_rate_token_bucket_per_strategy():
     assert [verdict(g, o(strategy="a")) is None for _ in range(3)] == [True, True, False]
 
 
+def test_rate_buckets_are_bounded():
+    from executor import risk
+
+    clock = Clock()
+    g = gate(clock=clock, max_orders_per_s_per_strategy=0.001, orders_burst_per_strategy=1)
+    for i in range(risk._MAX_BUCKETS * 2):  # more owners than buckets kept: the oldest go
+        assert verdict(g, o(strategy=f"s{i}")) is None
+    assert len(g._buckets) == risk._MAX_BUCKETS
+    assert verdict(g, o(strategy=f"s{risk._MAX_BUCKETS * 2 - 1}")) is not None  # a kept, spent bucket still counts
+    clock.t += 10_000  # every bucket has refilled to its capacity: any of them is the same as a new one
+    assert verdict(g, o(strategy="new")) is None
+    assert len(g._buckets) <= risk._MAX_BUCKETS
+
+
 def test_rate_default_burst_is_ceil_of_rate():
     assert RiskLimits(max_orders_per_s_per_strategy=0.5).burst == 1
     assert RiskLimits(max_orders_per_s_per_strategy=2.5).burst == 3

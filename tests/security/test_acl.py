@@ -138,13 +138,16 @@ def test_strategy_user(server, generated):
     admin.xadd(K1.replies("beta.x1"), {"id": "1"})
     r = connect(server, generated, "xtq-strategy-alpha")
     assert r.ping()
-    r.xadd(K1.commands, {"v": "1"})  # its account's command stream
+    r.xadd(K1.command_stream("alpha"), {"v": "1"})  # its own command stream of its account
     mine = K1.replies("alpha.abc")
     r.xadd(mine, {"wake": "close"})
     assert r.xread({mine: "0"}) and r.delete(mine) == 1
     assert r.xrange(K1.events) and r.xrevrange(K1.events, count=1) and r.xinfo_stream(K1.events)
     r.xread({K1.events: "0"})
-    refused(r.xadd, K2.commands, {"v": "1"})  # another account's commands
+    refused(r.xadd, K2.command_stream("alpha"), {"v": "1"})  # another account's commands
+    refused(r.xadd, K1.command_stream("beta"), {"v": "1"})  # another strategy's command stream
+    refused(r.xadd, K1.commands, {"v": "1"})  # the stream of clients without a strategy (no ACL deployments)
+    refused(r.xadd, K1.command_stream("alphabet"), {"v": "1"})  # a prefix is not a strategy
     refused(r.xread, {K1.replies("beta.x1"): "0"})  # another strategy's replies
     refused(r.xread, {K1.replies("alphabet.x1"): "0"})  # a prefix is not a strategy
     refused(r.delete, K1.replies("beta.x1"))
@@ -152,6 +155,9 @@ def test_strategy_user(server, generated):
     refused(r.xrange, K2.events)  # another account's events
     refused(r.xreadgroup, c.COMMAND_GROUP, "me", {K1.commands: ">"})
     refused(r.xrange, K1.commands)
+    refused(r.xrange, K1.command_stream("alpha"))  # XADD only: no XTRIM, XDEL, reads of its own stream
+    refused(r.xtrim, K1.command_stream("alpha"), maxlen=0)
+    refused(r.xdel, K1.command_stream("alpha"), "1-1")
     refused(r.xadd, K1.dead_letter, {"x": "1"})
     refused(r.get, K1.heartbeat)
     refused(r.set, K1.halt, "stop")
@@ -214,6 +220,7 @@ def test_executor_user_is_confined_to_its_account(server, generated):
         assert "BUSYGROUP" in str(exc)
     r.xadd(K1.replies("alpha.z"), {"id": "1"})
     r.xadd(K1.events, {"seq": "1"})
+    r.scan(0, match=K1.command_stream_pattern, _type="stream")  # discovering the strategies' streams
     refused(r.xadd, K2.events, {"seq": "1"})
     refused(r.xreadgroup, c.COMMAND_GROUP, "x", {K2.commands: ">"})
     refused(r.set, K2.heartbeat, "{}")
@@ -226,6 +233,9 @@ def test_executor_user_is_confined_to_its_account(server, generated):
     refused(r.flushall)
     refused(r.config_set, "appendonly", "no")
     refused(r.xtrim, K2.commands, maxlen=0)
+    refused(r.xreadgroup, c.COMMAND_GROUP, "x", {K2.command_stream("beta"): ">"})
+    refused(r.client_list)  # server-wide: every account's connections (fencing is the lease's job)
+    refused(r.client_kill_filter, _id=1)
 
 
 async def test_executor_user_can_trim_its_command_stream(server, generated):

@@ -88,9 +88,23 @@ def test_client_signs_and_names_its_reply_stream_after_the_strategy():
     retry = prep.retry_entry(time.monotonic() + 0.5)  # a re-send reduces the ttl: signed again
     assert retry[c.F_TTL_MS] != prep.entry[c.F_TTL_MS]
     assert signing.verify_mac(signing.secret_bytes(KEY_A), retry, signing.parse_sig(retry[c.F_SIG]))
-    unsigned = pl.SyncClient("redis://127.0.0.1:1/0", "A1", strategy="has space")
+    with pytest.raises(ValueError):  # a strategy name names its command stream: no spaces
+        pl.SyncClient("redis://127.0.0.1:1/0", "A1", strategy="has space")
+    unsigned = pl.SyncClient("redis://127.0.0.1:1/0", "A1")
     assert "." not in unsigned.client_id and c.F_SIG not in unsigned._build_ping(time.monotonic()).entry
     assert c.strategy_of_client_id("alpha.abc") == "alpha" and c.strategy_of_client_id("abc") == ""
+
+
+def test_signing_key_must_belong_to_the_streams_owner():
+    auth = CommandAuth(AuthPolicy({"a1": ("alpha", KEY_A), "b1": ("beta", KEY_B)}, {"beta"}, window_ms=5_000),
+                       lambda: int(time.time() * 1000))
+    e = signing.Signer(KEY_A, "a1").sign(entry(command_id="own-1"))
+    env = c.decode_envelope(e)
+    assert auth.check(e, env, "1-0", 1, owner="alpha") is None
+    assert "not to the stream's 'beta'" in auth.check(e, env, "1-1", 1, owner="beta")  # alpha's key on beta's stream
+    unsigned = entry(command_id="own-2", strategy="gamma")
+    # beta must sign: an unsigned command on beta's stream is refused whatever it names itself
+    assert "unsigned" in auth.check(unsigned, c.decode_envelope(unsigned), "1-2", 1, owner="beta")
 
 
 def test_redelivery_is_not_a_replay_and_memory_is_bounded():
@@ -150,8 +164,9 @@ async def make_executor(plain_redis, tmp_path):
 async def _run(ex: Executor, r: aioredis.Redis, entries: list[dict]) -> dict[str, c.Reply]:
     """XADD the entries, let the executor serve them; the reply to each command id (all of them under id + "*")."""
     keys = c.Keys(ACCOUNT)
-    for e in entries:
-        await r.xadd(keys.commands, e)
+    for e in entries:  # each on the command stream of the strategy its reply stream names (its sender's own)
+        owner = c.strategy_of_client_id(str(e[c.F_REPLY_TO]).rpartition(":")[2])
+        await r.xadd(keys.command_stream(owner), e)
     try:
         await ex.run_until_idle()
     finally:
