@@ -98,7 +98,10 @@ async def test_sigkill_between_the_fill_push_and_its_publication(tmp_path, redis
         await await_until(lambda: fill_events(r, keys, oid), 20, f"the order_filled of order {oid}")
         await _events_settled(redis_server.url, account, r, keys)
         [event] = fill_events(r, keys, oid)
-        assert event.data.detected_by == "reconciliation"
+        # Which of the two safety nets publishes it depends on how far the killed executor got: its durable spool
+        # (the publish had timed out against the paused Redis and the event was spooled: "callback") or, when it
+        # died before that, the restarted executor's reconciliation. Either way: exactly once.
+        assert event.data.detected_by in ("callback", "reconciliation")
         assert fills_on_stream(r, keys)[key] == 1
 
         ex.terminate()  # and once more: nothing is published twice
@@ -163,7 +166,10 @@ async def test_takeover_by_a_standby_with_another_state_dir_and_the_fenced_leade
         await await_until(lambda: fill_events(r, keys, oid), 20, f"the order_filled of order {oid}")
         await _events_settled(redis_server.url, account, r, keys)
         [event] = fill_events(r, keys, oid)
-        assert event.data.detected_by == "reconciliation"
+        # Which of the two safety nets publishes it depends on how far the killed executor got: its durable spool
+        # (the publish had timed out against the paused Redis and the event was spooled: "callback") or, when it
+        # died before that, the restarted executor's reconciliation. Either way: exactly once.
+        assert event.data.detected_by in ("callback", "reconciliation")
 
         # A's state dir leads again (B stops cleanly): its spool is published, the fill in it not twice.
         a.start("exA-2")
