@@ -1118,9 +1118,10 @@ class Executor:
             if orders is None:
                 return _error(E.BROKER_UNAVAILABLE, "cannot resolve the order to cancel (the broker's order list "
                                                     "cannot be obtained); nothing was cancelled")
-            if not any(o.order_sysid == cmd.sysid and o.code.endswith(f".{cmd.market}")
+            market = cmd.market.value if cmd.market is not None else ""
+            if not any(o.order_sysid == cmd.sysid and o.code.endswith(f".{market}")
                        and self._may_act(requester, self._owner(o.client_order_id, o)) for o in orders):
-                return _error(E.NOT_FOUND, f"no order with sysid {cmd.sysid!r} on {cmd.market}")
+                return _error(E.NOT_FOUND, f"no order with sysid {cmd.sysid!r} on {market}")
         try:
             resp: c.CancelResponded = await self._broker_call(self.broker.cancel_order(
                 order_id=order_id if cmd.sysid is None else None, sysid=cmd.sysid, market=cmd.market,
