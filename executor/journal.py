@@ -3,6 +3,7 @@
 One row per (account, client order id). The intent (state PENDING) is committed BEFORE the order is handed to the
 broker; the first final outcome (the reply body) is recorded before that reply is written to Redis. A repeated
 client order id is answered from here, never with a second broker call.
+The row also records the id's owner: the strategy whose command stream sent it (executor/engine.py, ownership).
 
 Durability: WAL, ``synchronous=NORMAL`` by default: a commit survives an executor crash (the process), not a power
 loss. For the power-loss case recovery does not trust the journal alone: an order without a record is still looked

@@ -139,7 +139,7 @@ async def test_entry_id_ahead_of_the_server_clock_is_refused(make_executor, r, a
 
 async def test_a_strategy_cannot_cancel_another_strategys_order(make_executor, r, account):
     """Ownership (docs/security.md, threat model): cancels bind to the stream's owner like placing does; another
-    strategy's order is answered as one that does not exist. tests/executor/test_ownership.py has the rest."""
+    strategy's order is answered as one that does not exist. tests/executor/test_owners.py has the rest."""
     broker = FakeBroker()
     s1, s2 = Client(r, account, strategy="s1"), Client(r, account, strategy="s2")
     await s1.send(order("s1-order"))
