@@ -1214,8 +1214,8 @@ class Executor:
             # Not in this executor's journal: a predecessor with another state dir may have placed it, so the
             # broker's own books decide (known from pushes, else its order list right now).
             at_broker = self._broker_by_coid.get(coid)
-            if at_broker is None:
-                found = await self._broker_orders_by_coid()
+            if at_broker is None or not self._may_act(requester, self._owner(coid, at_broker)):
+                found = await self._broker_orders_by_coid()  # another's takes the path of an unknown id
                 if found is None:
                     return Outcome(result=c.OutcomeResult(
                         client_order_id=coid, state=S.UNKNOWN,
