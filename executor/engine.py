@@ -766,20 +766,21 @@ class Executor:
         env = job.env
         assert env is not None
         coid, fp = cmd.client_order_id, cmd.fingerprint()
+        owner = job.entry.owner  # the fingerprint names it too (cmd.strategy is bound to it in _decode)
         live = self._placements.get(coid)
         if live is not None:
             if live.fingerprint != fp:
-                return self._conflict(coid, live.fingerprint, fp)
+                return self._conflict(coid, self._shown(owner, live.record.owner, live.fingerprint), fp)
             return live.future
         rec = self._unsaved.get(coid)  # decided earlier in this batch or a recent one, not yet journaled
         if rec is None:
             rec = known.records[coid] if known.records is not None and coid in known.records \
                 else self.journal.get(coid)
         if rec is not None and rec.fingerprint != fp:
-            return self._conflict(coid, rec.fingerprint, fp)
+            return self._conflict(coid, self._shown(owner, rec.owner, rec.fingerprint), fp)
         if rec is not None and rec.final:
             return _replay(rec)
-        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING)
+        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING, owner=owner)
         base = base.evolve(fingerprint=fp, command_id=env.command_id, stream_id=job.entry.stream_id,
                            deadline_ms=job.deadline_ms)
         if coid in known.coids:
@@ -790,13 +791,12 @@ class Executor:
                               else base.evolve(state=S.UNKNOWN))
             report = known.found.get(coid)
             if report is not None:
+                if rec is None:
+                    return self._found_at_broker(base, report, cmd, owner)
                 return self._outcome_from_report(base, report, duplicate=True)
         at_broker = self._broker_by_coid.get(coid) if rec is None else None
         if at_broker is not None:
-            # Placed already, by a predecessor whose journal this executor cannot see: answer, never place again.
-            if (at_broker.code, at_broker.side, at_broker.volume) != (cmd.code, cmd.side, cmd.volume):
-                return self._conflict(coid, f"{at_broker.code}|{at_broker.side}|{at_broker.volume} at the broker", fp)
-            return self._outcome_from_report(base, at_broker, duplicate=True)
+            return self._found_at_broker(base, at_broker, cmd, owner)
         if self.transport.clock.now_ms() > job.deadline_ms:
             return self._expired(base)
         if self.halt.halted:  # the kill switch, as read for this batch (docs/operations.md)
@@ -815,9 +815,31 @@ class Executor:
         self._placements[coid] = p
         return p
 
-    def _conflict(self, coid: str, first: str, now: str) -> Outcome:
+    def _conflict(self, coid: str, first: str | None, now: str) -> Outcome:
+        """``first``: what the id was used for, shown only to the order's owner (see _shown). Another strategy's
+        use of the id tells nothing of that order (no fields, no order id): ids are account-wide (order_remark)."""
+        if first is None:
+            return _error(E.CONFLICT, f"client order id {coid!r} is already in use on this account; nothing was "
+                                      "placed (use unpredictable ids: contract.new_client_order_id)",
+                          details={"this": now})
         return _error(E.CONFLICT, f"client order id {coid!r} was already used for a different order; nothing new "
                                   "was placed", details={"first": first, "this": now})
+
+    def _found_at_broker(self, base: Record, report: c.OrderReport, cmd: c.PlaceOrder, owner: str) -> Outcome:
+        """An id this executor's journal does not know, in the broker's orders: placed by a predecessor whose
+        journal this executor cannot see (another state dir), or outside xtqueue. Answered, never placed again;
+        its order id and fields are told only to its owner (_owner: the strategy_name it was placed with)."""
+        if not self._may_act(owner, self._owner(base.coid, report)):
+            # Not "conflict" (= nothing of yours was placed): it may be this strategy's own order on a broker that
+            # does not return strategy_name on order rows. Nothing of that order is told.
+            return _error(E.OUTCOME_UNKNOWN, f"client order id {base.coid!r} is already used by an order at the "
+                                             "broker that this executor cannot attribute to you; nothing was placed "
+                                             "now; never resend it with a new id before you know (docs/security.md)")
+        if (report.code, report.side, report.volume) != (cmd.code, cmd.side, cmd.volume):
+            return self._conflict(base.coid, f"{report.code}|{report.side}|{report.volume} at the broker",
+                                  cmd.fingerprint())
+        # Its owner is the broker's record of it (the account-wide stream answering it does not become the owner).
+        return self._outcome_from_report(base.evolve(owner=self._owner(base.coid, report)), report, duplicate=True)
 
     def _expired(self, base: Record) -> Outcome:
         out = _error(E.EXPIRED, "deadline passed before the executor reached the order; nothing was placed",
@@ -1010,9 +1032,9 @@ class Executor:
         if isinstance(cmd, c.Ping):
             return Outcome(result=self._ping_result())
         if isinstance(cmd, c.QueryOutcome):
-            return await self._query_outcome(cmd)
+            return await self._query_outcome(cmd, job.entry.owner)
         if isinstance(cmd, c.CancelOrder):
-            return await self._cancel(cmd)  # Choice/brief: cancels run even past their deadline
+            return await self._cancel(cmd, job.entry.owner)  # Choice/brief: cancels run even past their deadline
         # Broker queries. Choice: past its deadline a broker query is not run (its caller has given up, and a
         # backlog of stale queries would hold up the broker thread); ping and query_outcome are always answered.
         if self.transport.clock.now_ms() > job.deadline_ms:
@@ -1020,11 +1042,11 @@ class Executor:
         if not self._broker_up:
             return _error(E.BROKER_UNAVAILABLE, "the broker (MiniQMT) is not connected")
         try:
-            return Outcome(result=await self._broker_call(self._query(cmd)))
+            return Outcome(result=await self._broker_call(self._query(cmd, job.entry.owner)))
         except (BrokerError, asyncio.TimeoutError) as exc:
             return _error(E.BROKER_UNAVAILABLE, f"the broker did not answer the query ({exc!r})")
 
-    async def _query(self, cmd: c.Command) -> BaseModel:
+    async def _query(self, cmd: c.Command, requester: str = "") -> BaseModel:
         b = self.broker
         if isinstance(cmd, c.QueryAsset):
             return await b.query_asset()
@@ -1036,12 +1058,17 @@ class Executor:
         if isinstance(cmd, c.QueryOrders):
             if cmd.order_id is not None and not cmd.cancelable_only and cmd.client_order_id is None:
                 one = await b.query_order(cmd.order_id)
-                return c.OrdersResult(orders=[one] if one is not None else [])
-            orders = await b.query_orders(cmd.cancelable_only)
-            if cmd.order_id is not None:
-                orders = [o for o in orders if o.order_id == cmd.order_id]
-            if cmd.client_order_id is not None:
-                orders = [o for o in orders if o.client_order_id == cmd.client_order_id]
+                orders = [one] if one is not None else []
+            else:
+                orders = await b.query_orders(cmd.cancelable_only)
+                if cmd.order_id is not None:
+                    orders = [o for o in orders if o.order_id == cmd.order_id]
+                if cmd.client_order_id is not None:
+                    orders = [o for o in orders if o.client_order_id == cmd.client_order_id]
+            if cmd.order_id is not None or cmd.client_order_id is not None:
+                # A look-up of one order answers with the strategy's own only; the unfiltered list is the
+                # account's books (docs/security.md, threat model).
+                orders = [o for o in orders if self._may_act(requester, self._owner(o.client_order_id, o))]
             return c.OrdersResult(orders=orders)
         if isinstance(cmd, c.QueryTrades):
             return c.TradesResult(trades=await b.query_trades())
@@ -1057,7 +1084,9 @@ class Executor:
         async with _TIMEOUT(limit_s):  # no extra task per call (wait_for wraps a coroutine in one)
             return await aw
 
-    async def _cancel(self, cmd: c.CancelOrder) -> Outcome:
+    async def _cancel(self, cmd: c.CancelOrder, requester: str = "") -> Outcome:
+        """``requester``: the command stream's owner. A strategy cancels its own orders only; another's (or one
+        whose owner is unknown) is answered exactly as an order that does not exist (_may_act)."""
         if not self._broker_up:
             return _error(E.BROKER_UNAVAILABLE, "the broker (MiniQMT) is not connected; nothing was cancelled")
         coid = cmd.client_order_id
@@ -1067,7 +1096,7 @@ class Executor:
             if order_id is None:
                 assert coid is not None
                 try:
-                    order_id = await self._order_id_for(coid)
+                    order_id = await self._order_id_for(coid, requester)
                 except BrokerUnavailableError as exc:
                     return _error(E.BROKER_UNAVAILABLE, f"cannot resolve the order to cancel ({exc})")
                 if order_id is None:
@@ -1076,6 +1105,23 @@ class Executor:
             else:
                 coid = self._coid_by_order_id.get(order_id)
                 known = coid is not None
+                if requester:
+                    try:
+                        mine = self._may_act(requester, await self._owner_of_order_id(order_id))
+                    except (BrokerError, asyncio.TimeoutError) as exc:
+                        return _error(E.BROKER_UNAVAILABLE, f"cannot resolve the order to cancel ({exc!r}); nothing "
+                                                            "was cancelled")
+                    if not mine:
+                        return _error(E.NOT_FOUND, f"no order {order_id} at the broker")
+        elif requester:
+            orders = await self._broker_orders()
+            if orders is None:
+                return _error(E.BROKER_UNAVAILABLE, "cannot resolve the order to cancel (the broker's order list "
+                                                    "cannot be obtained); nothing was cancelled")
+            market = cmd.market.value if cmd.market is not None else ""
+            if not any(o.order_sysid == cmd.sysid and o.code.endswith(f".{market}")
+                       and self._may_act(requester, self._owner(o.client_order_id, o)) for o in orders):
+                return _error(E.NOT_FOUND, f"no order with sysid {cmd.sysid!r} on {market}")
         try:
             resp: c.CancelResponded = await self._broker_call(self.broker.cancel_order(
                 order_id=order_id if cmd.sysid is None else None, sysid=cmd.sysid, market=cmd.market,
@@ -1096,39 +1142,87 @@ class Executor:
                     return _error(E.NOT_FOUND, f"no order {order_id} at the broker", broker_message=message)
         return _error(E.BROKER_REJECTED, "the broker refused the cancel", broker_message=message, order_id=order_id)
 
-    async def _order_id_for(self, coid: str) -> int | None:
+    async def _order_id_for(self, coid: str, requester: str = "") -> int | None:
+        """The order id of ``requester``'s order ``coid``; None if there is none (another's is none)."""
         live = self._placements.get(coid)
-        if live is not None:
+        if live is not None and self._may_act(requester, live.record.owner):
             first: Outcome = await asyncio.shield(live.future)
             oid = getattr(first.result, "order_id", None) or (first.error.order_id if first.error else None)
             if oid:
                 return oid
         rec = self.journal.get(coid)
-        if rec is not None and rec.order_id:
+        if rec is not None and rec.order_id and self._may_act(requester, self._owner(coid)):
             return rec.order_id
         found = await self._broker_orders_by_coid()
         if found is None:
             raise BrokerUnavailableError("the broker's order list cannot be obtained")
         report = found.get(coid)
-        return report.order_id if report else None
+        return report.order_id if report and self._may_act(requester, self._owner(coid, report)) else None
 
-    async def _query_outcome(self, cmd: c.QueryOutcome) -> Outcome:
+    # ==========================================================================================================
+    # Ownership: a strategy acts on its own orders only (docs/security.md, threat model)
+    # ==========================================================================================================
+    def _owner(self, coid: str, report: c.OrderReport | None = None) -> str | None:
+        """The strategy that placed client order id ``coid``: this executor's record (the command stream owner it
+        came from, journaled with the intent), else the broker's: the strategy_name the order was placed with
+        (the adapter sends cmd.strategy, bound to the stream owner in _decode). None = unknown: placed outside
+        xtqueue, by an executor before protocol 2, or a broker whose order rows do not return strategy_name
+        (field-lessons.md); nobody but the account-wide stream may act on such an order."""
+        if coid:
+            live = self._placements.get(coid)
+            rec = live.record if live is not None else self._unsaved.get(coid) or self.journal.get(coid)
+            if rec is not None and rec.owner is not None:
+                return rec.owner
+            if report is None:
+                report = self._broker_by_coid.get(coid)
+        return (report.strategy or None) if report is not None else None
+
+    async def _owner_of_order_id(self, order_id: int) -> str | None:
+        """The owner of broker order ``order_id`` (see _owner); asks the broker when this executor does not know
+        it. Broker errors propagate: an owner that cannot be established is not guessed."""
+        rec = self.journal.by_order_id(order_id)
+        coid = rec.coid if rec is not None else self._coid_by_order_id.get(order_id, "")
+        owner = self._owner(coid) if coid else None
+        if owner is None:
+            report = await self._broker_call(self.broker.query_order(order_id))
+            if report is not None:
+                owner = self._owner(report.client_order_id, report)
+        return owner
+
+    @staticmethod
+    def _may_act(requester: str, owner: str | None) -> bool:
+        """A strategy may act on (cancel, ask about) its own orders only. The stream without a strategy
+        (``xtq:{A}:cmd``) acts for the whole account: under ``xtqueue acl`` only xtq-admin may write it, and
+        without ACL users any client may write any stream, so a name there would be a claim, not an identity."""
+        return requester == "" or (owner is not None and owner == requester)
+
+    def _shown(self, requester: str, owner: str | None, what: str) -> str | None:
+        """``what`` (an order's fields) if ``requester`` may see that order, else None: told nothing."""
+        return what if self._may_act(requester, owner) else None
+
+    async def _query_outcome(self, cmd: c.QueryOutcome, requester: str = "") -> Outcome:
+        """``requester``: the command stream's owner. Another strategy's id (or one whose owner is unknown) takes
+        the path of an id this executor never saw, and so gets the same answer (not_found, or unknown while the
+        broker's list cannot be read)."""
         coid = cmd.client_order_id
-        if coid in self._placements:
+        mine = self._may_act(requester, self._owner(coid))
+        if coid in self._placements and mine:
             return Outcome(result=c.OutcomeResult(client_order_id=coid, state=S.PENDING,
                                                   message="being placed now"))
-        rec = self.journal.get(coid)
+        rec = self.journal.get(coid) if mine else None
         if rec is None:
             # Not in this executor's journal: a predecessor with another state dir may have placed it, so the
             # broker's own books decide (known from pushes, else its order list right now).
             at_broker = self._broker_by_coid.get(coid)
-            if at_broker is None:
-                found = await self._broker_orders_by_coid()
+            if at_broker is None or not self._may_act(requester, self._owner(coid, at_broker)):
+                found = await self._broker_orders_by_coid()  # another's takes the path of an unknown id
                 if found is None:
                     return Outcome(result=c.OutcomeResult(
                         client_order_id=coid, state=S.UNKNOWN,
                         message="not in this executor's journal, and the broker's order list cannot be read now"))
                 at_broker = found.get(coid)
+            if at_broker is not None and not self._may_act(requester, self._owner(coid, at_broker)):
+                at_broker = None
             if at_broker is None:
                 return Outcome(result=c.OutcomeResult(client_order_id=coid, state=S.NOT_FOUND,
                                                       message="neither this executor nor the broker has this id"))

@@ -3,6 +3,7 @@
 One row per (account, client order id). The intent (state PENDING) is committed BEFORE the order is handed to the
 broker; the first final outcome (the reply body) is recorded before that reply is written to Redis. A repeated
 client order id is answered from here, never with a second broker call.
+The row also records the id's owner: the strategy whose command stream sent it (executor/engine.py, ownership).
 
 Durability: WAL, ``synchronous=NORMAL`` by default: a commit survives an executor crash (the process), not a power
 loss. For the power-loss case recovery does not trust the journal alone: an order without a record is still looked
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS orders (
     created_ms     INTEGER NOT NULL,
     updated_ms     INTEGER NOT NULL,
     rejection_seen INTEGER NOT NULL DEFAULT 0,  -- an OrderRejected event was published for it
+    owner          TEXT,               -- the strategy (command stream owner) that sent it; NULL = not recorded
     PRIMARY KEY (account, coid)
 );
 CREATE INDEX IF NOT EXISTS orders_state ON orders (account, state);
@@ -46,7 +48,7 @@ CREATE INDEX IF NOT EXISTS orders_updated ON orders (updated_ms);
 """
 
 _COLUMNS = ("coid, fingerprint, state, order_id, reply, command_id, stream_id, deadline_ms, created_ms, "
-            "updated_ms, rejection_seen")
+            "updated_ms, rejection_seen, owner")
 
 UNRESOLVED = (c.OutcomeState.PENDING, c.OutcomeState.UNKNOWN)
 
@@ -84,6 +86,9 @@ class Record:
     created_ms: int = 0
     updated_ms: int = 0
     rejection_seen: bool = False
+    # The strategy whose command stream sent the id ("" = the stream without a strategy); None = not recorded (a
+    # row written before ownership was: the broker's record decides, see Executor._owner in executor/engine.py).
+    owner: str | None = None
 
     @property
     def final(self) -> bool:
@@ -105,6 +110,7 @@ class Journal:
             return
         self._db = open_wal_db(self.path, _SCHEMA, synchronous="FULL" if self._fsync else "NORMAL",
                                busy_timeout_ms=5000)
+        _migrate(self._db)
 
     def close(self) -> None:
         if self._db is not None:
@@ -146,7 +152,8 @@ class Journal:
         """Insert or replace whole records, in ONE transaction. ``created_ms`` of an existing row is kept."""
         rows = [(self.account, r.coid, r.fingerprint, r.state.value, r.order_id,
                  None if r.reply is None else c.pack({"ok": r.reply.ok, "body": r.reply.body}),
-                 r.command_id, r.stream_id, r.deadline_ms, r.created_ms or now_ms, now_ms, int(r.rejection_seen))
+                 r.command_id, r.stream_id, r.deadline_ms, r.created_ms or now_ms, now_ms, int(r.rejection_seen),
+                 r.owner)
                 for r in records]
         if not rows:
             return
@@ -155,11 +162,12 @@ class Journal:
         try:
             db.executemany(
                 "INSERT INTO orders (account, coid, fingerprint, state, order_id, reply, command_id, stream_id, "
-                "deadline_ms, created_ms, updated_ms, rejection_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                "deadline_ms, created_ms, updated_ms, rejection_seen, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(account, coid) DO UPDATE SET fingerprint=excluded.fingerprint, state=excluded.state, "
                 "order_id=excluded.order_id, reply=excluded.reply, command_id=excluded.command_id, "
                 "stream_id=excluded.stream_id, deadline_ms=excluded.deadline_ms, updated_ms=excluded.updated_ms, "
-                "rejection_seen=MAX(rejection_seen, excluded.rejection_seen) "
+                "rejection_seen=MAX(rejection_seen, excluded.rejection_seen), "
+                "owner=COALESCE(orders.owner, excluded.owner) "  # recorded once, with the intent; never changed
                 # A final outcome is never downgraded to PENDING/UNKNOWN (e.g. by a late, racing write).
                 "WHERE orders.state IN ('pending', 'unknown') OR excluded.state NOT IN ('pending', 'unknown')",
                 rows)
@@ -177,13 +185,19 @@ class Journal:
         return cur.rowcount
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Journal files written before the owner column existed get it, NULL in their rows ("not recorded")."""
+    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(orders)")}:
+        db.execute("ALTER TABLE orders ADD COLUMN owner TEXT")
+
+
 def _record(row: tuple) -> Record:
     (coid, fingerprint, state, order_id, reply, command_id, stream_id, deadline_ms, created_ms, updated_ms,
-     rejection_seen) = row
+     rejection_seen, owner) = row
     stored = None
     if reply is not None:
         data = c.unpack(reply)
         stored = StoredReply(ok=bool(data["ok"]), body=data["body"])
     return Record(coid=coid, fingerprint=fingerprint, state=c.OutcomeState(state), order_id=order_id, reply=stored,
                   command_id=command_id, stream_id=stream_id, deadline_ms=deadline_ms, created_ms=created_ms,
-                  updated_ms=updated_ms, rejection_seen=bool(rejection_seen))
+                  updated_ms=updated_ms, rejection_seen=bool(rejection_seen), owner=owner)

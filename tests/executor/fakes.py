@@ -83,7 +83,7 @@ class FakeBroker(Broker):
         rep = c.OrderReport(order_id=order_id, client_order_id=cmd.client_order_id, code=cmd.code, side=cmd.side,
                             order_type=23 if cmd.side is c.Side.BUY else 24, volume=cmd.volume,
                             price=cmd.price or 0.0, price_type=50, status=status, status_code=code, status_msg=msg,
-                            traded_volume=traded)
+                            traded_volume=traded, strategy=cmd.strategy)  # strategy_name, as the adapter sends it
         self.orders[order_id] = rep
         return rep
 
