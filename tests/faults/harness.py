@@ -398,6 +398,13 @@ class Workload:
         """XADDs of this command id by its client: the first send plus re-sends after connection errors."""
         return 1 + self._resend_log.resends.get(command_id, 0)
 
+    @property
+    def hold_point(self) -> int:
+        """The number of calls the work starts before the current hold (all of them when nothing holds it)."""
+        if self._hold is None or self._hold[1].is_set():
+            return len(self.orders)
+        return min(self._hold[0], len(self.orders))
+
     def hold_at(self, calls: int, gate: asyncio.Event) -> None:
         """Start no call beyond the first ``calls`` until ``gate`` is set: a fault planned at that point then always
         finds work left to do, however fast the executor has become."""
@@ -1016,7 +1023,8 @@ class HostileStrategy:
         self.command_ids: set[str] = set()
         self.coids: set[str] = set()  # client order ids its orders carry (its own and squatted honest ones)
         self.squatted: dict[str, str] = {}  # honest coid read from the events -> command id of the squatting order
-        self.garbage: set[str] = set()  # command ids of its 5,000-field and 600-deep entries
+        self.garbage: set[str] = set()  # command ids of its 5,000-field and 600-deep entries (taken by Redis)
+        self._awaiting: list[tuple[str, str]] = []  # (command id, label) whose answer attack() awaits
         self._n = 0
 
     def _order(self, *, coid: str | None = None, strategy: str = HOSTILE, reply_to: str | None = None,
@@ -1031,43 +1039,50 @@ class HostileStrategy:
         return c.encode_command(cmd, account=self.keys.account, command_id=cid, reply_to=reply_to or self.reply_to,
                                 ttl_ms=ttl_ms)
 
+    async def _add(self, stream: str, fields: dict[str, Any], label: str | None = None, **kw: Any) -> str:
+        """XADD; once Redis took it and ``label`` is given, its answer (own reply stream) is awaited by attack()."""
+        await self.r.xadd(stream, fields, **kw)
+        cid = _t(fields[c.F_ID])
+        if label is not None:
+            self._awaiting.append((cid, label))
+        return cid
+
     async def _future_id(self, stream: str) -> None:
-        await self.r.xadd(stream, self._order(), id=f"{c.now_ms() + 3_600_000}-0")
+        await self._add(stream, self._order(), "future_id", id=f"{c.now_ms() + 3_600_000}-0")
 
     async def _maxlen0(self, stream: str) -> None:
         cid = c.new_command_id()
         self.command_ids.add(cid)
         fields = c.encode_command(c.Ping(), account=self.keys.account, command_id=cid, reply_to=self.reply_to,
                                   ttl_ms=5000)
-        await self.r.xadd(stream, fields, maxlen=0, approximate=False)
+        await self._add(stream, fields, maxlen=0, approximate=False)  # (trims itself too: no answer awaited)
 
     async def _many_fields(self, stream: str) -> None:
         fields = self._order()
-        self.garbage.add(_t(fields[c.F_ID]))
         fields[c.F_BODY] = b"\xc1"  # not msgpack: refused and dead-lettered, with every field of the entry
         fields.update({f"x{i}": "1" for i in range(5000)})
-        await self.r.xadd(stream, fields)
+        self.garbage.add(await self._add(stream, fields, "garbage"))
 
     async def _deep_body(self, stream: str) -> None:
         fields = self._order()
-        self.garbage.add(_t(fields[c.F_ID]))
         data = c.unpack(fields[c.F_BODY])
         data_items = b"".join(c.pack(k) + c.pack(v) for k, v in data.items())
         fields[c.F_BODY] = bytes([0x80 | (len(data) + 1)]) + data_items + c.pack("note") + _deep_msgpack(600)
-        await self.r.xadd(stream, fields)
+        self.garbage.add(await self._add(stream, fields, "garbage"))
 
     async def _claim_other(self, stream: str) -> None:
         k = self.rng.randrange(self.work.n_producers)
         honest = self.work.clients[k]
-        for reply_to in (honest.reply_stream, None):  # another strategy's name, with its replies and with its own
-            await self.r.xadd(stream, self._order(strategy=f"p{k}", reply_to=reply_to, ttl_ms=6000))
+        # another strategy's name with its reply stream (refused, and not answered: no one else's stream is
+        # written), and with its own reply stream (refused, answered to it)
+        await self._add(stream, self._order(strategy=f"p{k}", reply_to=honest.reply_stream, ttl_ms=6000))
+        await self._add(stream, self._order(strategy=f"p{k}", ttl_ms=6000), "claim_name")
         if stream != self.stream:
             return
         coid = await self._used_honest_coid()
         if coid is not None:
             fields = self._order(coid=coid, ttl_ms=6000)
-            self.squatted[coid] = _t(fields[c.F_ID])
-            await self.r.xadd(stream, fields)
+            self.squatted[coid] = await self._add(stream, fields, "squat")
 
     async def _used_honest_coid(self) -> str | None:
         """A client order id of an honest order, read from the event stream with this strategy's own credential."""
@@ -1075,7 +1090,32 @@ class HostileStrategy:
         seen = [coid for coid in seen if coid and coid not in self.coids]
         return self.rng.choice(seen) if seen else None
 
-    async def attack(self, kind: str) -> None:
+    async def _answers(self, timeout: float = 60.0) -> None:
+        """Until each awaited entry of its own stream is answered in its own reply stream (bounded: an executor
+        restart is part of the run). Garbage never answered is ``entry_never_settled``; an order under a used
+        honest client order id answered ok is ``squatted_coid_placed``."""
+        want = dict(self._awaiting)
+        self._awaiting.clear()
+        got: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while set(want) - set(got) and time.monotonic() < deadline:
+            for _key, items in await self.r.xread({self.reply_to: "0-0"}, count=100_000) or []:
+                for _sid, f in items:
+                    if _t(f.get(b"id")) in want:
+                        got[_t(f.get(b"id"))] = "ok" if _t(f.get(b"ok")) == "1" else _t(f.get(b"error"))
+            if set(want) - set(got):
+                await asyncio.sleep(0.1)
+        for cid, label in want.items():
+            answer = got.get(cid, "none")
+            self.report.add(f"hostile_answered_{label}_{answer}")
+            if answer == "none" and label == "garbage":
+                self.report.violate("entry_never_settled", f"command {cid} of {HOSTILE}: no answer in {timeout} s")
+            if answer == "ok" and label == "squat":
+                self.report.violate("squatted_coid_placed", f"command {cid} of {HOSTILE}: answered ok")
+
+    async def attack(self, kind: str, *, own: bool = True) -> None:
+        """``kind`` on the shared stream and on another strategy's (Redis must refuse both), then (``own``) on its
+        own stream, awaiting the executor's answers there."""
         for stream in (self.keys.commands, self.rng.choice(self.foreign[1:])):  # the shared one, another's
             try:
                 await getattr(self, f"_{kind}")(stream)
@@ -1085,12 +1125,16 @@ class HostileStrategy:
                 self.report.violate("foreign_stream_written", f"{kind} on {stream}: {type(exc).__name__}: {exc}")
             else:
                 self.report.violate("foreign_stream_written", f"{kind} on {stream}: Redis took it")
+            self._awaiting.clear()
+        if not own:
+            return
         try:
             await getattr(self, f"_{kind}")(self.stream)
             self.report.add(f"hostile_{kind}")
         except redis.RedisError as exc:  # refused on its own stream: this attack was not tried
             self.report.add(f"hostile_{kind}_refused_by_redis")
             self.report.add(f"hostile_refused_{type(exc).__name__}")
+        await self._answers()
 
     async def run(self, work_task: asyncio.Task, n_attacks: int) -> None:
         """Attacks at evenly spaced progress points of the workload; every kind at least once."""
@@ -1115,22 +1159,17 @@ class HostileStrategy:
     def check(self, *, r: redis.Redis, cmds: list[CmdEntry], all_rows: list[dict], replies: list[ReplyEntry],
               report: Report) -> None:
         """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
-        and its garbage entries still on a stream were settled as the executor settles a contract error: answered
-        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``)."""
-        own_replies = read_replies(r, [self.reply_to])
-        own = {rep.command_id for rep in own_replies}
-        dead_src, dead_ids = set(), set()
-        for _sid, f in r.xrange(self.keys.dead_letter):
-            dead_src.add(_t(f.get(b"src_id")))
-            dead_ids.add(_t(f.get(b"orig.id")))
-        for e in cmds:
-            if e.command_id in self.garbage:
-                report.add("hostile_garbage_on_stream")
-                replied = e.command_id in own
-                dead = e.command_id in dead_ids or e.stream_id in dead_src
-                if not (replied and dead):
-                    report.violate("entry_never_settled", f"{e.stream_id} (command {e.command_id} of {HOSTILE}): "
-                                                          f"replied={replied} dead_lettered={dead}")
+        and each of its garbage entries Redis took was settled as the executor settles a contract error: answered
+        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``), whether or not its own MAXLEN 0
+        trimmed it from the stream since (attack() awaits those answers before it trims)."""
+        own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
+        dead_ids = {_t(f.get(b"orig.id")) for _sid, f in r.xrange(self.keys.dead_letter)}
+        report.add("hostile_garbage_entries", len(self.garbage))
+        for cid in sorted(self.garbage):  # on the stream or trimmed since: each answered and dead-lettered
+            replied, dead = cid in own, cid in dead_ids
+            if not (replied and dead):
+                report.violate("entry_never_settled", f"command {cid} of {HOSTILE}: replied={replied} "
+                                                      f"dead_lettered={dead}")
         for row in all_rows:
             if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.coids:
                 report.add("hostile_orders_at_broker")
@@ -1143,12 +1182,6 @@ class HostileStrategy:
                 report.violate("reply_in_foreign_stream", f"command {rep.command_id} of {HOSTILE} answered in an "
                                                           f"honest stream ({rep.error or 'ok'} {rep.order_id})")
         report.add("hostile_squatted_coids", len(self.squatted))
-        squat_cids = set(self.squatted.values())
-        on_stream = {e.command_id for e in cmds}  # (its own MAXLEN 0 may have trimmed one unread)
-        report.add("hostile_squat_trimmed_unread", len(squat_cids - on_stream))
-        for rep in own_replies:  # what the executor answered the orders under used honest ids (refusals only)
-            if rep.command_id in squat_cids:
-                report.add(f"hostile_squat_answered_{rep.error or 'ok'}")
         for row in all_rows:  # an honest order's client order id is its own: no second order under it
             if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.squatted:
                 report.violate("squatted_coid_placed", f"order {row['order_id']} of {HOSTILE} under the client "
@@ -1206,16 +1239,26 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
             ctx["hostile"] = hostile  # a fault may attack at its own moment too (test_fault_kill: MAXLEN 0)
         points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
                                    min(n_faults, max(1, n_orders * 8 // 10))))
-        for p in points:
-            gate = asyncio.Event()
-            work.hold_at(p, gate)  # the work cannot run out before this fault, however fast it goes
+        # the work cannot run out before a fault, however fast it goes, nor while the fault before it lasts (a
+        # broker down for seconds, a takeover): the next fault's hold is in place before this one's gate opens
+        gates = [asyncio.Event() for _ in points]
+        if points:
+            work.hold_at(points[0], gates[0])
+        injected = 0
+        for j, p in enumerate(points):
             await await_until(lambda: work.sent >= p or task.done(), 300, f"{p} calls started")
             if task.done():
                 break
             await asyncio.sleep(rng.uniform(0.0, 0.25))  # jitter: where in the executor's work the fault lands
-            gate.set()  # the calls held back start as the fault begins (the fault runs before they are sent)
+            if j + 1 < len(points):
+                work.hold_at(points[j + 1], gates[j + 1])
+            gates[j].set()  # the calls held back start as the fault begins (the fault runs before they are sent)
             await fault(ctx)
             report.add("faults")
+            injected += 1
+        report.asserted.add("faults_not_injected")  # a run with fewer faults than planned proves less than it says
+        if injected < len(points):
+            report.violate("faults_not_injected", f"{injected} of {len(points)} faults: the work ended first")
         await asyncio.wait_for(task, 300)
         try:
             if supervise:
@@ -1224,7 +1267,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         except AssertionError as exc:  # reported with every other violation of the run
             report.violate("executor_not_serving", f"{exc}\n{ctx['ex'].log_tail(1500)}")
         if hostile_task is not None:
-            await asyncio.wait_for(hostile_task, 60)
+            await asyncio.wait_for(hostile_task, 150)  # (its last attack awaits its answers, bounded)
         try:  # the executor still serves at the end (a blocked event loop answers nothing)
             await ctx["ex"].wait_serving(timeout=60)
         except AssertionError as exc:

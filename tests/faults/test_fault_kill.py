@@ -41,9 +41,9 @@ async def kill_and_restart(ctx) -> None:
     hostile, work = ctx.get("hostile"), ctx["work"]
     if hostile is not None:  # no executor reads now: entries queue up; MAXLEN 0 on them must be refused by Redis
         # (the shared and the others' streams), on its own stream it trims only its own unread entries
-        target = min(work.sent + 2 * work.n_producers, len(work.orders))
+        target = min(work.sent + 2 * work.n_producers, work.hold_point)  # (the next fault's hold stops the work)
         await await_until(lambda: work.sent >= target, 30, f"{target} calls started while the executor is down")
-        await hostile.attack("maxlen0")
+        await hostile.attack("maxlen0", own=False)
     # half the restarts keep the consumer name (a service with a configured executor id), half get host-pid
     ex.start(rng.choice([None, "fault-fixed-id"]))
     ctx["restarting"] = False
