@@ -316,17 +316,20 @@ class Outcome:
     final_state: str = ""  # from query_outcome, for unknown/timeout ones
 
 
-def make_orders(rng: random.Random, n: int, prefix: str, *, ttl_range: tuple[float, float] = (1.0, 6.0),
+def make_orders(rng: random.Random, n: int, *, ttl_range: tuple[float, float] = (1.0, 6.0),
                 kinds: tuple[tuple[str, float], ...] = (("rest", 0.7), ("fill", 0.2), ("junk", 0.1))
                 ) -> list[OrderSpec]:
+    """``n`` orders; each client order id is the library's default (contract.new_client_order_id: random, never
+    predictable), so no other credential can take one before its order is sent (ids are account-wide: they travel
+    in the broker's order_remark). The seed decides everything else."""
     names = [k for k, _ in kinds]
     weights = [w for _, w in kinds]
     out = []
-    for i in range(n):
+    for _ in range(n):
         kind = rng.choices(names, weights)[0]
         price = {"rest": 9.50, "fill": 10.00, "junk": 9.50}[kind]
         volume = 150 if kind == "junk" else 100
-        out.append(OrderSpec(coid=f"{prefix}{i:05d}", volume=volume, price=price,
+        out.append(OrderSpec(coid=c.new_client_order_id(), volume=volume, price=price,
                              ttl_s=round(rng.uniform(*ttl_range), 3), kind=kind))
     return out
 
@@ -381,6 +384,8 @@ class Workload:
         self.clients = [pl.Client(redis_url, account, strategy=f"p{i}",
                                   **{**(redis_kwargs or {}), **((producer_kwargs or [{}] * producers)[i])})
                         for i in range(producers)]
+        # the ACL user each producer connects as (None: the default user, no ACL in this run)
+        self.users = [(producer_kwargs or [{}] * producers)[i].get("username") for i in range(producers)]
         self.outcomes: list[Outcome] = []
         self.sent = 0  # calls started
         self.done = 0  # calls ended
@@ -392,6 +397,13 @@ class Workload:
     def sends(self, command_id: str) -> int:
         """XADDs of this command id by its client: the first send plus re-sends after connection errors."""
         return 1 + self._resend_log.resends.get(command_id, 0)
+
+    @property
+    def hold_point(self) -> int:
+        """The number of calls the work starts before the current hold (all of them when nothing holds it)."""
+        if self._hold is None or self._hold[1].is_set():
+            return len(self.orders)
+        return min(self._hold[0], len(self.orders))
 
     def hold_at(self, calls: int, gate: asyncio.Event) -> None:
         """Start no call beyond the first ``calls`` until ``gate`` is set: a fault planned at that point then always
@@ -481,6 +493,7 @@ class CmdEntry:
     coid: str
     ttl_ms: int
     reply_to: str
+    stream: str = ""  # the command stream it is on (contract.Keys.command_stream: its owner is the sender)
 
     @property
     def deadline_ms(self) -> int:
@@ -518,7 +531,7 @@ def read_commands(r: redis.Redis, keys: c.Keys) -> list[CmdEntry]:
             except ValueError:
                 ttl = 0
             out.append(CmdEntry(sid, c.stream_id_ms(sid), _t(f.get(b"id")), _t(f.get(b"type")),
-                                _t(f.get(b"coid")), ttl, _t(f.get(b"reply_to"))))
+                                _t(f.get(b"coid")), ttl, _t(f.get(b"reply_to")), stream))
     out.sort(key=lambda e: _sid(e.stream_id))  # streams merged in id (server time) order
     return out
 
@@ -728,8 +741,20 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
     report.add("late", late)
     report.add("deadline_undecidable_same_second", ambiguous)
 
+    # --- each honest producer is its own strategy (ACL user) and wrote its own command stream only ---
+    own_stream = {cl.reply_stream: keys.command_stream(f"p{i}") for i, cl in enumerate(work.clients)}
+    for e in cmds:
+        want = own_stream.get(e.reply_to)
+        if want is not None and e.command_id not in hostile_cids and e.stream != want:
+            report.violate("producer_not_on_own_stream", f"command {e.command_id} of {e.reply_to} on {e.stream}, "
+                                                         f"not {want}")
+    if any(work.users):
+        _check_producer_users(r, keys, work, report)
+
     # --- replies: exactly one per command entry, agreeing per client order id ---
-    entries_per_cid = Counter(e.command_id for e in cmds if e.reply_to in work.reply_keys)
+    # (a hostile command naming an honest reply stream is refused unanswered: HostileStrategy.check counts it)
+    entries_per_cid = Counter(e.command_id for e in cmds if e.reply_to in work.reply_keys
+                              and e.command_id not in hostile_cids)
     replies_per_cid = Counter(rep.command_id for rep in replies)
     report.add("command_entries", sum(entries_per_cid.values()))
     report.add("replies", len(replies))
@@ -865,6 +890,22 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
     return {"rows": rows, "by_coid": by_coid, "replies": replies, "cmds": cmds, "events": events}
 
 
+def _check_producer_users(r: redis.Redis, keys: c.Keys, work: Workload, report: Report) -> None:
+    """ACL runs: producer i connects as ``xtq-strategy-p<i>``, and Redis (ACL DRYRUN, asked by the admin) lets that
+    user XADD to its own command stream and to no other strategy's nor the shared one."""
+    streams = [keys.command_stream(f"p{i}") for i in range(work.n_producers)]
+    for i, user in enumerate(work.users):
+        if user != f"xtq-strategy-p{i}":
+            report.violate("producer_not_own_user", f"producer {i} connects as {user!r}")
+            continue
+        for key in [keys.commands, *streams]:
+            answer = _t(r.execute_command("ACL", "DRYRUN", user, "XADD", key, "*", "f", "v"))
+            allowed = answer == "OK"
+            if allowed != (key == streams[i]):
+                report.violate("producer_not_own_user", f"{user}: XADD {key}: {answer[:200]}")
+    report.add("producer_users_checked", sum(1 for u in work.users if u))
+
+
 async def wait_drained(r: redis.Redis, keys: c.Keys, timeout: float = 90.0) -> None:
     """Until the group has nothing pending (bounded)."""
     await await_until(lambda: drained(r, keys), timeout, "the group to read everything and XPENDING to drain to 0",
@@ -936,9 +977,14 @@ HOSTILE_KINDS = ("future_id", "maxlen0", "many_fields", "deep_body", "claim_othe
 
 
 def attacked_command_stream(keys: c.Keys, strategy: str) -> str:
-    """The one command stream a strategy's credential may write to: the account's shared stream today. (With a
-    stream per strategy, this returns that strategy's own stream.)"""
-    return keys.commands
+    """The one command stream a strategy's credential may write to: its own (contract.Keys.command_stream; the
+    executor takes the stream's owner as the sender, xtqueue/acl.py lets the strategy's user XADD there only)."""
+    return keys.command_stream(strategy)
+
+
+def foreign_command_streams(keys: c.Keys, work: Workload) -> list[str]:
+    """The command streams a strategy's credential must NOT reach: the shared one and every other strategy's."""
+    return [keys.commands, *(keys.command_stream(f"p{k}") for k in range(work.n_producers))]
 
 
 def _deep_msgpack(depth: int) -> bytes:
@@ -947,16 +993,22 @@ def _deep_msgpack(depth: int) -> bytes:
 
 class HostileStrategy:
     """A strategy with its own ACL user, running beside the honest producers and attacking through everything its
-    credential allows on the command stream (raw XADD: Redis cannot restrict XADD's arguments):
+    credential allows (raw XADD: Redis cannot restrict XADD's arguments). Each attack is tried first on a stream
+    its user must be refused (the shared command stream, another strategy's: counted
+    ``hostile_<kind>_foreign_refused``, a violation ``foreign_stream_written`` if Redis takes it), then on its own
+    command stream (``hostile_<kind>``), where the executor must see through it:
 
-    * ``future_id``: an entry with an explicit id an hour ahead of the clock (every later auto id follows it);
-    * ``maxlen0``: ``XADD ... MAXLEN 0`` (trims every entry of the stream);
+    * ``future_id``: an entry with an explicit id an hour ahead of the clock (refused ``id_ahead``; on its own stream
+      it moves no one else's clock);
+    * ``maxlen0``: ``XADD ... MAXLEN 0`` (on its own stream it trims only its own entries);
     * ``many_fields``: an unreadable order entry with 5,000 extra fields (answered and dead-lettered);
-    * ``deep_body``: an order whose body is nested 600 deep;
-    * ``claim_other``: orders that claim another strategy's name, its reply stream, and one of its client order
-      ids not sent yet (client order ids are predictable).
+    * ``deep_body``: an order whose body is nested 600 deep (answered and dead-lettered);
+    * ``claim_other``: orders that claim another strategy's name (with its reply stream, and with its own), and an
+      order under the client order id of an honest order it read from the event stream (the only place its
+      credential shows another strategy's ids: honest ids are random, contract.new_client_order_id, so it can
+      only take one that is already used; it must be refused and never placed).
 
-    Its orders have HOSTILE_VOLUME; its coids start with "ev"."""
+    Its orders have HOSTILE_VOLUME; its own coids start with "ev"."""
 
     def __init__(self, redis_url: str, keys: c.Keys, creds: dict[str, str], work: Workload, rng: random.Random,
                  report: Report) -> None:
@@ -966,12 +1018,13 @@ class HostileStrategy:
         self.rng = rng
         self.report = report
         self.stream = attacked_command_stream(keys, HOSTILE)
+        self.foreign = foreign_command_streams(keys, work)
         self.reply_to = keys.replies(c.new_client_id(HOSTILE))
         self.command_ids: set[str] = set()
         self.coids: set[str] = set()  # client order ids its orders carry (its own and squatted honest ones)
-        self.squatted: dict[str, int] = {}  # honest coid -> the producer whose id it took
-        self.claimed_replies: set[str] = set()  # command ids whose reply_to is an honest producer's stream
-        self.garbage: set[str] = set()  # command ids of its 5,000-field and 600-deep entries
+        self.squatted: dict[str, str] = {}  # honest coid read from the events -> command id of the squatting order
+        self.garbage: set[str] = set()  # command ids of its 5,000-field and 600-deep entries (taken by Redis)
+        self._awaiting: list[tuple[str, str]] = []  # (command id, label) whose answer attack() awaits
         self._n = 0
 
     def _order(self, *, coid: str | None = None, strategy: str = HOSTILE, reply_to: str | None = None,
@@ -986,60 +1039,111 @@ class HostileStrategy:
         return c.encode_command(cmd, account=self.keys.account, command_id=cid, reply_to=reply_to or self.reply_to,
                                 ttl_ms=ttl_ms)
 
-    async def _future_id(self) -> None:
-        await self.r.xadd(self.stream, self._order(), id=f"{c.now_ms() + 3_600_000}-0")
+    async def _add(self, stream: str, fields: dict[str, Any], label: str | None = None, **kw: Any) -> str:
+        """XADD; once Redis took it and ``label`` is given, its answer (own reply stream) is awaited by attack()."""
+        await self.r.xadd(stream, fields, **kw)
+        cid = _t(fields[c.F_ID])
+        if label is not None:
+            self._awaiting.append((cid, label))
+        return cid
 
-    async def _maxlen0(self) -> None:
+    async def _future_id(self, stream: str) -> None:
+        await self._add(stream, self._order(), "future_id", id=f"{c.now_ms() + 3_600_000}-0")
+
+    async def _maxlen0(self, stream: str) -> None:
         cid = c.new_command_id()
         self.command_ids.add(cid)
         fields = c.encode_command(c.Ping(), account=self.keys.account, command_id=cid, reply_to=self.reply_to,
                                   ttl_ms=5000)
-        await self.r.xadd(self.stream, fields, maxlen=0, approximate=False)
+        await self._add(stream, fields, maxlen=0, approximate=False)  # (trims itself too: no answer awaited)
 
-    async def _many_fields(self) -> None:
+    async def _many_fields(self, stream: str) -> None:
         fields = self._order()
-        self.garbage.add(_t(fields[c.F_ID]))
         fields[c.F_BODY] = b"\xc1"  # not msgpack: refused and dead-lettered, with every field of the entry
         fields.update({f"x{i}": "1" for i in range(5000)})
-        await self.r.xadd(self.stream, fields)
+        self.garbage.add(await self._add(stream, fields, "garbage"))
 
-    async def _deep_body(self) -> None:
+    async def _deep_body(self, stream: str) -> None:
         fields = self._order()
-        self.garbage.add(_t(fields[c.F_ID]))
         data = c.unpack(fields[c.F_BODY])
         data_items = b"".join(c.pack(k) + c.pack(v) for k, v in data.items())
         fields[c.F_BODY] = bytes([0x80 | (len(data) + 1)]) + data_items + c.pack("note") + _deep_msgpack(600)
-        await self.r.xadd(self.stream, fields)
+        self.garbage.add(await self._add(stream, fields, "garbage"))
 
-    async def _claim_other(self) -> None:
-        work = self.work
-        k = self.rng.randrange(work.n_producers)
-        honest = work.clients[k]
-        # an honest client order id of producer k well ahead of what has been sent
-        ahead = work.sent + 2 * work.n_producers * work.concurrency
-        later = [i for i in range(ahead, len(work.orders)) if i % work.n_producers == k
-                 and work.orders[i].coid not in self.squatted]
-        for coid in ([work.orders[self.rng.choice(later)].coid] if later else []) + [None]:
-            fields = self._order(coid=coid, strategy=f"p{k}", reply_to=honest.reply_stream, ttl_ms=6000)
-            self.claimed_replies.add(_t(fields[c.F_ID]))
-            await self.r.xadd(self.stream, fields)
-            if coid is not None:
-                self.squatted[coid] = k
+    async def _claim_other(self, stream: str) -> None:
+        k = self.rng.randrange(self.work.n_producers)
+        honest = self.work.clients[k]
+        # another strategy's name with its reply stream (refused, and not answered: no one else's stream is
+        # written), and with its own reply stream (refused, answered to it)
+        await self._add(stream, self._order(strategy=f"p{k}", reply_to=honest.reply_stream, ttl_ms=6000))
+        await self._add(stream, self._order(strategy=f"p{k}", ttl_ms=6000), "claim_name")
+        if stream != self.stream:
+            return
+        coid = await self._used_honest_coid()
+        if coid is not None:
+            fields = self._order(coid=coid, ttl_ms=6000)
+            self.squatted[coid] = await self._add(stream, fields, "squat")
 
-    async def attack(self, kind: str) -> None:
+    async def _used_honest_coid(self) -> str | None:
+        """A client order id of an honest order, read from the event stream with this strategy's own credential."""
+        seen = [_t(f.get(b"coid")) for _sid, f in await self.r.xrevrange(self.keys.events, count=500)]
+        seen = [coid for coid in seen if coid and coid not in self.coids]
+        return self.rng.choice(seen) if seen else None
+
+    async def _answers(self, timeout: float = 60.0) -> None:
+        """Until each awaited entry of its own stream is answered in its own reply stream (bounded: an executor
+        restart is part of the run). Garbage never answered is ``entry_never_settled``; an order under a used
+        honest client order id answered ok is ``squatted_coid_placed``."""
+        want = dict(self._awaiting)
+        self._awaiting.clear()
+        got: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while set(want) - set(got) and time.monotonic() < deadline:
+            for _key, items in await self.r.xread({self.reply_to: "0-0"}, count=100_000) or []:
+                for _sid, f in items:
+                    if _t(f.get(b"id")) in want:
+                        got[_t(f.get(b"id"))] = "ok" if _t(f.get(b"ok")) == "1" else _t(f.get(b"error"))
+            if set(want) - set(got):
+                await asyncio.sleep(0.1)
+        for cid, label in want.items():
+            answer = got.get(cid, "none")
+            self.report.add(f"hostile_answered_{label}_{answer}")
+            if answer == "none" and label == "garbage":
+                self.report.violate("entry_never_settled", f"command {cid} of {HOSTILE}: no answer in {timeout} s")
+            if answer == "ok" and label == "squat":
+                self.report.violate("squatted_coid_placed", f"command {cid} of {HOSTILE}: answered ok")
+
+    async def attack(self, kind: str, *, own: bool = True) -> None:
+        """``kind`` on the shared stream and on another strategy's (Redis must refuse both), then (``own``) on its
+        own stream, awaiting the executor's answers there."""
+        for stream in (self.keys.commands, self.rng.choice(self.foreign[1:])):  # the shared one, another's
+            try:
+                await getattr(self, f"_{kind}")(stream)
+            except redis.exceptions.NoPermissionError:  # its ACL user may not write there: expected
+                self.report.add(f"hostile_{kind}_foreign_refused")
+            except redis.RedisError as exc:
+                self.report.violate("foreign_stream_written", f"{kind} on {stream}: {type(exc).__name__}: {exc}")
+            else:
+                self.report.violate("foreign_stream_written", f"{kind} on {stream}: Redis took it")
+            self._awaiting.clear()
+        if not own:
+            return
         try:
-            await getattr(self, f"_{kind}")()
+            await getattr(self, f"_{kind}")(self.stream)
             self.report.add(f"hostile_{kind}")
-        except redis.RedisError as exc:  # refused by Redis (its ACL): the attack did not reach the stream
+        except redis.RedisError as exc:  # refused on its own stream: this attack was not tried
             self.report.add(f"hostile_{kind}_refused_by_redis")
             self.report.add(f"hostile_refused_{type(exc).__name__}")
+        await self._answers()
 
     async def run(self, work_task: asyncio.Task, n_attacks: int) -> None:
         """Attacks at evenly spaced progress points of the workload; every kind at least once."""
         plan = list(HOSTILE_KINDS) + [self.rng.choice(HOSTILE_KINDS) for _ in range(max(0, n_attacks -
                                                                                         len(HOSTILE_KINDS)))]
         self.rng.shuffle(plan)
-        plan.sort(key=lambda kind: kind != "maxlen0")  # trims first: what the others leave is then checked
+        # trims first: what the others leave is then checked; future ids last: every later entry of its own stream
+        # gets an id after them (refused id_ahead), which would hide what the executor does with the other attacks
+        plan.sort(key=lambda kind: (kind != "maxlen0", kind == "future_id"))
         total = len(self.work.orders)
         for j, kind in enumerate(plan):
             point = (j + 1) * total // (len(plan) + 1)
@@ -1055,21 +1159,17 @@ class HostileStrategy:
     def check(self, *, r: redis.Redis, cmds: list[CmdEntry], all_rows: list[dict], replies: list[ReplyEntry],
               report: Report) -> None:
         """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
-        and its garbage entries still on a stream were settled as the executor settles a contract error: answered
-        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``)."""
+        and each of its garbage entries Redis took was settled as the executor settles a contract error: answered
+        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``), whether or not its own MAXLEN 0
+        trimmed it from the stream since (attack() awaits those answers before it trims)."""
         own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
-        dead_src, dead_ids = set(), set()
-        for _sid, f in r.xrange(self.keys.dead_letter):
-            dead_src.add(_t(f.get(b"src_id")))
-            dead_ids.add(_t(f.get(b"orig.id")))
-        for e in cmds:
-            if e.command_id in self.garbage:
-                report.add("hostile_garbage_on_stream")
-                replied = e.command_id in own
-                dead = e.command_id in dead_ids or e.stream_id in dead_src
-                if not (replied and dead):
-                    report.violate("entry_never_settled", f"{e.stream_id} (command {e.command_id} of {HOSTILE}): "
-                                                          f"replied={replied} dead_lettered={dead}")
+        dead_ids = {_t(f.get(b"orig.id")) for _sid, f in r.xrange(self.keys.dead_letter)}
+        report.add("hostile_garbage_entries", len(self.garbage))
+        for cid in sorted(self.garbage):  # on the stream or trimmed since: each answered and dead-lettered
+            replied, dead = cid in own, cid in dead_ids
+            if not (replied and dead):
+                report.violate("entry_never_settled", f"command {cid} of {HOSTILE}: replied={replied} "
+                                                      f"dead_lettered={dead}")
         for row in all_rows:
             if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.coids:
                 report.add("hostile_orders_at_broker")
@@ -1082,6 +1182,10 @@ class HostileStrategy:
                 report.violate("reply_in_foreign_stream", f"command {rep.command_id} of {HOSTILE} answered in an "
                                                           f"honest stream ({rep.error or 'ok'} {rep.order_id})")
         report.add("hostile_squatted_coids", len(self.squatted))
+        for row in all_rows:  # an honest order's client order id is its own: no second order under it
+            if row["order_volume"] == HOSTILE_VOLUME and row["order_remark"] in self.squatted:
+                report.violate("squatted_coid_placed", f"order {row['order_id']} of {HOSTILE} under the client "
+                                                       f"order id {row['order_remark']} of an honest order")
 
 
 def secrets_hex(n: int) -> str:
@@ -1116,7 +1220,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         apply_slow_broker(ex.sim_path, rng.randrange(1 << 30))
     ex.start()
     await ex.wait_serving()
-    orders = make_orders(rng, n_orders, f"{account[-4:]}x", ttl_range=ttl_range)
+    orders = make_orders(rng, n_orders, ttl_range=ttl_range)
     work = Workload(producer_url or server.url, account, orders, producers=producers, concurrency=concurrency,
                     redis_kwargs=redis_kwargs,
                     producer_kwargs=[acl.strategy_kwargs(f"p{i}") for i in range(producers)] if acl else None)
@@ -1135,16 +1239,26 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
             ctx["hostile"] = hostile  # a fault may attack at its own moment too (test_fault_kill: MAXLEN 0)
         points = sorted(rng.sample(range(max(1, n_orders // 20), max(2, n_orders * 9 // 10)),
                                    min(n_faults, max(1, n_orders * 8 // 10))))
-        for p in points:
-            gate = asyncio.Event()
-            work.hold_at(p, gate)  # the work cannot run out before this fault, however fast it goes
+        # the work cannot run out before a fault, however fast it goes, nor while the fault before it lasts (a
+        # broker down for seconds, a takeover): the next fault's hold is in place before this one's gate opens
+        gates = [asyncio.Event() for _ in points]
+        if points:
+            work.hold_at(points[0], gates[0])
+        injected = 0
+        for j, p in enumerate(points):
             await await_until(lambda: work.sent >= p or task.done(), 300, f"{p} calls started")
             if task.done():
                 break
             await asyncio.sleep(rng.uniform(0.0, 0.25))  # jitter: where in the executor's work the fault lands
-            gate.set()  # the calls held back start as the fault begins (the fault runs before they are sent)
+            if j + 1 < len(points):
+                work.hold_at(points[j + 1], gates[j + 1])
+            gates[j].set()  # the calls held back start as the fault begins (the fault runs before they are sent)
             await fault(ctx)
             report.add("faults")
+            injected += 1
+        report.asserted.add("faults_not_injected")  # a run with fewer faults than planned proves less than it says
+        if injected < len(points):
+            report.violate("faults_not_injected", f"{injected} of {len(points)} faults: the work ended first")
         await asyncio.wait_for(task, 300)
         try:
             if supervise:
@@ -1153,7 +1267,7 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         except AssertionError as exc:  # reported with every other violation of the run
             report.violate("executor_not_serving", f"{exc}\n{ctx['ex'].log_tail(1500)}")
         if hostile_task is not None:
-            await asyncio.wait_for(hostile_task, 60)
+            await asyncio.wait_for(hostile_task, 150)  # (its last attack awaits its answers, bounded)
         try:  # the executor still serves at the end (a blocked event loop answers nothing)
             await ctx["ex"].wait_serving(timeout=60)
         except AssertionError as exc:

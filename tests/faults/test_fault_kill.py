@@ -7,8 +7,8 @@ every ack at the broker, nothing placed for an order refused as expired/unavaila
 Slow variants: the same under a slow broker (every call answered in 50-500 ms, pushes in every order MiniQMT may
 produce: statuses must never move backwards), and with a hostile strategy beside the producers (every producer and
 the hostile one on their own ACL users from `xtqueue acl`): its explicit future ids, MAXLEN 0, 5,000-field and
-600-deep entries and claims of other strategies' names, reply streams and client order ids must change nothing
-for the others.
+600-deep entries and claims of other strategies' names, reply streams and used client order ids must change
+nothing for the others; the same attacks on the shared stream and the others' streams are refused by Redis.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from harness import (HOSTILE, HOSTILE_KINDS, SHORT_LEASE, RedisServer, Report, a
 INVARIANTS = ("duplicate_at_broker", "placed_after_deadline", "entry_without_reply", "extra_replies",
               "reply_without_entry", "replies_disagree", "ack_not_at_broker", "refused_but_placed",
               "rejected_but_live", "outcome_wrong", "outcome_unresolved", "placed_never_answered", "pending_left",
-              "calls_not_ended", "untyped_client_error", "order_never_answered", "executor_not_serving")
+              "calls_not_ended", "untyped_client_error", "order_never_answered", "executor_not_serving",
+              "producer_not_on_own_stream")
 # what a slow broker's push orders must not break (field-lessons.md: statuses never move backwards)
 SLOW_BROKER_INVARIANTS = ("status_moved_backwards",)
 # what a hostile strategy must not achieve
 HOSTILE_INVARIANTS = ("entry_id_ahead_of_clock", "valid_order_refused", "order_attributed_to_other_strategy",
-                      "reply_in_foreign_stream", "entry_never_settled")
+                      "reply_in_foreign_stream", "entry_never_settled", "foreign_stream_written",
+                      "squatted_coid_placed", "producer_not_own_user")
 
 
 async def kill_and_restart(ctx) -> None:
@@ -37,10 +39,11 @@ async def kill_and_restart(ctx) -> None:
     ctx["restarting"] = True  # a supervisor (hostile runs) leaves this restart to the fault
     ex.kill()
     hostile, work = ctx.get("hostile"), ctx["work"]
-    if hostile is not None:  # no executor reads now: entries queue up, and the hostile MAXLEN 0 trims them unread
-        target = min(work.sent + 2 * work.n_producers, len(work.orders))
+    if hostile is not None:  # no executor reads now: entries queue up; MAXLEN 0 on them must be refused by Redis
+        # (the shared and the others' streams), on its own stream it trims only its own unread entries
+        target = min(work.sent + 2 * work.n_producers, work.hold_point)  # (the next fault's hold stops the work)
         await await_until(lambda: work.sent >= target, 30, f"{target} calls started while the executor is down")
-        await hostile.attack("maxlen0")
+        await hostile.attack("maxlen0", own=False)
     # half the restarts keep the consumer name (a service with a configured executor id), half get host-pid
     ex.start(rng.choice([None, "fault-fixed-id"]))
     ctx["restarting"] = False
@@ -78,10 +81,11 @@ async def _run(tmp_path, redis_server, seed, record_property, *, runs, n_orders,
                                                                             else ())
     total.assert_clean(*names)
     assert total.counts.get("faults", 0) >= 1
-    if hostile_attacks:  # every kind of attack was tried (reaching the stream or refused by Redis)
+    if hostile_attacks:  # every kind of attack reached its own stream and was refused on the others'
         for kind in HOSTILE_KINDS:
-            assert total.counts.get(f"hostile_{kind}", 0) + total.counts.get(f"hostile_{kind}_refused_by_redis",
-                                                                             0) >= 1, total.line()
+            assert total.counts.get(f"hostile_{kind}", 0) >= 1, total.line()
+            assert total.counts.get(f"hostile_{kind}_foreign_refused", 0) >= 2, total.line()
+        assert total.counts.get("producer_users_checked", 0) == runs * producers, total.line()
 
 
 async def test_sigkill_quick(tmp_path, redis_server, seed, record_property):

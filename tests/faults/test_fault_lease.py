@@ -134,3 +134,40 @@ async def test_lease_takeover_many(tmp_path, redis_server, seed, record_property
     await _run(tmp_path, redis_server, seed, record_property, shared_state=shared_state, cut=cut,
                runs=iterations(1, 2, True), n_orders=env_int("XTQ_FAULT_ORDERS", 1000),
                pauses=env_int("XTQ_FAULT_PAUSES", 3), producers=env_int("XTQ_FAULT_PRODUCERS", 6))
+
+
+async def test_resent_entry_read_by_a_leader_with_another_state_dir_is_not_placed_twice(tmp_path, redis_server):
+    """README Findings, "Lease with separate state dirs": executor A places an order; its client's connection was
+    cut after the XADD, so the client sends the SAME entry again (same command id and client order id:
+    producer_lib's re-send); A is gone (SIGKILL) before it reads the copy, and B, with a state dir of its own, takes
+    the lease and reads it as a first delivery. The broker must still have the order once."""
+    from harness import CODE, wait_drained
+    from executor.sim.control import SimControl
+    from producer_lib import contract as c
+
+    account = f"L{secrets.token_hex(4)}"
+    keys = c.Keys(account)
+    a = ExecutorProc(redis_server.url, account, tmp_path, name="A", extra=LEASE).start()
+    b = None
+    r = redis_server.client()
+    try:
+        await a.wait_serving()
+        coid = c.new_client_order_id()
+        async with pl.Client(redis_server.url, account, strategy="p0") as client:
+            ack = await client.buy(CODE, 100, 9.5, client_order_id=coid, deadline=30)
+            stream = keys.command_stream("p0")
+            sent = [f for _sid, f in r.xrange(stream) if f.get(b"coid") == coid.encode()]
+            assert len(sent) == 1
+            a.kill()
+            b = ExecutorProc(redis_server.url, account, tmp_path, name="B", sim_path=a.sim_path,
+                             extra=LEASE).start()  # its own state dir: its journal does not know A's orders
+            await b.wait_serving()
+            r.xadd(stream, sent[0])  # the client's re-send of the same entry
+            await wait_drained(r, keys)
+        rows = [row for row in SimControl(a.sim_path).orders(account) if row["order_remark"] == coid]
+        assert [row["order_id"] for row in rows] == [ack.order_id]
+    finally:
+        for ex in (a, b):
+            if ex is not None:
+                ex.terminate()
+        r.close()
