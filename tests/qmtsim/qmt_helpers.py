@@ -118,18 +118,27 @@ class Recorder(XtQuantTraderCallback):
         self._add("on_cancel_order_stock_async_response", response)
 
 
-def unwedge(trader: XtQuantTrader) -> None:
+def unwedge(trader: XtQuantTrader, freed: threading.Event) -> bool:
     """Free a push thread stuck in a sync call made inside a callback, so the test can stop the trader.
 
     The answer it waits for sits in the same single-thread executor's queue, behind the stuck callback (that is
-    the hazard shown); running the queued answers here sets the waiting Future. The executor runs them again
-    later: a second set_result raises inside the executor, where the wheel swallows every exception."""
-    for item in list(trader.executor._work_queue.queue):
-        if item is not None:
-            try:
-                item.fn(*item.args, **item.kwargs)
-            except Exception:
-                pass
+    the hazard shown). Running the queued work items here, on the test's thread, sets the waiting Future.
+    Returns whether ``freed`` was set within WAIT."""
+    import queue as _queue
+    import time as _time
+
+    work = trader.executor._work_queue
+    deadline = _time.monotonic() + WAIT
+    while not freed.is_set() and _time.monotonic() < deadline:
+        try:
+            item = work.get(timeout=0.05)
+        except _queue.Empty:
+            continue
+        if item is None:  # shutdown sentinel: leave it for the executor
+            work.put(None)
+            break
+        item.run()
+    return freed.wait(WAIT)
 
 
 __all__ = ["QmtSimProcess", "Recorder", "StockAccount", "WAIT", "XtQuantTrader", "child_env", "unwedge", "xc"]

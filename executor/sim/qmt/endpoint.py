@@ -61,3 +61,22 @@ def remove_endpoint(folder: str | os.PathLike, authkey: bytes) -> None:
             endpoint_path(folder).unlink()
         except OSError:
             pass
+
+
+def hang_up(conn) -> None:
+    """Close a ``multiprocessing.connection`` socket so that BOTH ends see it at once: a plain close() from another
+    thread does not wake a recv() blocked on it (the peer would see nothing until that recv returns)."""
+    import socket
+
+    try:
+        s = socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        finally:
+            s.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        conn.close()
+    except OSError:
+        pass

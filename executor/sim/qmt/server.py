@@ -28,7 +28,7 @@ from executor.sim.config import SimConfig
 from executor.sim.engine import acquire_engine, release_engine
 from executor.sim.trader import SimXtQuantTrader
 
-from .endpoint import new_authkey, remove_endpoint, write_endpoint
+from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
 from .wire import PROTOCOL, CppStruct
 
 log = logging.getLogger("executor.sim.qmt")
@@ -108,10 +108,7 @@ class _Session:
 
     def close(self) -> None:
         self._closed = True
-        try:
-            self.conn.close()
-        except OSError:
-            pass
+        hang_up(self.conn)
 
     def _run(self) -> None:
         try:

@@ -29,7 +29,7 @@ import threading
 from multiprocessing.connection import Client
 from typing import Any
 
-from executor.sim.qmt.endpoint import read_endpoint
+from executor.sim.qmt.endpoint import hang_up, read_endpoint
 from executor.sim.qmt.wire import CALLS, PROTOCOL, refusal
 
 log = logging.getLogger("executor.sim.qmt")
@@ -175,10 +175,7 @@ class XtQuantAsyncClient:
         self._stopping = True
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            hang_up(conn)
         return 0
 
     def setTimeout(self, timeout: Any = 0) -> None:
