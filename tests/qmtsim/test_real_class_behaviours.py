@@ -136,3 +136,54 @@ def test_a_method_the_stand_in_does_not_implement_fails_loudly(connect):
         trader.query_credit_detail(ACC)
     with pytest.raises(MissingEntryPoint, match="XtQuantAsyncClient.someNewEntryPoint"):
         trader.async_client.someNewEntryPoint(1)
+
+
+def test_the_constructor_installs_its_own_asyncio_loop_on_the_calling_thread(qmt):
+    import asyncio
+
+    from qmt_helpers import XtQuantTrader
+
+    server, _ = qmt
+    seen = {}
+
+    def build():
+        t = XtQuantTrader(str(server.path), 31, Recorder())
+        seen["same"] = asyncio.get_event_loop() is t.loop
+
+    th = threading.Thread(target=build)
+    th.start()
+    th.join(WAIT)
+    assert seen == {"same": True}
+
+
+def test_sleep_never_returns(connect):
+    trader, _ = connect()
+    returned = threading.Event()
+
+    def nap():
+        trader.sleep(0.01)  # waits on trader.loop, which nothing runs
+        returned.set()
+
+    threading.Thread(target=nap, daemon=True).start()
+    assert not returned.wait(HANG_BOUND)
+
+
+def test_stop_inside_a_callback_raises(qmt, connect):
+    trader, _ = connect()
+    raised: list[BaseException] = []
+    done = threading.Event()
+
+    class StopInside(Recorder):
+        def on_stock_order(self, order):
+            if order.order_remark != "stop-here" or done.is_set():
+                return
+            try:
+                trader.stop()
+            except BaseException as exc:  # shutdown(wait=True) joins the very thread it runs on
+                raised.append(exc)
+            done.set()
+
+    trader.register_callback(StopInside())
+    trader.order_stock_async(ACC, "600000.SH", xc.STOCK_BUY, 100, xc.FIX_PRICE, 9.00, "", "stop-here")
+    assert done.wait(WAIT)
+    assert len(raised) == 1 and isinstance(raised[0], RuntimeError)

@@ -42,7 +42,7 @@ class MissingEntryPoint(NotImplementedError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"xtquant.xtpythonclient stand-in (xtqueue, written for {WHEEL_VERSION}): {what} is not "
-                         "implemented; see executor/sim/qmt/README.md")
+                         "implemented; see executor/sim/README.md (Simulated MiniQMT)")
 
 
 # --- request structs ----------------------------------------------------------------------------------------------
