@@ -92,6 +92,8 @@ def _build(tmp_path, kind: str = "sim"):
 def venue(tmp_path, request):
     if REAL:
         request.applymarker(pytest.mark.qmt)
+    if request.param != "sim":  # the wheel's own class is built here (tests/conftest.py::wheel_loop)
+        request.getfixturevalue("wheel_loop")
     v = _build(tmp_path, request.param)
     yield v
     try:

@@ -8,6 +8,12 @@ from executor.sim import SimControl
 _sessions = itertools.count(1000)
 
 
+@pytest.fixture(autouse=True)
+def _main_thread_loop(wheel_loop):
+    """Every test here builds the wheel's XtQuantTrader on the main thread (see tests/conftest.py::wheel_loop)."""
+    yield
+
+
 @pytest.fixture
 def qmt(tmp_path):
     """A simulated MiniQMT in its own process serving tmp_path/userdata_mini, with 600000.SH at 10.00."""

@@ -147,8 +147,13 @@ def test_the_constructor_installs_its_own_asyncio_loop_on_the_calling_thread(qmt
     seen = {}
 
     def build():
+        import gc
+
         t = XtQuantTrader(str(server.path), 31, Recorder())
         seen["same"] = asyncio.get_event_loop() is t.loop
+        # collected here: the wheel's __del__ on the main thread reads an oldloop only main-thread traders have
+        del t
+        gc.collect()
 
     th = threading.Thread(target=build)
     th.start()
@@ -187,3 +192,33 @@ def test_stop_inside_a_callback_raises(qmt, connect):
     trader.order_stock_async(ACC, "600000.SH", xc.STOCK_BUY, 100, xc.FIX_PRICE, 9.00, "", "stop-here")
     assert done.wait(WAIT)
     assert len(raised) == 1 and isinstance(raised[0], RuntimeError)
+
+
+def test_the_constructor_raises_on_a_main_thread_after_asyncio_run(qmt):
+    """A hazard of the real class: after asyncio.run() the main thread has no loop, and the constructor's
+    asyncio.get_event_loop() raises (xtquant/xttrader.py). Shown in a fresh interpreter."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from qmt_helpers import child_env
+
+    server, _ = qmt
+    code = textwrap.dedent("""
+        import asyncio, sys
+        from executor.sim.qmt import install
+        install()
+        from xtquant.xttrader import XtQuantTrader
+        XtQuantTrader(sys.argv[1], 1, None)          # fine: the main thread still gets a default loop
+        async def noop():
+            pass
+        asyncio.run(noop())
+        try:
+            XtQuantTrader(sys.argv[1], 2, None)
+        except RuntimeError as exc:
+            print("raised", type(exc).__name__)
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(server.path)], capture_output=True, text=True,
+                         timeout=WAIT * 4, env=child_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["raised", "RuntimeError"]
