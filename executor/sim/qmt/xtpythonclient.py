@@ -218,7 +218,7 @@ class XtQuantAsyncClient:
         while True:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):
+            except Exception:  # EOF, reset, or stop() closed the connection under this recv (its handle is gone)
                 break
             try:
                 _, binding, args = msg
