@@ -34,8 +34,11 @@ class ExecutorSettings(BaseSettings):
     executor_id: str = Field("", description="consumer name in the group; default host-pid")
 
     # Broker
-    broker: Literal["sim", "xt"] = Field("sim", description="sim = the built-in simulator, xt = real xtquant")
-    qmt_path: Path | None = Field(None, description="xt: full path of MiniQMT's userdata_mini folder")
+    broker: Literal["sim", "xt", "qmt-sim"] = Field("sim", description="sim = the built-in simulator, xt = real "
+                                                    "xtquant, qmt-sim = xtquant's own XtQuantTrader over a "
+                                                    "simulated MiniQMT (xtqueue qmt-sim)")
+    qmt_path: Path | None = Field(None, description="xt: full path of MiniQMT's userdata_mini folder; qmt-sim: the "
+                                                    "folder xtqueue qmt-sim serves")
     session_ids: list[int] = Field(default_factory=lambda: list(range(100, 200)),
                                    description="pool of xtquant session ids, one drawn per (re)connect")
     sim_path: Path = Field(Path("xtqueue-sim"), description="sim: folder of the simulator's SQLite file")

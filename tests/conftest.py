@@ -80,3 +80,21 @@ def redis_client(redis_url, account):
     for key in client.scan_iter(match=f"*{{{account}}}*", count=1000):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def wheel_loop():
+    """An asyncio loop for the main thread while the wheel's own XtQuantTrader is built there.
+
+    Its constructor reads the main thread's loop (xtquant/xttrader.py: asyncio.get_event_loop()) and raises
+    RuntimeError once an asyncio.run() or an async test has left none (tests/qmtsim shows it); afterwards its
+    __del__ puts that loop back, so the traders are collected before the loop is taken away again."""
+    import asyncio
+    import gc
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    gc.collect()
+    asyncio.set_event_loop(None)
+    loop.close()

@@ -850,3 +850,38 @@ def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None
                    + ("  (signs)" if user.signing else ""))
     click.echo(f"wrote {result.aclfile} and {len(result.credential_files)} credential files in {secrets_dir}"
                + (f", signing keys for {', '.join(result.signing_files)}" if result.signing_files else ""))
+
+
+# --- simulated MiniQMT ------------------------------------------------------------------------------------------
+@cli.command("qmt-sim", context_settings=CONTEXT)
+@click.option("--path", "qmt_path", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="The folder it serves (as MiniQMT serves userdata_mini); its SQLite state lives there.")
+@click.option("--account", "accounts", multiple=True, metavar="ACCOUNT",
+              help="A simulated account (repeatable) [default: SIM001]. Used when the folder is new.")
+@click.option("--cash", type=float, default=1_000_000.0, show_default=True, help="Starting cash of each account.")
+@click.option("--session-clock", is_flag=True, help="Enforce A-share trading sessions.")
+@click.option("--random-walk", is_flag=True, help="Move prices by a seeded random walk.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the random walk.")
+@click.option("--empty-as-none", is_flag=True,
+              help="Answer None instead of an empty order/trade/position list (what the manual allows MiniQMT).")
+def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_clock: bool, random_walk: bool,
+            seed: int, empty_as_none: bool) -> None:
+    """A simulated MiniQMT, in a process of its own, until Ctrl+C (模拟 MiniQMT).
+
+    Programs using xtquant's own XtQuantTrader reach it through the stand-in for the Windows binary
+    (executor.sim.qmt.install()), with this folder as the path; prices and faults are set with
+    executor.sim.SimControl(DIR). See executor/sim/README.md.
+    """
+    from executor.sim import SimConfig
+    from executor.sim.config import AccountSeed, RandomWalkConfig
+    from executor.sim.qmt import serve
+
+    config = SimConfig(accounts={a: AccountSeed(cash=cash) for a in (accounts or (DEFAULT_ACCOUNT,))},
+                       session_clock=session_clock,
+                       random_walk=RandomWalkConfig(seed=seed) if random_walk else None)
+
+    def ready(server: Any) -> None:
+        host, port = server.address
+        click.echo(f"qmt-sim: serving {qmt_path} on {host}:{port}, accounts {', '.join(config.accounts)}")
+
+    serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready)

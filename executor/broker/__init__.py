@@ -50,7 +50,14 @@ def make_broker(settings: ExecutorSettings) -> Broker:
         path = str(settings.sim_path)
     else:
         if settings.qmt_path is None:
-            raise ValueError("broker 'xt' needs qmt_path: the full path of MiniQMT's userdata_mini folder")
+            raise ValueError(f"broker '{settings.broker}' needs qmt_path: the full path of MiniQMT's userdata_mini "
+                             "folder (qmt-sim: the folder xtqueue qmt-sim serves)")
+        if settings.broker == "qmt-sim":
+            # The wheel's own XtQuantTrader over the stand-in binary (executor/sim/qmt): same adapter, same class
+            # as 'xt'; only the binary differs. Where the real binary loads (Windows), it is the one used.
+            from executor.sim.qmt import install
+
+            install()
         # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (§1.6).
         from xtquant.xttrader import XtQuantTrader as factory  # type: ignore[no-redef]
 

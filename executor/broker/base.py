@@ -76,7 +76,7 @@ class RequestKey(NamedTuple):
 class Broker(abc.ABC):
     """What the engine needs from a venue. See the module docstring for the required table."""
 
-    name: str = "base"  # "sim" or "xt": reported by ping
+    name: str = "base"  # "sim", "xt" or "qmt-sim": reported by ping
     #: Checked on the broker thread immediately before every order and cancel call; False → BrokerFencedError.
     #: The engine sets it to its lease's ``valid`` (one active executor per account).
     guard: Callable[[], bool] | None = None

@@ -1,5 +1,6 @@
-"""Builds the XtQuantTrader under test: the simulator by default, the real one on Windows when
-XTQUEUE_QMT_PATH and XTQUEUE_QMT_ACCOUNT are set (see README.md here)."""
+"""Builds the XtQuantTrader under test: the simulator by default (twice: the in-process twin, and the wheel's own
+XtQuantTrader over a simulated MiniQMT, executor/sim/qmt), the real one on Windows when XTQUEUE_QMT_PATH and
+XTQUEUE_QMT_ACCOUNT are set (see README.md here)."""
 
 from __future__ import annotations
 
@@ -47,11 +48,23 @@ class Venue:
             trader, rec, account, code, rest_buy_price, real
 
 
-def _build(tmp_path):
+def _build(tmp_path, kind: str = "sim"):
     from xtquant import xttype
 
     rec = ContractRecorder()
-    if REAL:
+    server = None
+    if kind == "qmt-sim":
+        from executor.sim.qmt import QmtSimServer, install
+
+        server = QmtSimServer(tmp_path / "userdata_mini").start()
+        install()
+        from xtquant.xttrader import XtQuantTrader
+
+        trader = XtQuantTrader(str(server.path), 101, rec)
+        assert type(trader).__module__ == "xtquant.xttrader"
+        account = xttype.StockAccount("SIM001")
+        code, rest = "600000.SH", 9.01
+    elif REAL:
         from xtquant.xttrader import XtQuantTrader  # Windows only
 
         trader = XtQuantTrader(os.environ["XTQUEUE_QMT_PATH"], random.randint(100000, 999999), rec)
@@ -70,14 +83,18 @@ def _build(tmp_path):
     assert trader.subscribe(account) == 0
     if REAL and rest <= 0:
         pytest.skip("set XTQUEUE_QMT_REST_PRICE to a price inside the band but far below the market")
-    return Venue(trader, rec, account, code, rest, REAL)
+    v = Venue(trader, rec, account, code, rest, REAL)
+    v.server = server
+    return v
 
 
-@pytest.fixture
+@pytest.fixture(params=["real"] if REAL else ["sim", "qmt-sim"])
 def venue(tmp_path, request):
     if REAL:
         request.applymarker(pytest.mark.qmt)
-    v = _build(tmp_path)
+    if request.param != "sim":  # the wheel's own class is built here (tests/conftest.py::wheel_loop)
+        request.getfixturevalue("wheel_loop")
+    v = _build(tmp_path, request.param)
     yield v
     try:
         orders = v.trader.query_stock_orders(v.account, True) or []
@@ -86,6 +103,8 @@ def venue(tmp_path, request):
                 v.trader.cancel_order_stock(v.account, o.order_id)
     finally:
         v.trader.stop()
+        if v.server is not None:
+            v.server.close()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,15 @@
+"""A simulated MiniQMT in a process of its own, and a stand-in for xtquant's binary ``xtpythonclient``, so that
+the wheel's own, unmodified ``xtquant.xttrader.XtQuantTrader`` runs on Linux against simulated accounts.
+
+    from executor.sim.qmt import install, QmtSimServer
+    server = QmtSimServer("/tmp/userdata_mini").start()      # or: xtqueue qmt-sim --path /tmp/userdata_mini
+    install()                                                # in the trading process, before importing xttrader
+    from xtquant.xttrader import XtQuantTrader
+
+See executor/sim/README.md ("Simulated MiniQMT").
+"""
+
+from .install import install, is_stand_in, uninstall
+from .server import QmtSimServer, serve
+
+__all__ = ["QmtSimServer", "install", "is_stand_in", "serve", "uninstall"]

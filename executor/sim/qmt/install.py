@@ -1,0 +1,39 @@
+"""Make ``xtquant.xtpythonclient`` importable where the real binary cannot load, without touching the wheel.
+
+``install()`` appends a finder to the END of ``sys.meta_path``. Python asks it only after every regular finder
+failed to find ``xtquant.xtpythonclient``: on Windows the wheel's ``xtpythonclient.cp3XX-win_amd64.pyd`` is found
+first and the stand-in is never used; on Linux (no loadable extension suffix matches) the finder loads
+``executor/sim/qmt/xtpythonclient.py`` under that name. Nothing on disk is written or patched.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from pathlib import Path
+
+TARGET = "xtquant.xtpythonclient"
+_SOURCE = Path(__file__).with_name("xtpythonclient.py")
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != TARGET:
+            return None
+        return importlib.util.spec_from_file_location(TARGET, _SOURCE)
+
+
+def install() -> None:
+    """Idempotent. Call it before ``from xtquant.xttrader import XtQuantTrader``."""
+    if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
+        sys.meta_path.append(_StandInFinder())
+
+
+def uninstall() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _StandInFinder)]
+
+
+def is_stand_in(module) -> bool:
+    """True when ``module`` (``xtquant.xtpythonclient``) is this stand-in rather than the real binary."""
+    return getattr(module, "__file__", None) is not None and Path(module.__file__).resolve() == _SOURCE.resolve()
