@@ -24,7 +24,8 @@ Rules this module keeps (real money):
 Recovery and "not found": an order whose intent is journaled (PENDING) but which the broker's order list does not
 show is re-placed if its deadline allows. On the simulator that is exact (it commits before answering). On real
 MiniQMT a request in flight when the executor died may show up in the list a little later, so an unresolved record
-updated less than ``recovery_settle_ms`` ago is looked up once more after that delay before being re-placed; the
+updated less than ``recovery_settle_ms`` ago (or, with no record here, a re-delivered entry read within that time
+of this executor taking over) is looked up once more after that delay before being re-placed; the
 client order id travels in order_remark, so a later duplicate would at least be visible and attributable.
 
 Choices where the brief was silent are marked "Choice:" in comments.
@@ -242,6 +243,7 @@ class Executor:
         self._started = False
         self._stopped = False
         self._started_mono = time.monotonic()
+        self._serving_since_ms = 0  # when this executor took over the account (set by start())
         self._next_claim_mono = 0.0
         self._next_discovery_mono = 0.0
         self._redis_backoff_s = 0.0
@@ -291,6 +293,7 @@ class Executor:
             rival = None  # we hold the lease: every pending entry is ours to resolve
         else:
             rival = await self._rival_alive()  # before our own heartbeat overwrites the key
+        self._serving_since_ms = c.now_ms()  # a predecessor may have reached the broker until now (_lookup_orders)
         await self.publisher.start()
         self.publisher.publish(c.ExecutorStarted(executor_id=self.executor_id, broker=self.broker.name,
                                                  version=self.version),
@@ -723,6 +726,10 @@ class Executor:
             # its own cache): before re-placing such one, ask again once, after the settle delay.
             recent = [rec.updated_ms for job, rec in need if rec is not None and rec.state in UNRESOLVED
                       and rec.coid not in found]
+            # A re-delivered entry this journal never saw may have been handed to the broker by a predecessor with
+            # another state dir, at the latest when this executor took over (its broker guard stops it then).
+            recent += [self._serving_since_ms for job, rec in need if rec is None and job.entry.deliveries > 1
+                       and job.cmd.client_order_id not in found]  # type: ignore[union-attr]
             wait_ms = max(recent, default=0) + self.settings.recovery_settle_ms - c.now_ms()
             if recent and wait_ms > 0:
                 log.info("waiting for the broker's order list to settle", wait_ms=wait_ms, orders=len(recent))

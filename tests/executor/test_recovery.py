@@ -193,3 +193,36 @@ async def test_query_outcome_of_an_id_only_the_broker_knows(make_executor, clien
     reps = {rep.command_id: rep for rep in await client.replies(2)}
     assert (reps[known].result.state, reps[known].result.order_id) == (c.OutcomeState.PLACED, broker.next_order_id)
     assert reps[unknown].result.state is c.OutcomeState.NOT_FOUND
+
+
+class _LaggingList(FakeBroker):
+    """MiniQMT answers order lists from its own cache: the first ``lag`` lists do not show orders placed just
+    before (by a predecessor whose journal this executor cannot see)."""
+
+    def __init__(self, lag: int, hidden: str, **kw) -> None:
+        super().__init__(**kw)
+        self.lag, self.hidden, self.lists = lag, hidden, 0
+
+    async def query_orders(self, cancelable_only: bool = False, *, strict: bool = False) -> list[c.OrderReport]:
+        orders = await super().query_orders(cancelable_only, strict=strict)
+        self.lists += 1
+        if self.lists <= self.lag:
+            orders = [o for o in orders if o.client_order_id != self.hidden]
+        return orders
+
+
+async def test_predecessor_order_missing_from_a_lagging_list_is_not_placed_again(make_executor, client, r):
+    """Issue #10, suspected item: a leader with its own state dir takes over an entry its predecessor had handed to
+    the broker moments before dying; the broker's list does not show it yet. No journal record here must not skip
+    the settle wait: the list is asked again after it, the order found, and nothing placed twice."""
+    cmd = order("o1")
+    broker = _LaggingList(lag=2, hidden="o1")
+    broker.report(7777, cmd, c.OrderStatus.REPORTED, 50)  # the predecessor placed it; its journal is elsewhere
+    cid = await client.send(cmd)
+    assert len(await _leave_pending(r, client.keys)) == 1
+    ex = make_executor(broker, recovery_settle_ms=300)
+    await ex.run_until_idle()
+    (rep,) = await client.replies(1)
+    assert rep.command_id == cid and rep.ok and rep.result.order_id == 7777
+    assert broker.placed == []
+    assert broker.lists > 2  # it did ask again after the lagging answers
