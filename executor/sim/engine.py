@@ -66,20 +66,23 @@ E_MAX_VOLUME = 100202
 E_TICK = 100301
 E_PRICE_LIMIT = 100302
 E_BAD_PRICE = 100303
-E_FUNDS = 100401
+E_FUNDS = 260200  # the counter's own id for 可用资金不足, as seen on QMT (reference 6.2 E, BQ#156)
 E_SELLABLE = 100501
 E_ODD_LOT = 100502
-E_SESSION = 100601
+E_SESSION = 12313  # the counter's own id for 当前时间不允许此类证券交易, as seen on MiniQMT (issue #11)
 E_SESSION_MARKET = 100602
 # cancels
 E_CANCEL_UNKNOWN = 100701
 E_CANCEL_TERMINAL = 100702
 E_CANCEL_WINDOW = 100703
 E_CANCEL_DISCONNECTED = 100704
+E_CANCEL_LATE = 100705  # refused by the exchange after the counter took the cancel (Faults.refuse_cancels_late)
 
 
 def msg(code: int, zh: str, en: str) -> str:
-    return f"[SIM][{code}] {zh} / {en}"
+    """A refusal text shaped like the broker counter's (``[COUNTER] [12313][当前时间不允许此类证券交易]``, reference
+    6.2 E); the English detail after it is the simulator's. Nobody may parse it: the ids above say what it is."""
+    return f"[COUNTER] [{code}][{zh}] {en}"
 
 
 class Quote:
@@ -173,6 +176,15 @@ class Faults:
         self.reorder_p = 0.0
         self.split_fills = False
         self.rng = random.Random()
+        # push orders MiniQMT produces, as standing switches (push_order) and late refusals (one-shot counts)
+        self.answer_last = False
+        self.trades_first = False
+        self.late_cancel_n = 0
+        self.late_cancel_text = ""
+        self.late_cancel_ms = 0.0
+        self.counter_n = 0
+        self.counter_text = ""
+        self.counter_error_id = 0
 
     def disconnect(self, down_ms: float = 0) -> None:
         """Fire on_disconnected on every connected trader of this path; new connects fail for ``down_ms``."""
@@ -219,6 +231,35 @@ class Faults:
             self.split_fills = bool(split_fills) and self.reorder_p > 0
             if seed is not None:
                 self.rng.seed(seed)
+
+    def push_order(self, answer_last: bool = False, trades_first: bool = False) -> None:
+        """Push orders MiniQMT produces (reference 6.1 rule 5, 8.11), deterministic (``reorder_pushes`` is the
+        random kind). ``answer_last``: the answer to an order or cancel (``on_order_stock_async_response`` /
+        ``on_cancel_order_stock_async_response``, which the wheel's sync ``order_stock`` / ``cancel_order_stock``
+        also wait for) arrives after that operation's ``on_stock_order`` / ``on_stock_trade`` pushes.
+        ``trades_first``: an operation's trades arrive before its order updates (a fill before the order's first
+        update, and, with ``answer_last``, before the answer). Both False switches it off."""
+        with self._engine.lock:
+            self.answer_last = bool(answer_last)
+            self.trades_first = bool(trades_first)
+
+    def refuse_cancels_late(self, n: int = 1, message: str | None = None, after_ms: float = 0.0) -> None:
+        """The next ``n`` cancels of a working order are taken (answer ``cancel_result`` 0, so the wheel's sync
+        ``cancel_order_stock`` returns 0) and then refused (``on_cancel_error``, ``after_ms`` later): the order keeps
+        working, as when the exchange refuses a cancel the counter had accepted (reference 6.2 F)."""
+        with self._engine.lock:
+            self.late_cancel_n = int(n)
+            self.late_cancel_text = message or msg(E_CANCEL_LATE, "撤单失败，交易所拒绝撤单",
+                                                   "the exchange refused the cancel; the order keeps working")
+            self.late_cancel_ms = float(after_ms)
+
+    def counter_refuse_next(self, n: int = 1, text: str | None = None, error_id: int = 0) -> None:
+        """The counter refuses the next ``n`` orders after they exist (status 57 with ``status_msg`` = ``text`` and
+        ``on_order_error(error_id, text)``), ``text`` verbatim: an error text nobody has seen before."""
+        with self._engine.lock:
+            self.counter_n = int(n)
+            self.counter_text = text if text is not None else msg(E_INJECTED, "柜台拒单", "injected counter refusal")
+            self.counter_error_id = int(error_id) if error_id else E_INJECTED
 
     def _range(self, ms: float, max_ms: float | None, seed: int | None) -> tuple[float, float] | None:
         if seed is not None:
@@ -274,6 +315,8 @@ class Faults:
             self.latency_range = self.delay_range = None
             self.reorder_p = 0.0
             self.split_fills = False
+            self.answer_last = self.trades_first = False
+            self.late_cancel_n = self.counter_n = 0
             for k in self.drop:
                 self.drop[k] = 0
 
@@ -406,11 +449,14 @@ class Engine:
     # ------------------------------------------------------------------------------------------------------
     # committer
     def _bump(self) -> int:
-        if self._op_mark is not None:  # the end of an operation under reorder_pushes
+        if self._op_mark is not None:  # the end of an operation under reorder_pushes / push_order
             f = self.faults
-            for item in self._pushes[self._op_mark:]:
-                if item[2] is GROUP and f.rng.random() < f.reorder_p:
-                    f.rng.shuffle(item[3])
+            if f.reorder_p:
+                for item in self._pushes[self._op_mark:]:
+                    if item[2] is GROUP and f.rng.random() < f.reorder_p:
+                        f.rng.shuffle(item[3])
+            if f.answer_last or f.trades_first:
+                self._push_order(self._op_mark, f.answer_last, f.trades_first)
             self._op_mark = None
         self._gen += 1
         self._work.notify()
@@ -453,6 +499,40 @@ class Engine:
                 self._commit_cv.notify_all()
             if pushes:
                 self._dispatch(pushes)
+
+    _ANSWERS = frozenset({"on_order_stock_async_response", "on_cancel_order_stock_async_response"})
+
+    def _push_order(self, mark: int, answer_last: bool, trades_first: bool) -> None:
+        """Faults.push_order: re-sort the running operation's pushes (``self._pushes[mark:]``), stably, per trader:
+        trades first and/or answers last; everything else keeps its order."""
+        flat = []  # (trader, nb, deferred, name, payload)
+        for trader, nb, fn, arg in self._pushes[mark:]:
+            if fn is GROUP:
+                flat.extend((trader, nb, True, name, args) for name, args in arg)
+            else:
+                flat.append((trader, nb, False, fn, arg))
+
+        def rank(e: tuple) -> int:
+            name = e[3]
+            if answer_last and name in self._ANSWERS:
+                return 2
+            if trades_first and name == "on_stock_trade":
+                return 0
+            return 1
+
+        flat.sort(key=rank)
+        out: list[tuple] = []
+        for trader, nb, deferred, name, payload in flat:
+            if deferred:
+                last = out[-1] if out else None
+                if last is not None and last[2] is GROUP and last[0] is trader and last[1] == nb:
+                    last[3].append((name, payload))
+                else:
+                    out.append((trader, nb, GROUP, [(name, payload)]))
+            else:
+                out.append((trader, nb, name, payload))
+        self._pushes[mark:] = out
+        self._grp = None  # nothing later may extend a re-sorted group
 
     def _committed_gen_local(self) -> bool:
         """True when nothing new has been generated since the last batch was taken."""
@@ -562,8 +642,8 @@ class Engine:
         f = self.faults
         delay = f.push_delay() + (f.call_latency() if async_call else 0.0)
         self._nb = time.monotonic() + delay / 1000.0 if delay > 0 else 0.0
-        if f.reorder_p:
-            self._grp = None  # this operation's pushes form a group of their own, shuffled in _bump
+        if f.reorder_p or f.answer_last or f.trades_first:
+            self._grp = None  # this operation's pushes form a group of their own, re-ordered in _bump
             self._op_mark = len(self._pushes)
 
     # ------------------------------------------------------------------------------------------------------
@@ -698,6 +778,10 @@ class Engine:
             o.freeze_price = (q.up if (is_market and order_type == BUY) else o.price)
             self.orders[o.order_id] = o
             rej = self._tier2(o, q, is_market, phase)
+            if rej is None and self.faults.counter_n > 0:
+                f = self.faults
+                f.counter_n -= 1
+                rej = f.counter_error_id, f.counter_text
             if async_call:
                 self._defer(trader, "on_order_stock_async_response",
                             (account_id, o.order_id, strategy_name, remark, "", seq))
@@ -759,7 +843,7 @@ class Engine:
         inst = q.inst
         if phase is not None:
             if not R.orders_allowed(phase):
-                return E_SESSION, msg(E_SESSION, "非交易时间", f"market closed (session phase {phase})")
+                return E_SESSION, msg(E_SESSION, "当前时间不允许此类证券交易", f"market closed (session phase {phase})")
             if is_market and not R.market_orders_allowed(phase):
                 return E_SESSION_MARKET, msg(E_SESSION_MARKET, "当前时段不接受市价委托",
                                              f"market orders only in the continuous auction (phase {phase})")
@@ -1009,6 +1093,15 @@ class Engine:
                            xt.XtCancelError(account_id, oid, mkt if sysid is not None else
                                             (o.inst.market if o is not None else -1), resp_sysid, err[0], err[1]))
                 return -1, self._bump()
+            f = self.faults
+            if f.late_cancel_n > 0:  # taken now, refused later: the order keeps working, its status unchanged
+                f.late_cancel_n -= 1
+                if f.late_cancel_ms > 0:
+                    self._nb = max(self._nb, time.monotonic()) + f.late_cancel_ms / 1000.0
+                self._emit(trader, "on_cancel_error",
+                           xt.XtCancelError(account_id, oid, o.inst.market if sysid is None else mkt, resp_sysid,
+                                            E_CANCEL_LATE, f.late_cancel_text))
+                return 0, self._bump()
             self._finish_cancel(o, pending_push=True)
             return 0, self._bump()
 

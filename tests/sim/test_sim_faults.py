@@ -26,7 +26,7 @@ def test_disconnect_in_process(tmp_path):
         seq = a.order_stock_async(ACC, "600000.SH", BUY, 100, FIX, 9.00)
         assert ra.wait_count("on_order_error")
         resp = ra.of("on_order_stock_async_response")[0]
-        assert (resp.seq, resp.order_id) == (seq, -1) and "[SIM][100001]" in resp.error_msg
+        assert (resp.seq, resp.order_id) == (seq, -1) and "[COUNTER] [100001]" in resp.error_msg
         assert ra.seq() == ["response", "order_error"]
         assert a.cancel_order_stock(ACC, resting) == -1
         assert a.query_stock_orders(ACC) is None and a.query_stock_asset(ACC) is None

@@ -73,7 +73,7 @@ def test_D_cancel_after_partial_fill(sim):
 def test_E1_tier1_refusal_async_and_sync(sim):
     t, rec = sim()
     seq, resp = run_async(t, rec, "600000.SH", BUY, 0, FIX, 10.00, "s", "r")
-    assert resp.order_id == -1 and "[SIM][100003]" in resp.error_msg
+    assert resp.order_id == -1 and "[COUNTER] [100003]" in resp.error_msg
     assert rec.seq() == ["response", "order_error"]
     err = rec.of("on_order_error")[0]
     assert err.order_id == -1 and err.seq == seq and err.error_id == E.E_BAD_VOLUME and err.order_remark == "r"

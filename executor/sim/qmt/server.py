@@ -18,6 +18,7 @@ empty order/trade/position list is None too (the manual's "None = failed or no o
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from multiprocessing.connection import Client, Listener
@@ -29,7 +30,8 @@ from executor.sim.engine import acquire_engine, release_engine
 from executor.sim.trader import SimXtQuantTrader
 
 from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
-from .wire import PROTOCOL, CppStruct
+from . import other_calls
+from .wire import ANSWER, CALLS, E_NOT_CONNECTED, NOT_CONNECTED, PROTOCOL, CppStruct, failed
 
 log = logging.getLogger("executor.sim.qmt")
 
@@ -127,6 +129,8 @@ class _Session:
                 msg = self.conn.recv()
                 _, entry, seq, fields = msg
                 handler = getattr(self, "_" + entry, None)
+                if handler is None and entry in ANSWER:
+                    handler = functools.partial(self._other_call, entry)
                 if handler is None:
                     log.error("qmt-sim: unknown entry point %r from session %s", entry, session)
                     continue
@@ -207,6 +211,13 @@ class _Session:
 
     def _queryAccountStatusWithSeq(self, seq: int, f: dict) -> None:
         self._query("bindOnQueryAccountStatusCallback", seq, self.trader._account_status, False)
+
+    # --- entry points beyond stock trading: credit, IPO, transfers, smt, export, bank, CTP, smart algo ----------
+    def _other_call(self, entry: str, seq: int, f: dict) -> None:
+        t = self.trader
+        value = other_calls.answer(t.engine, entry, f) if t._ok() else \
+            failed(entry, f, NOT_CONNECTED.format(E_NOT_CONNECTED))
+        self._reply(CALLS[entry][1], seq, value)
 
 
 class QmtSimServer:
