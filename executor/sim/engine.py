@@ -1,18 +1,18 @@
 """The simulated broker: accounts, order book, matching, and the commit-then-push pipeline.
 
-One ``Engine`` exists per simulator path per process; every ``SimXtQuantTrader`` on that path attaches to it
-(so pushes reach every subscribed trader, including orders placed by another instance, as MiniQMT's per-account
-subscription does). Only one *process* should run traders on a path at a time; other processes steer it through
-``SimControl`` (control rows polled from SQLite).
+One ``Engine`` serves one folder, owned by the simulated MiniQMT serving it (``executor/sim/qmt/server.py``, which
+also runs the control poller and the price feeds beside it). Every client session attaches a ``Session``
+(executor/sim/session.py), so pushes reach every subscribed session, including for orders another session placed,
+as MiniQMT's per-account subscription does. Other processes steer it through ``SimControl`` (control rows polled
+from SQLite).
 
 Threading:
-* Calls (orders, cancels, queries, price updates) execute directly on the caller's thread under ``self.lock``
-  (an RLock). Nothing in here waits for a callback thread, so a sync call made from inside a callback cannot
-  deadlock the simulator (unlike the real wrapper, where it does: reference 1.5).
+* Calls (orders, cancels, queries, price updates) execute on the caller's thread under ``self.lock`` (an RLock).
+  Nothing in here waits for a delivery thread.
 * Every mutation marks rows dirty and appends its pushes to ``self._pushes`` in generation order.
 * One committer thread writes the dirty rows in one SQLite transaction (group commit), then hands the pushes to
-  each trader's single callback thread. So no push (in particular no order response) is delivered before the
-  state it reports is committed, and a sync ``order_stock`` returns only after its order is committed.
+  each session's single delivery thread. So no push (in particular no order response) is delivered before the
+  state it reports is committed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from xtquant import xtconstant as xc
 from xtquant import xttype as xt
@@ -33,10 +33,8 @@ from . import rules as R
 from .config import SimConfig, shanghai_now
 from .objects import (BUILDERS, GROUP, SimXtOrderError, build_asset, build_order, build_position,
                       build_trade)
+from .session import NOARG, Session
 from .store import Store
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .trader import SimXtQuantTrader
 
 log = logging.getLogger("executor.sim")
 _time = time.time
@@ -48,7 +46,6 @@ BUY, SELL = xc.STOCK_BUY, xc.STOCK_SELL
 ORDER_SUCCEEDED, ORDER_PART_SUCC = xc.ORDER_SUCCEEDED, xc.ORDER_PART_SUCC
 OPEN_STATUSES = frozenset({xc.ORDER_UNREPORTED, xc.ORDER_WAIT_REPORTING, xc.ORDER_REPORTED, xc.ORDER_PART_SUCC,
                            xc.ORDER_REPORTED_CANCEL, xc.ORDER_PARTSUCC_CANCEL})
-NOARG = object()  # marks a push without argument (on_disconnected)
 
 # --- error ids (stable) -------------------------------------------------------------------------------------
 # tier 1: MiniQMT refuses before an order exists
@@ -155,7 +152,7 @@ class Order:
 
 
 class Faults:
-    """Faults on demand (also reachable cross-process through ``SimControl``). Shared by all traders on a path."""
+    """Faults on demand (also reachable cross-process through ``SimControl``). Shared by all sessions on a path."""
 
     def __init__(self, engine: "Engine") -> None:
         self._engine = engine
@@ -170,7 +167,7 @@ class Faults:
         self._stale_answered = threading.Condition()
         # Distributions instead of constants (a real broker's answers vary per call): (low, high) ms drawn per call
         # from one seeded generator. While one is set, answers are due in their own time: a quick answer overtakes
-        # a slow one (trader._Worker), as answers of a remote counter do.
+        # a slow one (executor/sim/session.py), as answers of a remote counter do.
         self.latency_range: tuple[float, float] | None = None
         self.delay_range: tuple[float, float] | None = None
         self.reorder_p = 0.0
@@ -187,7 +184,7 @@ class Faults:
         self.counter_error_id = 0
 
     def disconnect(self, down_ms: float = 0) -> None:
-        """Fire on_disconnected on every connected trader of this path; new connects fail for ``down_ms``."""
+        """Fire on_disconnected on every connected session of this path; new connects fail for ``down_ms``."""
         self._engine.disconnect_all(down_ms)
 
     def reject_next(self, n: int = 1, message: str | None = None) -> None:
@@ -337,8 +334,8 @@ class Engine:
         self._work = threading.Condition(self.lock)
         self._commit_cv = threading.Condition()
         self.faults = Faults(self)
-        self.traders: list[SimXtQuantTrader] = []
-        self.down_until = 0.0  # time.time() before which connect() fails
+        self.sessions: list[Session] = []
+        self.down_until = 0.0  # time.time() before which attach() fails
         self._closing = False
 
         # dirty state for the committer
@@ -365,15 +362,6 @@ class Engine:
 
         self._committer = threading.Thread(target=self._commit_loop, name="xtsim-commit", daemon=True)
         self._committer.start()
-        from .control import ControlPoller  # late import: control imports store only
-        self._poller = ControlPoller(self)
-        self._poller.start()
-        self._feeds: list[Any] = []
-        from . import market as M
-        if config.random_walk is not None:
-            self._feeds.append(M.RandomWalk(self, config.random_walk).start())
-        if config.replay_csv:
-            M.replay_csv(self, config.replay_csv)
 
     # ------------------------------------------------------------------------------------------------------
     # loading
@@ -540,13 +528,13 @@ class Engine:
 
     def _dispatch(self, pushes: list[tuple]) -> None:
         per: dict[Any, list] = {}
-        for trader, nb, fn, arg in pushes:
-            lst = per.get(trader)
+        for session, nb, fn, arg in pushes:
+            lst = per.get(session)
             if lst is None:
-                per[trader] = lst = []
+                per[session] = lst = []
             lst.append((nb, fn, arg))
-        for trader, items in per.items():
-            trader._deliver(items)
+        for session, items in per.items():
+            session.deliver(items)
 
     def wait_committed(self, gen: int, timeout: float | None = 30.0) -> bool:
         with self._commit_cv:
@@ -567,27 +555,23 @@ class Engine:
         self._dirty_pos.clear()
 
     def close(self) -> None:
-        self._poller.stop()
-        for f in self._feeds:
-            f.stop()
         self.flush()
         with self.lock:
             self._closing = True
             self._work.notify_all()
         self._committer.join(timeout=10)
-        self._poller.join(timeout=5)
         self.store.close()
 
     # ------------------------------------------------------------------------------------------------------
     # push emission (always under self.lock)
-    def _emit(self, trader, fn, arg=NOARG) -> None:
-        self._pushes.append((trader, self._nb, fn, arg))
+    def _emit(self, session, fn, arg=NOARG) -> None:
+        self._pushes.append((session, self._nb, fn, arg))
 
     def _targets(self, account_id: str) -> list:
         # cached: rebuilt only after a connect/subscribe/disconnect/stop (invalidate_targets)
         lst = self._targets_cache.get(account_id)
         if lst is None:
-            lst = self._targets_cache[account_id] = [t for t in self.traders if t._connected and account_id in t._subs]
+            lst = self._targets_cache[account_id] = [t for t in self.sessions if t.connected and account_id in t.subs]
         return lst
 
     def invalidate_targets(self) -> None:
@@ -608,22 +592,22 @@ class Engine:
         self._drop_armed = any(d.values())
         return False
 
-    def _defer(self, trader, name: str, args: tuple) -> None:
+    def _defer(self, session, name: str, args: tuple) -> None:
         """Queue a push whose object is built on the callback thread from ``args`` (see objects.BUILDERS).
 
-        Consecutive deferred pushes to the same trader with the same not-before share one GROUP item, so the
+        Consecutive deferred pushes to the same session with the same not-before share one GROUP item, so the
         queue order is exactly the emission order."""
         nb = self._nb
         pushes = self._pushes
         g = self._grp
-        if g is not None and pushes and pushes[-1] is g and g[0] is trader and g[1] == nb:
+        if g is not None and pushes and pushes[-1] is g and g[0] is session and g[1] == nb:
             g[3].append((name, args))
         else:
-            self._grp = g = (trader, nb, GROUP, [(name, args)])
+            self._grp = g = (session, nb, GROUP, [(name, args)])
             pushes.append(g)
 
     def _emit_acct(self, account_id: str, name: str, argsfn: Callable[[Any], tuple] | None, x: Any) -> None:
-        """Push ``name`` to every subscribed trader; the constructor arguments are ``argsfn(x)`` (or ``x``)."""
+        """Push ``name`` to every subscribed session; the constructor arguments are ``argsfn(x)`` (or ``x``)."""
         if self._drop_armed and self._drop(name):
             return
         targets = self._targets(account_id)
@@ -633,7 +617,7 @@ class Engine:
         if len(targets) == 1:
             self._defer(targets[0], name, args)
             return
-        obj = BUILDERS[name](args)  # several traders: one object shared by all of them, as before
+        obj = BUILDERS[name](args)  # several sessions: one object shared by all of them, as before
         nb = self._nb
         for t in targets:
             self._pushes.append((t, nb, name, obj))
@@ -734,20 +718,20 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------------------
     # orders
-    def place(self, trader, account_id: str, code: str, order_type: int, volume: Any, price_type: int,
+    def place(self, session, account_id: str, code: str, order_type: int, volume: Any, price_type: int,
               price: Any, strategy_name: str, remark: str, seq: int, async_call: bool) -> tuple[int, int]:
         """Returns (order_id or -1, generation to wait for)."""
         remark = R.cut_remark(remark or "")
         strategy_name = strategy_name or ""
         with self.lock:
             self._begin(async_call)
-            err = self._tier1(trader, account_id, code, order_type, volume, price_type)
+            err = self._tier1(session, account_id, code, order_type, volume, price_type)
             if err is not None:
                 eid, text = err
                 if async_call:
-                    self._emit(trader, "on_order_stock_async_response",
+                    self._emit(session, "on_order_stock_async_response",
                                xt.XtOrderResponse(account_id, -1, strategy_name, remark, text, seq))
-                self._emit(trader, "on_order_error",
+                self._emit(session, "on_order_error",
                            SimXtOrderError(account_id, -1, eid, text, strategy_name, remark, seq))
                 return -1, self._bump()
             q = self.quotes[code]
@@ -783,14 +767,14 @@ class Engine:
                 f.counter_n -= 1
                 rej = f.counter_error_id, f.counter_text
             if async_call:
-                self._defer(trader, "on_order_stock_async_response",
+                self._defer(session, "on_order_stock_async_response",
                             (account_id, o.order_id, strategy_name, remark, "", seq))
             if rej is not None:
                 eid, text = rej
                 o.status, o.status_msg = xc.ORDER_JUNK, text
                 self._dirty_orders[o.order_id] = o
                 self._emit_acct(account_id, "on_stock_order", self.order_args, o)
-                self._emit(trader, "on_order_error",
+                self._emit(session, "on_order_error",
                            SimXtOrderError(account_id, o.order_id, eid, text, strategy_name, remark, seq))
                 return o.order_id, self._bump()
             # accepted: freeze, report
@@ -811,8 +795,8 @@ class Engine:
             self._on_accept(o, q, is_market)
             return o.order_id, self._bump()
 
-    def _tier1(self, trader, account_id, code, order_type, volume, price_type) -> tuple[int, str] | None:
-        if not trader._connected:
+    def _tier1(self, session, account_id, code, order_type, volume, price_type) -> tuple[int, str] | None:
+        if not session.connected:
             return E_DISCONNECTED, msg(E_DISCONNECTED, "交易连接已断开", "not connected to MiniQMT")
         if account_id not in self.accounts:
             return E_UNKNOWN_ACCOUNT, msg(E_UNKNOWN_ACCOUNT, "资金账号不存在", f"unknown account {account_id!r}")
@@ -1005,7 +989,7 @@ class Engine:
                 self._grp = g = (t, self._nb, GROUP, list(pairs))
                 pushes.append(g)
             return
-        nb = self._nb  # several traders: build each object once, share it
+        nb = self._nb  # several sessions: build each object once, share it
         objs = [(name, BUILDERS[name](args)) for name, args in pairs]
         app = self._pushes.append
         for t in targets:
@@ -1047,7 +1031,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------------------
     # cancels
-    def cancel(self, trader, account_id: str, order_id: int | None, market: Any, sysid: str | None, seq: int,
+    def cancel(self, session, account_id: str, order_id: int | None, market: Any, sysid: str | None, seq: int,
                async_call: bool) -> tuple[int, int]:
         """Returns (cancel_result 0/-1, generation)."""
         with self.lock:
@@ -1057,7 +1041,7 @@ class Engine:
             mkt = market
             if isinstance(market, str):
                 mkt = xc.MARKET_STR_TO_ENUM_MAPPING.get(market, -1)
-            if not trader._connected:
+            if not session.connected:
                 err = E_CANCEL_DISCONNECTED, msg(E_CANCEL_DISCONNECTED, "交易连接已断开", "not connected to MiniQMT")
             elif account_id not in self.accounts:
                 err = E_CANCEL_UNKNOWN, msg(E_CANCEL_UNKNOWN, "资金账号不存在", f"unknown account {account_id!r}")
@@ -1085,11 +1069,11 @@ class Engine:
             resp_sysid = "" if sysid is None else str(sysid)
             result = -1 if err else 0
             if async_call:
-                self._emit(trader, "on_cancel_order_stock_async_response",
+                self._emit(session, "on_cancel_order_stock_async_response",
                            xt.XtCancelOrderResponse(account_id, result, oid, resp_sysid, seq,
                                                     err[1] if err else ""))
             if err:
-                self._emit(trader, "on_cancel_error",
+                self._emit(session, "on_cancel_error",
                            xt.XtCancelError(account_id, oid, mkt if sysid is not None else
                                             (o.inst.market if o is not None else -1), resp_sysid, err[0], err[1]))
                 return -1, self._bump()
@@ -1199,11 +1183,26 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------------------
     # connections
-    def connect(self, trader) -> int:
+    def attach(self, session: Session) -> int:
+        """Connect ``session`` (0), or -1 while MiniQMT is down (Faults.disconnect with ``down_ms``)."""
         with self.lock:
-            if time.time() < self.down_until:
+            if time.time() < self.down_until or session.disconnected:
                 return -1
+            session.connected = True
+            if session not in self.sessions:
+                self.sessions.append(session)
+            self._targets_cache.clear()
             return 0
+
+    def detach(self, session: Session) -> None:
+        """The session ended: what it has queued is still delivered, nothing new is generated for it."""
+        self.flush()
+        with self.lock:
+            session.connected = False
+            if session in self.sessions:
+                self.sessions.remove(session)
+            self._targets_cache.clear()
+        session.stop()
 
     def disconnect_all(self, down_ms: float = 0) -> None:
         with self.lock:
@@ -1211,19 +1210,19 @@ class Engine:
             self.down_until = time.time() + float(down_ms) / 1000.0
             self._dirty_meta["down_until"] = repr(self.down_until)
             self._targets_cache.clear()
-            for t in self.traders:
-                if t._connected:
-                    t._connected = False
-                    t._disconnected = True
+            for t in self.sessions:
+                if t.connected:
+                    t.connected = False
+                    t.disconnected = True
                     self._emit(t, "on_disconnected")
             gen = self._bump()
         self.wait_committed(gen)
 
-    def emit_reply(self, trader, fn: Callable[[Any], None], arg: Any, async_call: bool = True) -> None:
+    def emit_reply(self, session, fn: Callable[[Any], None], arg: Any, async_call: bool = True) -> None:
         """Queue an async query answer behind the pushes already generated (same FIFO as the real wrapper)."""
         with self.lock:
             self._begin(async_call)
-            self._pushes.append((trader, self._nb, fn, arg))
+            self._pushes.append((session, self._nb, fn, arg))
             self._bump()
 
     # ------------------------------------------------------------------------------------------------------
@@ -1265,37 +1264,3 @@ class Engine:
         with self.lock:
             p = self.positions.get(account_id, {}).get(code)
             return self.xt_position(p) if p is not None else None
-
-
-# --- per-path registry ----------------------------------------------------------------------------------------
-
-_registry: dict[str, tuple[Engine, int]] = {}
-_registry_lock = threading.Lock()
-
-
-def acquire_engine(path: Path, config: SimConfig | None) -> Engine:
-    """The process-wide engine of ``path`` (created on first use; the first config wins)."""
-    key = str(path.resolve())
-    with _registry_lock:
-        ent = _registry.get(key)
-        if ent is None:
-            eng = Engine(path, config or SimConfig())
-            _registry[key] = (eng, 1)
-            return eng
-        eng, n = ent
-        _registry[key] = (eng, n + 1)
-        return eng
-
-
-def release_engine(engine: Engine) -> None:
-    key = str(engine.path.resolve())
-    with _registry_lock:
-        ent = _registry.get(key)
-        if ent is None or ent[0] is not engine:
-            return
-        eng, n = ent
-        if n > 1:
-            _registry[key] = (eng, n - 1)
-            return
-        del _registry[key]
-    engine.close()

@@ -1,7 +1,7 @@
 """XtBroker: the one adapter between the engine and an ``XtQuantTrader``-shaped object.
 
-The trader comes from a factory ``(path, session) -> trader``: ``xtquant.xttrader.XtQuantTrader`` on Windows,
-``executor.sim.SimXtQuantTrader`` anywhere else. Nothing in this file knows which one it drives.
+The trader comes from a factory ``(path, session) -> trader``: ``xtquant.xttrader.XtQuantTrader``, over the real
+binary (MiniQMT) or over the stand-in of executor/sim/qmt (the simulated MiniQMT). Nothing in this file knows which.
 
 Why it is built the way it is (facts from ../shared/reference/xtquant-trading-api.md):
 - xtquant's sync calls block with no timeout and are not safe to call concurrently, and constructing a trader
@@ -49,8 +49,9 @@ class XtBroker(base.Broker):
 
     def __init__(self, *, name: str, account_id: str, trader_factory: TraderFactory, path: str,
                  session_ids: Iterable[int], executor_id: str = "", timeout_s: float = 10.0,
-                 account_type: str = "STOCK") -> None:
+                 account_type: str = "STOCK", closers: Iterable[Callable[[], None]] = ()) -> None:
         self.name = name
+        self._closers = list(closers)  # run last by close(): what the factory started (a simulated MiniQMT)
         self._account = StockAccount(account_id, account_type)
         if isinstance(self._account, str):  # xttype returns an error string instead of raising (§4.1)
             raise ValueError(self._account)
@@ -131,6 +132,8 @@ class XtBroker(base.Broker):
             except Exception:
                 log.warning("trader stop() did not finish in time")
         self._thread.shutdown()
+        for close in self._closers:
+            await asyncio.to_thread(close)
 
     # --- orders and cancels -----------------------------------------------------------------------------------
     async def place_order(self, cmd: c.PlaceOrder) -> base.RequestKey:

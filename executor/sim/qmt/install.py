@@ -4,6 +4,8 @@
 failed to find ``xtquant.xtpythonclient``: on Windows the wheel's ``xtpythonclient.cp3XX-win_amd64.pyd`` is found
 first and the stand-in is never used; on Linux (no loadable extension suffix matches) the finder loads
 ``executor/sim/qmt/xtpythonclient.py`` under that name. Nothing on disk is written or patched.
+``install(first=True)`` is for a process that trades on the simulated MiniQMT only (``--broker sim``): the finder
+goes FIRST, so the stand-in is used on Windows too.
 """
 
 from __future__ import annotations
@@ -24,8 +26,21 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(TARGET, _SOURCE)
 
 
-def install() -> None:
-    """Idempotent. Call it before ``from xtquant.xttrader import XtQuantTrader``."""
+def install(*, first: bool = False) -> None:
+    """Idempotent. Call it before ``from xtquant.xttrader import XtQuantTrader``.
+
+    ``first=True`` (``xtqueue executor --broker sim``): the stand-in is used even where the real binary would
+    load, because the real binary talks to a real MiniQMT, never to the simulated one; such a process cannot use
+    the real binary at all, so it raises if the real one was already imported."""
+    if first:
+        loaded = sys.modules.get(TARGET)
+        if loaded is not None and not is_stand_in(loaded):
+            raise RuntimeError("xtquant.xtpythonclient (the real binary) is already imported in this process: the "
+                               "simulated MiniQMT needs the stand-in (one broker kind per process)")
+        if not sys.meta_path or not isinstance(sys.meta_path[0], _StandInFinder):
+            uninstall()
+            sys.meta_path.insert(0, _StandInFinder())
+        return
     if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
         sys.meta_path.append(_StandInFinder())
 
