@@ -40,8 +40,8 @@ from executor.sim.market import RandomWalk, replay_csv
 from executor.sim.objects import SimXtAccountInfo
 from executor.sim.session import Session
 
-from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
 from . import other_calls
+from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
 from .wire import ANSWER, CALLS, E_NOT_CONNECTED, NOT_CONNECTED, PROTOCOL, CppStruct, failed
 
 log = logging.getLogger("executor.sim.qmt")
@@ -248,8 +248,7 @@ class _Connection:
 
     # --- entry points beyond stock trading: credit, IPO, transfers, smt, export, bank, CTP, smart algo ----------
     def _other_call(self, entry: str, seq: int, f: dict) -> None:
-        t = self.trader
-        value = other_calls.answer(t.engine, entry, f) if t._ok() else \
+        value = other_calls.answer(self.engine, entry, f) if self._ok() else \
             failed(entry, f, NOT_CONNECTED.format(E_NOT_CONNECTED))
         self._reply(CALLS[entry][1], seq, value)
 
