@@ -21,10 +21,8 @@ import secrets
 import pytest
 
 import producer_lib as pl
-from harness import (HAS_LEASE, CuttingProxy, ExecutorProc, MiniQmtProc, Report, await_until, env_int,
+from harness import (CuttingProxy, ExecutorProc, MiniQmtProc, Report, await_until, env_int,
                      iterations, run_scenario)
-
-pytestmark = pytest.mark.xfail(not HAS_LEASE, strict=False, reason="lease not landed")
 
 LEASE = ("--lease-ms", "2000", "--lease-renew-ms", "250")
 CHECKS = ("duplicate_at_broker", "placed_after_deadline", "entry_without_reply", "extra_replies",
