@@ -403,7 +403,8 @@ def r_query_data(c):
 
 
 def r_sync_transaction_from_external(c):
-    r = c.t.sync_transaction_from_external("ADD", "DEAL", ACC, [{"m_strExchangeID": "SH", "m_strInstrumentID": "600000"}])
+    deal = {"m_strExchangeID": "SH", "m_strInstrumentID": "600000"}
+    r = c.t.sync_transaction_from_external("ADD", "DEAL", ACC, [deal])
     assert isinstance(r, dict) and r["error"]["msg"].startswith("[COUNTER] [")
 
 
