@@ -489,6 +489,22 @@ for _name in ("query_credit_detail", "query_stk_compacts", "query_credit_subject
     RECIPES[_name], RECIPES[_name + "_async"] = _credit(_name)
 
 
+def test_the_stand_in_knows_every_entry_point_and_binding_the_wheel_uses():
+    """Read from the wheel's own source: what XtQuantTrader calls on, and binds of, its client."""
+    import re
+
+    import xtquant.xttrader as wheel
+    from xtquant import xtpythonclient
+
+    from executor.sim.qmt.wire import CALLS
+
+    src = inspect.getsource(wheel)
+    calls = set(re.findall(r"self\.async_client\.(\w+WithSeq)\b", src))
+    binds = set(re.findall(r"self\.async_client\.(bindOn\w+)\(", src))
+    assert calls and calls == set(CALLS)
+    assert binds and binds <= xtpythonclient.BINDINGS
+
+
 def test_every_public_method_of_the_wheel_has_a_recipe():
     assert len(public_methods()) >= 79  # the pinned wheel (xtquant_250807) has 79
     assert set(public_methods()) == set(RECIPES)
