@@ -127,6 +127,14 @@ def _unexpected(exc: Exception, what: str) -> JSONResponse:
                                               "ask /query/outcome before resending"), 502)
 
 
+# Nothing was done: the classic body's failure value, for scripts that only read it.
+_CLASSIC_FAILED: dict[str, dict[str, int]] = {
+    "/login": {"status": shapes.FAILED_LOGIN},
+    "/place_order": {"order_id": shapes.FAILED_ORDER_ID},
+    "/cancel_order": {"cancel_order_result": shapes.FAILED_CANCEL},
+}
+
+
 # --- parameters -------------------------------------------------------------------------------------------------
 def _int(name: str, text: str | None, *, minimum: int | None = None) -> int:
     try:
@@ -186,8 +194,11 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
         return request.app.state.client
 
     @app.exception_handler(Refused)
-    async def on_refused(request: Request, exc: Refused) -> JSONResponse:
-        return _refused(exc)
+    async def on_refused(request: Request, exc: Refused) -> JSONResponse:  # the guard's refusals
+        # The path only: the query string may hold the token.
+        log.warning("refused %s from %s: %s", request.url.path, request.client.host if request.client else "?",
+                    exc.message)
+        return _refused(exc, _CLASSIC_FAILED.get(request.url.path.removeprefix(PREFIX)))
 
     @router.get("/login", summary="账号登录 / Log in (is the executor serving, its broker connected?)")
     async def login(request: Request,
@@ -196,7 +207,7 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
                     session_id: str | None = Query(None, description="Ignored: the executor owns the session."),
                     qmt_dir: str | None = Query(None, description="Ignored: the executor owns MiniQMT's path.")
                     ) -> JSONResponse:
-        failed = {"status": shapes.FAILED_LOGIN}
+        failed = _CLASSIC_FAILED["/login"]
         if account_id and account_id != settings.account:
             return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
                                     f"this server serves account {settings.account}, not {account_id}"), failed)
@@ -265,7 +276,7 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
                               None, description="Idempotency key (≤24 of A-Z a-z 0-9 _ - .): the same id again "
                                                 "places nothing new and answers the first order's id."),
                           ) -> JSONResponse:
-        failed = {"order_id": shapes.FAILED_ORDER_ID}
+        failed = _CLASSIC_FAILED["/place_order"]
         try:
             side, volume, limit = _side(direction), _int("volumn", volumn, minimum=1), _float("price", price)
         except Refused as exc:
@@ -295,7 +306,7 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
                            order_id: str = Query("0", description="Broker order id."),
                            client_order_id: str | None = Query(None, description="Or the client order id.")
                            ) -> JSONResponse:
-        failed = {"cancel_order_result": shapes.FAILED_CANCEL}
+        failed = _CLASSIC_FAILED["/cancel_order"]
         try:
             if client_order_id:
                 if order_id not in ("", "0"):
@@ -319,13 +330,13 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
         return JSONResponse({"cancel_order_result": 0})
 
     @router.get("/events", summary="事件流 / The account's events as server-sent events (text/event-stream)",
-                response_class=StreamingResponse)
+                response_class=StreamingResponse, response_model=None)
     async def events(request: Request,
                      from_id: str | None = Query(None, alias="from",
                                                  description="Resume after this stream id (0: from the start)."),
                      types: str | None = Query(None, description="Comma-separated event types, e.g. order_filled."),
                      last_event_id: str | None = Header(None, description="Set by EventSource on reconnect.")
-                     ) -> StreamingResponse | JSONResponse:
+                     ) -> Any:
         start = from_id or last_event_id or "$"
         if not _STREAM_ID_RE.fullmatch(start):
             return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,

@@ -1,0 +1,321 @@
+"""`xtqueue http` against a real executor on the simulator, driven by plain HTTP (urllib) as the classic wrapper's
+scripts drive it (requests.get(url).json()). Shapes are asserted key by key against the classic wrapper's
+(xtqueue/compat/http_shapes.py); what was placed is counted from the simulator's own records (SimControl)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from executor.sim import SimControl
+from producer_lib import SyncClient
+
+ORDER_KEYS = ["股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号", "报单时间"]
+TRADE_KEYS = ["股票代码", "委托类型", "成交数量", "成交均价", "成交金额", "成交时间", "成交编号", "柜台合同编号"]
+HOLDING_KEYS = ["股票代码", "持仓", "可用持仓", "成本", "持仓市值"]
+ASSET_KEYS = ["总资产", "现金", "持仓市值", "冻结金额"]
+STOCK_BUY, STOCK_SELL = 23, 24  # xtconstant order_type
+TOKEN = "t0ken-for-the-http-tests-0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+class HttpServer:
+    """`xtqueue http` in its own process, on a free loopback port."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, account: str, *args: str, env: dict[str, str] | None = None,
+                 name: str = "http") -> None:
+        self.port = _free_port()
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xtqueue", "--redis-url", redis_url, "--account", account, "http",
+             "--port", str(self.port), *args], stdout=self._log, stderr=subprocess.STDOUT, env=_env(**(env or {})))
+        self.base = f"http://127.0.0.1:{self.port}/xtquant/trade"
+
+    def wait_listening(self, timeout_s: float = 20.0) -> HttpServer:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"xtqueue http did not listen within {timeout_s} s:\n{self.log()}")
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log.close()
+
+
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 20.0) -> tuple[int, object, dict]:
+    """(HTTP status, JSON body, headers) of one GET; error statuses too."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read().decode("utf-8")), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read().decode("utf-8")), dict(exc.headers)
+
+
+@pytest.fixture
+def executor_process(redis_url, account, tmp_path, redis_client):
+    sim_path = tmp_path / "sim"
+    log = open(tmp_path / "executor.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
+         "--sim-path", str(sim_path), "--state-dir", str(tmp_path / "state"), "--probe-interval-ms", "300",
+         "--reconnect-max-backoff-ms", "300"],
+        stdout=log, stderr=subprocess.STDOUT, env=_env())
+    control = None
+    try:
+        with SyncClient(redis_url, account) as probe:
+            probe.ping()  # waits until the executor serves
+        control = SimControl(sim_path)
+        yield control
+    finally:
+        proc.terminate()
+        try:
+            assert proc.wait(30) == 0, (tmp_path / "executor.log").read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+            if control is not None:
+                control.close()
+
+
+@pytest.fixture
+def http_server(tmp_path, redis_url, account, executor_process):
+    server = HttpServer(tmp_path, redis_url, account).wait_listening()
+    yield server, executor_process
+    server.stop()
+
+
+def _rows(control: SimControl, account: str, **match) -> list[dict]:
+    return [r for r in control.orders(account) if all(r[k] == v for k, v in match.items())]
+
+
+def _wait(predicate, timeout_s: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout_s} s")
+
+
+def test_the_classic_clients_requests_get_the_classic_shapes(http_server, account):
+    server, control = http_server
+    base = server.base
+
+    assert get(f"{base}/login?account_id={account}")[:2] == (200, {"status": 0})
+
+    status, asset, _ = get(f"{base}/query/assets")
+    assert status == 200 and list(asset) == ASSET_KEYS
+    assert (asset["现金"], asset["冻结金额"]) == pytest.approx(control.cash(account))
+
+    # The classic client's order: stock_code, price, volumn; direction defaults to buy. A marketable buy fills.
+    status, placed, headers = get(f"{base}/place_order?stock_code=600000.SH&price=10.5&volumn=100")
+    assert status == 200 and list(placed) == ["order_id"]  # exactly the classic body
+    (row,) = _rows(control, account, order_id=placed["order_id"])
+    assert (row["stock_code"], row["order_type"], row["order_volume"], row["price"], row["traded_volume"]) == \
+        ("600000.SH", STOCK_BUY, 100, 10.5, 100)
+    assert row["order_remark"] == headers["x-xtqueue-client-order-id"]  # the order's client order id, for outcome
+
+    # A resting buy below the market, then its cancel: the classic cancel body, then 委托状态 已撤.
+    resting = get(f"{base}/place_order?stock_code=600000.SH&direction=buy&price=9.5&volumn=200")[1]["order_id"]
+    status, one, _ = get(f"{base}/query/order?order_id={resting}")
+    assert status == 200 and len(one) == 1 and list(one[0]) == ORDER_KEYS
+    (rest_row,) = _rows(control, account, order_id=resting)
+    assert one[0] == {"股票代码": "600000.SH", "委托数量": 200, "成交数量": 0, "委托价格": 9.5, "委托类型": STOCK_BUY,
+                      "委托状态": "已报", "订单编号": resting, "柜台合同编号": rest_row["order_sysid"],
+                      "报单时间": rest_row["order_time"]}
+    assert get(f"{base}/cancel_order?order_id={resting}")[:2] == (200, {"cancel_order_result": 0})
+    _wait(lambda: get(f"{base}/query/order?order_id={resting}")[1][0]["委托状态"] == "已撤", what="已撤")
+    assert _rows(control, account, order_id=resting)[0]["order_status"] == 54
+
+    status, orders, _ = get(f"{base}/query/order")
+    assert status == 200 and all(list(o) == ORDER_KEYS for o in orders)
+    assert {o["订单编号"]: o["委托状态"] for o in orders} == {placed["order_id"]: "已成", resting: "已撤"}
+    assert get(f"{base}/query/order?order_id=987654321")[:2] == (200, [])  # not found: [] as the classic
+
+    status, trades, _ = get(f"{base}/query/trade")
+    assert status == 200 and len(trades) == 1 and list(trades[0]) == TRADE_KEYS
+    assert (trades[0]["股票代码"], trades[0]["委托类型"], trades[0]["成交数量"], trades[0]["柜台合同编号"]) == \
+        ("600000.SH", STOCK_BUY, 100, row["order_sysid"])
+    assert trades[0]["成交金额"] == pytest.approx(row["traded_amount"])
+
+    status, holding, _ = get(f"{base}/query/holding")
+    assert status == 200 and len(holding) == 1 and len(holding[0]) == 1  # each row in a one-item list
+    assert list(holding[0][0]) == HOLDING_KEYS
+    assert (holding[0][0]["股票代码"], holding[0][0]["持仓"], holding[0][0]["可用持仓"]) == ("600000.SH", 100, 0)
+
+    # The classic defaults: no parameter at all is 100 shares of 510300.SH bought at 4.4.
+    before = len(control.orders(account))
+    status, default, _ = get(f"{base}/place_order")
+    assert status == 200 and default["order_id"] > 0
+    (d,) = _rows(control, account, order_id=default["order_id"])
+    assert (d["stock_code"], d["order_type"], d["order_volume"], d["price"]) == ("510300.SH", STOCK_BUY, 100, 4.4)
+    assert len(control.orders(account)) == before + 1
+
+
+def test_a_retried_place_order_with_a_client_order_id_places_once(http_server, account):
+    server, control = http_server
+    url = f"{server.base}/place_order?stock_code=600000.SH&direction=buy&volumn=100&price=9.3&client_order_id=web-7"
+    first = get(url)
+    assert first[0] == 200 and first[1] == {"order_id": first[1]["order_id"], "client_order_id": "web-7",
+                                            "duplicate": False}
+    # The retry of a GET whose answer was lost, and three more at once: the same order, nothing new at the broker.
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(get(url))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    again = get(url)
+    for t in threads:
+        t.join(30)
+    for status, body, _ in [again, *results]:
+        assert (status, body) == (200, {"order_id": first[1]["order_id"], "client_order_id": "web-7",
+                                        "duplicate": True})
+    assert len(_rows(control, account, order_remark="web-7")) == 1
+    # The same id with another volume is a conflict, typed, and places nothing.
+    status, body, _ = get(url.replace("volumn=100", "volumn=200"))
+    assert status == 409 and body["order_id"] == -1 and body["error"]["code"] == "conflict"
+    assert len(_rows(control, account, order_remark="web-7")) == 1
+    assert len(control.orders(account)) == 1
+
+    # Without a client order id, each GET is a new order (the classic wrapper's promise, documented).
+    plain = f"{server.base}/place_order?stock_code=600000.SH&volumn=100&price=9.3"
+    ids = {get(plain)[1]["order_id"], get(plain)[1]["order_id"]}
+    assert len(ids) == 2 and len(control.orders(account)) == 3
+
+
+def test_failures_answer_a_typed_error_body(http_server, account):
+    server, control = http_server
+    base = server.base
+    # The broker's refusal (an odd lot on the main board): its own text, and the classic failure value -1.
+    status, body, headers = get(f"{base}/place_order?stock_code=600000.SH&volumn=150&price=10")
+    assert status == 422 and body["order_id"] == -1
+    assert body["error"]["code"] == "broker_rejected" and "150" in body["error"]["broker_message"]
+    assert body["error"]["outcome_unknown"] is False
+    (junk,) = _rows(control, account, order_remark=headers["x-xtqueue-client-order-id"])
+    assert junk["order_status"] == 57
+    count = len(control.orders(account))
+
+    # Refused here before anything is sent: "Buy" would have been a sell in the classic wrapper.
+    for query, field in (("direction=Buy&volumn=100&price=10", "direction"), ("volumn=abc&price=10", "volumn"),
+                         ("volumn=100&price=x", "price"), ("volumn=0&price=10", "volumn")):
+        status, body, _ = get(f"{base}/place_order?stock_code=600000.SH&{query}")
+        assert status == 400 and body["order_id"] == -1 and body["error"]["code"] == "invalid_request", query
+        assert field in body["error"]["message"]
+    status, body, _ = get(f"{base}/place_order?stock_code=600000&volumn=100&price=10")  # no market suffix
+    assert status == 400 and body["order_id"] == -1 and body["error"]["code"] == "invalid_request"
+    assert len(control.orders(account)) == count  # none of them reached the broker
+
+    # A cancel the broker refuses (the order is final) and a cancel of nothing.
+    status, body, _ = get(f"{base}/cancel_order?order_id={junk['order_id']}")
+    assert status == 422 and body["cancel_order_result"] == -1 and body["error"]["code"] == "broker_rejected"
+    status, body, _ = get(f"{base}/cancel_order")
+    assert status == 400 and body["cancel_order_result"] == -1 and body["error"]["code"] == "invalid_request"
+    status, body, _ = get(f"{base}/login?account_id=SOMEONE_ELSE")
+    assert status == 400 and body["status"] == -1 and body["error"]["code"] == "invalid_request"
+    status, body, _ = get(f"{base}/query/outcome?client_order_id=never-sent")
+    assert status == 200 and body["state"] == "not_found"
+
+
+def test_the_event_stream_delivers_a_fill(http_server, account):
+    server, control = http_server
+    req = urllib.request.Request(f"{server.base}/events?types=order_filled,order_updated")
+    with urllib.request.urlopen(req, timeout=20) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.readline().decode().startswith(": xtqueue events of")  # the starting point is fixed now
+        placed = get(f"{server.base}/place_order?stock_code=600000.SH&price=10.5&volumn=100")[1]["order_id"]
+        event: dict = {}
+        for _ in range(200):  # bounded: the order's few events arrive first
+            line = stream.readline().decode("utf-8").rstrip("\n")
+            if line == "":  # the end of one event
+                if event.get("event") == "order_filled":
+                    break
+                event = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                event[name] = json.loads(value) if name == "data" else value
+        else:
+            raise AssertionError("no order_filled event")
+    data = event["data"]
+    assert (data["type"], data["order_id"], data["account"]) == ("order_filled", placed, account)
+    assert data["data"]["trade"]["volume"] == 100 and list(data["classic"]) == TRADE_KEYS
+    assert data["classic"]["成交数量"] == 100 and data["classic"]["柜台合同编号"] == \
+        _rows(control, account, order_id=placed)[0]["order_sysid"]
+    assert data["stream_id"] == event["id"]
+
+
+def test_browser_requests_from_other_sites_and_foreign_host_names_are_refused(http_server, account):
+    server, control = http_server
+    url = f"{server.base}/place_order?stock_code=600000.SH&price=10.5&volumn=100"
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"},
+                    {"Host": "evil.example:7800"}):  # the last: a DNS-rebinding page reaching 127.0.0.1
+        status, body, _ = get(url, headers=headers)
+        assert status in (401, 403) and body["error"]["code"] == "unauthorized", headers
+    assert control.orders(account) == []
+    assert get(f"{server.base}/query/assets", headers={"Host": f"localhost:{server.port}"})[0] == 200
+
+
+def test_a_token_is_required_when_set_and_never_printed(tmp_path, redis_url, account, executor_process):
+    control = executor_process
+    server = HttpServer(tmp_path, redis_url, account, env={"XTQUEUE_HTTP_TOKEN": TOKEN}, name="token")
+    try:
+        server.wait_listening()
+        url = f"{server.base}/place_order?stock_code=600000.SH&price=10.5&volumn=100"
+        for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}):
+            status, body, _ = get(url, headers=headers)
+            assert (status, body["order_id"], body["error"]["code"]) == (401, -1, "unauthorized")
+        assert control.orders(account) == []
+        status, body, _ = get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert status == 200 and body["order_id"] > 0
+        assert get(f"{server.base}/query/assets?token={TOKEN}")[0] == 200
+    finally:
+        server.stop()
+    assert TOKEN not in server.log()
+    assert len(control.orders(account)) == 1
+
+
+def test_it_refuses_to_listen_beyond_loopback_without_a_token(tmp_path, redis_url, account):
+    server = HttpServer(tmp_path, redis_url, account, "--host", "0.0.0.0")
+    try:
+        assert server.proc.wait(30) == 2
+    finally:
+        server.stop()
+    assert "needs a token" in server.log()
