@@ -423,3 +423,21 @@ def test_an_unknown_outcome_never_reads_as_not_placed(tmp_path, redis_url, accou
     assert status == 504 and "order_id" not in body
     assert body["error"]["code"] == "outcome_unknown" and body["error"]["outcome_unknown"] is True
     assert body["error"]["client_order_id"] == headers["x-xtqueue-client-order-id"]
+
+
+def test_the_openapi_page_documents_the_classic_routes_and_shapes(http_server):
+    server, _ = http_server
+    root = server.base.removesuffix("/xtquant/trade")
+    status, spec, _ = get(f"{root}/openapi.json")
+    assert status == 200
+    paths = spec["paths"]
+    for route in ("login", "query/assets", "query/holding", "query/trade", "query/order", "place_order",
+                  "cancel_order", "query/outcome", "events"):
+        assert f"/xtquant/trade/{route}" in paths, route
+    place = paths["/xtquant/trade/place_order"]["get"]
+    assert {p["name"]: p["schema"].get("default") for p in place["parameters"]} == {
+        "stock_code": "510300.SH", "direction": "buy", "volumn": "100", "price": "4.4", "client_order_id": None}
+    example = paths["/xtquant/trade/query/order"]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert list(example[0]) == ORDER_KEYS
+    with urllib.request.urlopen(f"{root}/docs", timeout=20) as page:
+        assert page.status == 200 and b"swagger" in page.read().lower()

@@ -190,6 +190,14 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
 
     router = APIRouter(prefix=PREFIX, dependencies=[Depends(guard)])
 
+    def documented(path: str) -> dict[str, Any]:
+        """The classic shape (and the error body) of a route, as examples on the OpenAPI page."""
+        responses: dict[int | str, Any] = {200: {"content": {"application/json": {"example": shapes.EXAMPLES[path]}}}}
+        if path in shapes.ERROR_EXAMPLES:
+            responses["4XX"] = {"description": "Refused, nothing done: the classic failure value and the error",
+                                "content": {"application/json": {"example": shapes.ERROR_EXAMPLES[path]}}}
+        return {"responses": responses}
+
     def the_client(request: Request) -> Client:
         return request.app.state.client
 
@@ -200,7 +208,8 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
                     exc.message)
         return _refused(exc, _CLASSIC_FAILED.get(request.url.path.removeprefix(PREFIX)))
 
-    @router.get("/login", summary="账号登录 / Log in (is the executor serving, its broker connected?)")
+    @router.get("/login", summary="账号登录 / Log in (is the executor serving, its broker connected?)",
+                **documented("/login"))
     async def login(request: Request,
                     account_id: str = Query("", description="Must be empty or this server's account."),
                     account_type: str = Query("STOCK", description="STOCK only (xtqueue serves stock orders)."),
@@ -226,20 +235,24 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
                                                       f"({pong.broker}) is not connected"), 503, failed)
         return JSONResponse({"status": 0})
 
-    @router.get("/query/assets", summary="查询总资产 / Asset")
+    @router.get("/query/assets", summary="查询总资产 / Asset",
+                **documented("/query/assets"))
     async def query_assets(request: Request) -> JSONResponse:
         return await _query(request, "query/assets", lambda c: c.query_asset(), shapes.assets)
 
-    @router.get("/query/holding", summary="查询当前持仓 / Positions")
+    @router.get("/query/holding", summary="查询当前持仓 / Positions",
+                **documented("/query/holding"))
     async def query_holding(request: Request) -> JSONResponse:
         return await _query(request, "query/holding", lambda c: c.query_positions(), shapes.holding)
 
-    @router.get("/query/trade", summary="查询当日成交 / Today's trades")
+    @router.get("/query/trade", summary="查询当日成交 / Today's trades",
+                **documented("/query/trade"))
     async def query_trade(request: Request) -> JSONResponse:
         return await _query(request, "query/trade", lambda c: c.query_trades(),
                             lambda rows: [shapes.trade_row(t) for t in rows])
 
-    @router.get("/query/order", summary="查询当日委托 / Today's orders, or one (?order_id= or ?client_order_id=)")
+    @router.get("/query/order", summary="查询当日委托 / Today's orders, or one (?order_id= or ?client_order_id=)",
+                **documented("/query/order"))
     async def query_order(request: Request,
                           order_id: str = Query("", description="Broker order id: a list of it, [] if not found."),
                           client_order_id: str | None = Query(None, description="Or by client order id.")
@@ -266,7 +279,8 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
             return _unexpected(exc, what)
         return JSONResponse(shape(result))
 
-    @router.get("/place_order", summary="下单 / Place a limit order (classic defaults apply to missing parameters)")
+    @router.get("/place_order", summary="下单 / Place a limit order (classic defaults apply to missing parameters)",
+                **documented("/place_order"))
     async def place_order(request: Request,
                           stock_code: str = Query("510300.SH", description="Classic default 510300.SH."),
                           direction: str = Query("buy", description="buy or sell (classic default buy)."),
@@ -301,7 +315,8 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
             body.update(client_order_id=ack.client_order_id, duplicate=ack.duplicate)
         return JSONResponse(body, headers={COID_HEADER: ack.client_order_id})
 
-    @router.get("/cancel_order", summary="撤单 / Cancel (by order_id, or client_order_id)")
+    @router.get("/cancel_order", summary="撤单 / Cancel (by order_id, or client_order_id)",
+                **documented("/cancel_order"))
     async def cancel_order(request: Request,
                            order_id: str = Query("0", description="Broker order id."),
                            client_order_id: str | None = Query(None, description="Or the client order id.")

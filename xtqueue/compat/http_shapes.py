@@ -105,3 +105,25 @@ def error_info(exc: XtqueueError) -> dict[str, Any]:
 def local_error(code: contract.ErrorCode, message: str) -> dict[str, Any]:
     """The ``error`` object of a request refused by this server before anything was sent."""
     return {"code": code.value, "message": message, "outcome_unknown": False}
+
+
+# --- the shapes, as examples for the OpenAPI page (the classic post's own outputs where it shows them) ------------
+_ERROR = {"code": "broker_rejected", "message": "the broker refused the order", "outcome_unknown": False,
+          "client_order_id": "8f1c0a9e3b7d4c21a6e5", "broker_message": "委托数量必须是100的整数倍", "broker_error_id": -61}
+EXAMPLES: dict[str, Any] = {
+    "/login": {"status": 0},
+    "/query/assets": {"总资产": 1000000.0, "现金": 989990.0, "持仓市值": 10010.0, "冻结金额": 0.0},
+    "/query/holding": [[{"股票代码": "600000.SH", "持仓": 1000, "可用持仓": 1000, "成本": 10.01, "持仓市值": 10010.0}]],
+    "/query/trade": [{"股票代码": "600000.SH", "委托类型": 23, "成交数量": 100, "成交均价": 10.5, "成交金额": 1050.0,
+                      "成交时间": 1657218000, "成交编号": "1001", "柜台合同编号": "131"}],
+    "/query/order": [{"股票代码": "113025.SH", "委托数量": 10, "成交数量": 0, "委托价格": 300.0, "委托类型": 23,
+                      "委托状态": "已撤", "订单编号": 403701775, "柜台合同编号": "131", "报单时间": 1657218000}],
+    "/place_order": {"order_id": 403701775},
+    "/cancel_order": {"cancel_order_result": 0},
+}
+ERROR_EXAMPLES: dict[str, Any] = {
+    "/place_order": {"order_id": FAILED_ORDER_ID, "error": _ERROR},
+    "/cancel_order": {"cancel_order_result": FAILED_CANCEL, "error": {**_ERROR, "broker_message": "订单已成交或已撤销"}},
+    "/login": {"status": FAILED_LOGIN, "error": {"code": "broker_unavailable", "message": "MiniQMT is not connected",
+                                                 "outcome_unknown": False}},
+}
