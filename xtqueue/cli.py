@@ -825,10 +825,12 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
               metavar="PEM", help="Serve HTTPS with this certificate (and --ssl-keyfile).")
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               metavar="PEM", help="Private key of --ssl-certfile.")
+@click.option("--max-event-streams", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Concurrent /events followers (each holds a Redis connection).")
 @click.pass_obj
 def http_command(g: Globals, host: str, port: int, strategy: str | None, credentials_file: Path | None,
                  key_id: str | None, token_file: Path | None, deadline: float | None, ssl_certfile: Path | None,
-                 ssl_keyfile: Path | None) -> None:
+                 ssl_keyfile: Path | None, max_event_streams: int) -> None:
     """Serve the classic HTTP wrapper's API over xtqueue (经典 HTTP 接口).
 
     GET /xtquant/trade/login, /query/assets, /query/holding, /query/trade, /query/order, /place_order,
@@ -857,7 +859,7 @@ def http_command(g: Globals, host: str, port: int, strategy: str | None, credent
         redis_url=g.redis_url, account=g.account, strategy=strategy, redis_kwargs=redis_kwargs,
         signing_key=os.environ.get("XTQUEUE_SIGNING_KEY") or stored.get("XTQUEUE_SIGNING_KEY") or None,
         key_id=key_id or stored.get("XTQUEUE_KEY_ID") or None, host=host, port=port, token=token,
-        deadline_s=deadline, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+        deadline_s=deadline, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, max_event_streams=max_event_streams)
     try:
         xhttp.check_settings(settings)
     except xhttp.SettingsError as exc:

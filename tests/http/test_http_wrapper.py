@@ -441,3 +441,28 @@ def test_the_openapi_page_documents_the_classic_routes_and_shapes(http_server):
     assert list(example[0]) == ORDER_KEYS
     with urllib.request.urlopen(f"{root}/docs", timeout=20) as page:
         assert page.status == 200 and b"swagger" in page.read().lower()
+
+
+def test_event_streams_are_bounded_and_a_closed_one_frees_its_slot(tmp_path, redis_url, account, redis_client):
+    server = HttpServer(tmp_path, redis_url, account, "--max-event-streams", "1")
+    try:
+        server.wait_listening()
+        first = urllib.request.urlopen(f"{server.base}/events", timeout=20)
+        assert first.readline().startswith(b": xtqueue events of")
+        status, body, _ = get(f"{server.base}/events")
+        assert status == 503 and body["error"]["code"] == "too_many_streams"
+        first.close()  # the client goes away: the server ends that stream and frees its slot
+
+        def reopened():
+            try:
+                with urllib.request.urlopen(f"{server.base}/events", timeout=20) as again:
+                    return again.readline().startswith(b": xtqueue events of")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+                return False
+        _wait(reopened, 15, "a free event stream slot")
+        # An empty idempotency key is refused (a fresh id in its place would silently lose the idempotency).
+        status, body, _ = get(f"{server.base}/place_order?stock_code=600000.SH&price=10&volumn=100&client_order_id=")
+        assert (status, body["order_id"], body["error"]["code"]) == (400, -1, "invalid_request")
+    finally:
+        server.stop()

@@ -15,6 +15,7 @@ library), it writes the OpenAPI page from the handlers, and both are pure Python
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -40,6 +41,9 @@ DEFAULT_PORT = 7800  # the classic wrapper's port
 PREFIX = "/xtquant/trade"  # the classic wrapper's route prefix
 COID_HEADER = "X-Xtqueue-Client-Order-Id"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+MAX_EVENT_STREAMS = 32  # default of concurrent /events followers; one more is answered 503
+TOO_MANY_STREAMS = "too_many_streams"  # the one error code of this server's own (not a command's)
+KEEPALIVE_S = 15.0  # an idle event stream sends a comment this often (proxies keep it; a gone client is noticed)
 _STREAM_ID_RE = re.compile(r"^(\$|0|[0-9]{1,20}(-[0-9]{1,20})?)$")
 
 
@@ -59,6 +63,7 @@ class HttpSettings:
     deadline_s: float | None = None  # the orders' deadline; None = producer_lib's default
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    max_event_streams: int = MAX_EVENT_STREAMS
 
     def __repr__(self) -> str:  # secrets stay out of any repr that reaches a log
         return f"HttpSettings(account={self.account!r}, strategy={self.strategy!r}, host={self.host!r}, " \
@@ -93,7 +98,7 @@ def check_settings(s: HttpSettings) -> None:
 class Refused(Exception):
     """A request this server refuses before sending anything (bad parameter, missing token, ...)."""
 
-    def __init__(self, status: int, code: contract.ErrorCode, message: str) -> None:
+    def __init__(self, status: int, code: contract.ErrorCode | str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
@@ -122,9 +127,9 @@ def _unexpected(exc: Exception, what: str) -> JSONResponse:
     # Redis unreachable and the like: the type only in the body; the log line has the message (no secrets: the
     # URL and credentials are not part of redis-py's messages).
     log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
-    return _error_response(shapes.local_error(contract.ErrorCode.OUTCOME_UNKNOWN,
-                                              f"{what} failed in this server ({type(exc).__name__}); for an order, "
-                                              "ask /query/outcome before resending"), 502)
+    error = shapes.local_error(contract.ErrorCode.OUTCOME_UNKNOWN, f"{what} failed in this server "
+                               f"({type(exc).__name__}); for an order, ask /query/outcome before resending")
+    return _error_response({**error, "outcome_unknown": True}, 502)
 
 
 # Nothing was done: the classic body's failure value, for scripts that only read it.
@@ -166,19 +171,27 @@ def _side(direction: str) -> contract.Side:
 def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
     """The ASGI app. ``client`` (tests) is used as is; otherwise one is made for the app's lifetime."""
 
+    def new_client(max_connections: int) -> Client:
+        return Client(settings.redis_url, settings.account, strategy=settings.strategy,
+                      signing_key=settings.signing_key, key_id=settings.key_id,
+                      **{"max_connections": max_connections, **settings.redis_kwargs})
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.event_slots = asyncio.Semaphore(settings.max_event_streams)
         if client is not None:
-            app.state.client = client
+            app.state.client = app.state.events_client = client
             yield
             return
-        own = Client(settings.redis_url, settings.account, strategy=settings.strategy,
-                     signing_key=settings.signing_key, key_id=settings.key_id, **settings.redis_kwargs)
-        app.state.client = own
+        # Each event stream holds a connection in a blocking read: they get a pool of their own, so followers can
+        # never take the connections that orders wait for.
+        own, events_own = new_client(128), new_client(settings.max_event_streams + 1)
+        app.state.client, app.state.events_client = own, events_own
         try:
             yield
         finally:
             await own.aclose()
+            await events_own.aclose()
 
     app = FastAPI(title="xtqueue http", version="1", lifespan=lifespan,
                   description="The classic xtquant HTTP wrapper's API (/xtquant/trade, port 7800) served over "
@@ -204,7 +217,7 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
     @app.exception_handler(Refused)
     async def on_refused(request: Request, exc: Refused) -> JSONResponse:  # the guard's refusals
         # The path only: the query string may hold the token.
-        log.warning("refused %s from %s: %s", request.url.path, request.client.host if request.client else "?",
+        log.warning("refused %r from %s: %s", request.url.path, request.client.host if request.client else "?",
                     exc.message)
         return _refused(exc, _CLASSIC_FAILED.get(request.url.path.removeprefix(PREFIX)))
 
@@ -295,6 +308,9 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
             side, volume, limit = _side(direction), _int("volumn", volumn, minimum=1), _float("price", price)
         except Refused as exc:
             return _refused(exc, failed)
+        if client_order_id == "":
+            return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
+                                    "client_order_id is empty: give the idempotency key, or leave it out"), failed)
         kwargs: dict[str, Any] = {}
         if client_order_id is not None:
             kwargs["client_order_id"] = client_order_id
@@ -303,12 +319,12 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
         try:
             ack = await the_client(request).place_order(stock_code, side, volume, limit, **kwargs)
         except XtqueueError as exc:
-            log.info("place_order %s %s %d @ %s coid %s: %s", stock_code, side.value, volume, limit,
+            log.info("place_order %r %s %d @ %s coid %r: %s", stock_code, side.value, volume, limit,
                      exc.client_order_id, shapes.error_code(exc).value)
             return _failure(exc, failed)
         except Exception as exc:  # noqa: BLE001
             return _unexpected(exc, "place_order")
-        log.info("place_order %s %s %d @ %s coid %s: order %d%s", stock_code, side.value, volume, limit,
+        log.info("place_order %r %s %d @ %s coid %r: order %d%s", stock_code, side.value, volume, limit,
                  ack.client_order_id, ack.order_id, " (duplicate)" if ack.duplicate else "")
         body: dict[str, Any] = {"order_id": ack.order_id}
         if client_order_id is not None:  # a request in the classic form gets the classic body, nothing more
@@ -360,7 +376,11 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
         if wanted and (unknown := sorted(set(wanted) - set(contract.EVENT_TYPES))):
             return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
                                     f"unknown event types {unknown}; known: {sorted(contract.EVENT_TYPES)}"))
-        c = the_client(request)
+        c = request.app.state.events_client
+        slots: asyncio.Semaphore = request.app.state.event_slots
+        if slots.locked():
+            return _refused(Refused(503, TOO_MANY_STREAMS, f"{settings.max_event_streams} event streams are open "
+                                                           "already (--max-event-streams); try again later"))
         try:
             # "$" is fixed to the newest id now, before the response starts: an order placed once the client has
             # the response's first line cannot publish its events before the stream's starting point.
@@ -368,22 +388,47 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
                 start = await c.last_event_id()
         except Exception as exc:  # noqa: BLE001
             return _unexpected(exc, "events")
-        return StreamingResponse(_sse(c, start, wanted), media_type="text/event-stream",
+        await slots.acquire()  # no await since the check: the slot is ours
+        return StreamingResponse(_sse(c, start, wanted, slots), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     app.include_router(router)
     return app
 
 
-async def _sse(client: Client, start: str, types: list[str] | None) -> AsyncIterator[str]:
-    yield f": xtqueue events of {client.account} after {start}\n\n"
-    async for item in client.events(start, types=types):
-        if isinstance(item, Gap):
-            # Events were lost (trimmed, or a seq hole): the client should re-sync by the queries.
-            data = {"reason": item.reason, "expected_seq": item.expected_seq, "got_seq": item.got_seq}
-            yield f"event: gap\ndata: {json.dumps(data)}\n\n"
-            continue
-        yield f"id: {item.stream_id}\nevent: {item.type}\ndata: {json.dumps(_event_data(item), ensure_ascii=False)}\n\n"
+async def _sse(client: Client, start: str, types: list[str] | None,
+               slot: asyncio.Semaphore) -> AsyncIterator[str]:
+    """The stream's lines. A task reads the events into a queue, so the response can send keep-alive comments
+    while nothing happens; when the response ends (the client went away), the task is cancelled."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1_000)
+
+    async def follow() -> None:
+        async for item in client.events(start, types=types):
+            await queue.put(item)
+
+    reader = asyncio.get_running_loop().create_task(follow(), name="xtqueue-http-events")
+    try:
+        yield f": xtqueue events of {client.account} after {start}\n\n"
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                if reader in done:  # the reader ended (the client was closed): end the stream
+                    return
+                yield ": keep-alive\n\n"
+                continue
+            item = getter.result()
+            if isinstance(item, Gap):
+                # Events were lost (trimmed, or a seq hole): the client should re-sync by the queries.
+                data = {"reason": item.reason, "expected_seq": item.expected_seq, "got_seq": item.got_seq}
+                yield f"event: gap\ndata: {json.dumps(data)}\n\n"
+                continue
+            yield (f"id: {item.stream_id}\nevent: {item.type}\n"
+                   f"data: {json.dumps(_event_data(item), ensure_ascii=False)}\n\n")
+    finally:
+        reader.cancel()
+        slot.release()
 
 
 def _event_data(message: contract.EventMessage) -> dict[str, Any]:

@@ -102,9 +102,9 @@ def error_info(exc: XtqueueError) -> dict[str, Any]:
     return info
 
 
-def local_error(code: contract.ErrorCode, message: str) -> dict[str, Any]:
+def local_error(code: contract.ErrorCode | str, message: str) -> dict[str, Any]:
     """The ``error`` object of a request refused by this server before anything was sent."""
-    return {"code": code.value, "message": message, "outcome_unknown": False}
+    return {"code": getattr(code, "value", code), "message": message, "outcome_unknown": False}
 
 
 # --- the shapes, as examples for the OpenAPI page (the classic post's own outputs where it shows them) ------------
