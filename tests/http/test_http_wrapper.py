@@ -192,6 +192,27 @@ def test_the_classic_clients_requests_get_the_classic_shapes(http_server, accoun
     assert len(control.orders(account)) == before + 1
 
 
+def test_the_classic_posts_own_session_answers_as_the_post_shows(http_server, account):
+    """The requests of the classic wrapper's post (0x01-0x04: login, a convertible bond order, its cancel, the
+    order's query), sent verbatim, answer what the post printed: {'status': 0}, {'order_id': N},
+    {'cancel_order_result': 0}, and the order with 委托状态 已撤."""
+    server, control = http_server
+    assert control.wait_applied(control.set_price("113025.SH", 310.0, prev_close=310.0), timeout=15)
+    base = server.base
+    assert get(f"{base}/login?account_id={account}")[1] == {"status": 0}
+    placed = get(f"{base}/place_order?stock_code=113025.SH&price=300&volumn=10")[1]
+    assert list(placed) == ["order_id"] and placed["order_id"] > 0
+    n = placed["order_id"]
+    assert get(f"{base}/cancel_order?order_id={n}")[1] == {"cancel_order_result": 0}
+    _wait(lambda: get(f"{base}/query/order?order_id={n}")[1][0]["委托状态"] == "已撤", what="已撤")
+    (row,) = _rows(control, account, order_id=n)
+    assert get(f"{base}/query/order?order_id={n}")[1] == [
+        {"股票代码": "113025.SH", "委托数量": 10, "成交数量": 0, "委托价格": 300.0, "委托类型": 23, "委托状态": "已撤",
+         "订单编号": n, "柜台合同编号": row["order_sysid"], "报单时间": row["order_time"]}]
+    assert (row["stock_code"], row["order_volume"], row["price"], row["order_status"]) == ("113025.SH", 10, 300.0, 54)
+    assert len(control.orders(account)) == 1
+
+
 def test_a_retried_place_order_with_a_client_order_id_places_once(http_server, account):
     server, control = http_server
     url = f"{server.base}/place_order?stock_code=600000.SH&direction=buy&volumn=100&price=9.3&client_order_id=web-7"
