@@ -20,7 +20,8 @@ import pytest
 from executor.sim import SimControl
 from producer_lib import SyncClient
 
-ORDER_KEYS = ["股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号", "报单时间"]
+ORDER_KEYS = ["股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号",
+              "报单时间"]
 TRADE_KEYS = ["股票代码", "委托类型", "成交数量", "成交均价", "成交金额", "成交时间", "成交编号", "柜台合同编号"]
 HOLDING_KEYS = ["股票代码", "持仓", "可用持仓", "成本", "持仓市值"]
 ASSET_KEYS = ["总资产", "现金", "持仓市值", "冻结金额"]

@@ -31,7 +31,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from producer_lib import Client, Gap, OutcomeUnknown, Rejected, XtqueueError, contract
+from producer_lib import Client, ExecutorError, Gap, Rejected, XtqueueError, contract
 from xtqueue.compat import http_shapes as shapes
 
 log = logging.getLogger("xtqueue.http")
@@ -113,10 +113,9 @@ def _failure(exc: XtqueueError, classic: dict[str, Any] | None = None) -> JSONRe
     """The response for a failed command. The classic failure value (-1) is added only when nothing was done: an
     unknown outcome must not read as "not placed" to a script that checks ``order_id > 0`` and resends."""
     code = shapes.error_code(exc)
-    nothing_done = isinstance(exc, Rejected) or code is contract.ErrorCode.INTERNAL
+    nothing_done = isinstance(exc, (Rejected, ExecutorError))  # ExecutorError: the command was not executed
     return _error_response(shapes.error_info(exc), shapes.HTTP_STATUS.get(code, 500),
-                           classic if nothing_done and not isinstance(exc, OutcomeUnknown) else None,
-                           exc.client_order_id)
+                           classic if nothing_done else None, exc.client_order_id)
 
 
 def _refused(exc: Refused, classic: dict[str, Any] | None = None) -> JSONResponse:
@@ -168,8 +167,8 @@ def _side(direction: str) -> contract.Side:
 
 
 # --- the app ----------------------------------------------------------------------------------------------------
-def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
-    """The ASGI app. ``client`` (tests) is used as is; otherwise one is made for the app's lifetime."""
+def create_app(settings: HttpSettings) -> FastAPI:
+    """The ASGI app; its producer_lib clients live as long as it runs (the lifespan)."""
 
     def new_client(max_connections: int) -> Client:
         return Client(settings.redis_url, settings.account, strategy=settings.strategy,
@@ -179,10 +178,6 @@ def create_app(settings: HttpSettings, client: Client | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.event_slots = asyncio.Semaphore(settings.max_event_streams)
-        if client is not None:
-            app.state.client = app.state.events_client = client
-            yield
-            return
         # Each event stream holds a connection in a blocking read: they get a pool of their own, so followers can
         # never take the connections that orders wait for.
         own, events_own = new_client(128), new_client(settings.max_event_streams + 1)

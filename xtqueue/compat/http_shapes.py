@@ -7,9 +7,10 @@ routes under /xtquant/trade on port 7800. Its handlers return exactly these keys
     /login          {"status": connect_result}                       0 = connected
     /query/assets   {"总资产", "现金", "持仓市值", "冻结金额"}
     /query/holding  [[{"股票代码", "持仓", "可用持仓", "成本", "持仓市值"}], ...]   (each row in a one-item list)
-    /query/trade    [{"股票代码", "委托类型", "成交数量", "成交均价", "成交金额", "成交时间", "成交编号", "柜台合同编号"}]
-    /query/order    [{"股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号",
-                      "报单时间"}]                                     [] when ?order_id= is not found
+    /query/trade    [{"股票代码", "委托类型", "成交数量", "成交均价", "成交金额", "成交时间", "成交编号",
+                      "柜台合同编号"}]
+    /query/order    [{"股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号",
+                      "柜台合同编号", "报单时间"}]                      [] when ?order_id= is not found
     /place_order    {"order_id": N}                                  xtquant's order_stock: -1 on failure
     /cancel_order   {"cancel_order_result": R}                       0 = cancel request sent, -1 failed
 
@@ -109,7 +110,8 @@ def local_error(code: contract.ErrorCode | str, message: str) -> dict[str, Any]:
 
 # --- the shapes, as examples for the OpenAPI page (the classic post's own outputs where it shows them) ------------
 _ERROR = {"code": "broker_rejected", "message": "the broker refused the order", "outcome_unknown": False,
-          "client_order_id": "8f1c0a9e3b7d4c21a6e5", "broker_message": "委托数量必须是100的整数倍", "broker_error_id": -61}
+          "client_order_id": "8f1c0a9e3b7d4c21a6e5", "broker_message": "委托数量必须是100的整数倍",
+          "broker_error_id": -61}
 EXAMPLES: dict[str, Any] = {
     "/login": {"status": 0},
     "/query/assets": {"总资产": 1000000.0, "现金": 989990.0, "持仓市值": 10010.0, "冻结金额": 0.0},
@@ -123,7 +125,8 @@ EXAMPLES: dict[str, Any] = {
 }
 ERROR_EXAMPLES: dict[str, Any] = {
     "/place_order": {"order_id": FAILED_ORDER_ID, "error": _ERROR},
-    "/cancel_order": {"cancel_order_result": FAILED_CANCEL, "error": {**_ERROR, "broker_message": "订单已成交或已撤销"}},
+    "/cancel_order": {"cancel_order_result": FAILED_CANCEL,
+                      "error": {**_ERROR, "broker_message": "订单已成交或已撤销"}},
     "/login": {"status": FAILED_LOGIN, "error": {"code": "broker_unavailable", "message": "MiniQMT is not connected",
                                                  "outcome_unknown": False}},
 }
