@@ -273,6 +273,10 @@ def test_failures_answer_a_typed_error_body(http_server, account):
     assert status == 400 and body["cancel_order_result"] == -1 and body["error"]["code"] == "invalid_request"
     status, body, _ = get(f"{base}/login?account_id=SOMEONE_ELSE")
     assert status == 400 and body["status"] == -1 and body["error"]["code"] == "invalid_request"
+    status, body, _ = get(f"{base}/query/outcome")  # a required parameter missing: the same error body
+    assert status == 400 and body["error"]["code"] == "invalid_request" and "client_order_id" in body["error"]["message"]
+    status, body, _ = get(f"{base}/query/nothing")
+    assert status == 404 and body["error"]["code"] == "not_found"
     status, body, _ = get(f"{base}/query/outcome?client_order_id=never-sent")
     assert status == 200 and body["state"] == "not_found"
 

@@ -28,6 +28,8 @@ from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -208,6 +210,18 @@ def create_app(settings: HttpSettings) -> FastAPI:
 
     def the_client(request: Request) -> Client:
         return request.app.state.client
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:  # unknown route, ...
+        code = contract.ErrorCode.NOT_FOUND if exc.status_code == 404 else contract.ErrorCode.INVALID_REQUEST
+        return _refused(Refused(exc.status_code, code, f"{request.method} {request.url.path}: {exc.detail}"))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:  # FastAPI's own checks
+        what = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+                         for e in exc.errors())
+        return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST, what),
+                        _CLASSIC_FAILED.get(request.url.path.removeprefix(PREFIX)))
 
     @app.exception_handler(Refused)
     async def on_refused(request: Request, exc: Refused) -> JSONResponse:  # the guard's refusals
