@@ -386,10 +386,6 @@ def create_app(settings: HttpSettings) -> FastAPI:
             return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
                                     f"unknown event types {unknown}; known: {sorted(contract.EVENT_TYPES)}"))
         c = request.app.state.events_client
-        slots: asyncio.Semaphore = request.app.state.event_slots
-        if slots.locked():
-            return _refused(Refused(503, TOO_MANY_STREAMS, f"{settings.max_event_streams} event streams are open "
-                                                           "already (--max-event-streams); try again later"))
         try:
             # "$" is fixed to the newest id now, before the response starts: an order placed once the client has
             # the response's first line cannot publish its events before the stream's starting point.
@@ -397,16 +393,33 @@ def create_app(settings: HttpSettings) -> FastAPI:
                 start = await c.last_event_id()
         except Exception as exc:  # noqa: BLE001
             return _unexpected(exc, "events")
-        await slots.acquire()  # no await since the check: the slot is ours
-        return StreamingResponse(_sse(c, start, wanted, slots), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        slots: asyncio.Semaphore = request.app.state.event_slots
+        if slots.locked():
+            return _refused(Refused(503, TOO_MANY_STREAMS, f"{settings.max_event_streams} event streams are open "
+                                                           "already (--max-event-streams); try again later"))
+        await slots.acquire()  # free (checked just above, nothing awaited between): returns at once
+        return _EventStream(_sse(c, start, wanted), slots)
 
     app.include_router(router)
     return app
 
 
-async def _sse(client: Client, start: str, types: list[str] | None,
-               slot: asyncio.Semaphore) -> AsyncIterator[str]:
+class _EventStream(StreamingResponse):
+    """The event stream's response; it gives its slot back however it ends (even if its body never started)."""
+
+    def __init__(self, lines: AsyncIterator[str], slot: asyncio.Semaphore) -> None:
+        super().__init__(lines, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._slot = slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slot.release()
+
+
+async def _sse(client: Client, start: str, types: list[str] | None) -> AsyncIterator[str]:
     """The stream's lines. A task reads the events into a queue, so the response can send keep-alive comments
     while nothing happens; when the response ends (the client went away), the task is cancelled."""
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1_000)
@@ -437,7 +450,6 @@ async def _sse(client: Client, start: str, types: list[str] | None,
                    f"data: {json.dumps(_event_data(item), ensure_ascii=False)}\n\n")
     finally:
         reader.cancel()
-        slot.release()
 
 
 def _event_data(message: contract.EventMessage) -> dict[str, Any]:
