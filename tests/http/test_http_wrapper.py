@@ -307,6 +307,14 @@ def test_the_event_stream_delivers_a_fill(http_server, account):
         _rows(control, account, order_id=placed)[0]["order_sysid"]
     assert data["stream_id"] == event["id"]
 
+    # A follower that was away replays from the stream's start: the same fill under the same id.
+    with urllib.request.urlopen(f"{server.base}/events?from=0&types=order_filled", timeout=20) as replay:
+        lines = [replay.readline().decode("utf-8").rstrip("\n") for _ in range(6)]
+    assert lines[1:4] == ["", f"id: {event['id']}", "event: order_filled"] and lines[5] == ""
+    assert json.loads(lines[4].removeprefix("data: "))["order_id"] == placed
+    status, body, _ = get(f"{server.base}/events?types=order_fill")
+    assert status == 400 and body["error"]["code"] == "invalid_request"
+
 
 def test_browser_requests_from_other_sites_and_foreign_host_names_are_refused(http_server, account):
     server, control = http_server
