@@ -8,14 +8,20 @@ then the defaults below. Units are in the names.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from executor.risk import RiskLimits
+from executor.safety.risk import RiskLimits
 from producer_lib import contract as c
+
+
+def default_executor_id() -> str:
+    """The consumer name (and executor id) when none is configured: this host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class ExecutorSettings(BaseSettings):
@@ -108,7 +114,7 @@ class ExecutorSettings(BaseSettings):
     audit_file_max_mb: int = Field(100, ge=1, description="rotate the audit file at this size (MB)")
     audit_file_backups: int = Field(20, ge=0, description="rotated audit files kept")
 
-    # Signed commands (executor/auth.py); secrets are never logged
+    # Signed commands (executor/safety/auth.py); secrets are never logged
     signing_keys_file: Path | None = Field(None, description="TOML file of strategies' signing keys (mode 0600)")
     signing_keys: SecretStr | None = Field(None, description="key_id:strategy:secret,... (prefer the file or env "
                                                              "XTQUEUE_SIGNING_KEYS to a flag)")

@@ -50,14 +50,6 @@ log = structlog.get_logger("executor.events")
 #: Errors that mean "Redis is not reachable now" (retry later), as opposed to a bug.
 REDIS_DOWN_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError)
 
-#: How far an order has come: with the traded volume, what "never backwards" compares (OrderUpdated).
-STATUS_RANK = {
-    c.OrderStatus.UNREPORTED: 0, c.OrderStatus.WAIT_REPORTING: 0, c.OrderStatus.UNKNOWN: 0,
-    c.OrderStatus.REPORTED: 1, c.OrderStatus.PART_SUCC: 2, c.OrderStatus.REPORTED_CANCEL: 2,
-    c.OrderStatus.PARTSUCC_CANCEL: 3,
-    c.OrderStatus.PART_CANCEL: 4, c.OrderStatus.CANCELED: 4, c.OrderStatus.SUCCEEDED: 4, c.OrderStatus.JUNK: 4,
-}
-
 #: The record of a trading day is kept this long (a restart the next morning still finds yesterday's).
 RECORD_TTL_S = 3 * 86_400
 _CN_OFFSET_S = 8 * 3600  # trading days are dates in China time (UTC+8, no DST)
@@ -183,11 +175,6 @@ _SPOOL_COLUMNS = {"writer": "TEXT", "serial": "INTEGER", "gap": "INTEGER NOT NUL
 def trading_day(epoch_s: float | int = 0) -> int:
     """Days since the epoch in China time (``epoch_s`` 0: now)."""
     return int(((epoch_s or time.time()) + _CN_OFFSET_S) // 86_400)
-
-
-def order_rank(order: c.OrderReport) -> int:
-    """How far an order has come, as one number: more filled, then a later status, is larger."""
-    return order.traded_volume * 10 + STATUS_RANK.get(order.status, 0)
 
 
 _Record = tuple[int, int, str, int, int]  # record kind, trading day, member, rank, status code
@@ -519,5 +506,5 @@ def _record_of_event(event: c.Event) -> _Record:
         return _FILL, trading_day(event.trade.traded_time), _fill_member(event.trade), 0, 0
     if isinstance(event, c.OrderUpdated):
         order = event.order
-        return _ORDER, trading_day(order.order_time), str(order.order_id), order_rank(order), order.status_code
+        return _ORDER, trading_day(order.order_time), str(order.order_id), c.order_rank(order), order.status_code
     return _NOT_RECORDED

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fakes import FakeBroker, order
 
 import producer_lib as pl
-from executor.auth import AuthConfigError, AuthPolicy, CommandAuth, parse_keys_text
+from executor.safety.auth import AuthConfigError, AuthPolicy, CommandAuth, parse_keys_text
 from executor.config import ExecutorSettings
 from executor.engine import Executor
 from producer_lib import contract as c
