@@ -37,6 +37,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from producer_lib.ashare import CODE_RE  # the one definition of a code's shape (re-exported: contract.CODE_RE)
+
 PROTOCOL_VERSION = "2"  # 2: one command stream per strategy (Keys.command_stream)
 KEY_PREFIX = "xtq"
 COMMAND_GROUP = "executors"
@@ -70,10 +72,6 @@ CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the cl
 _COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
-# A stock code: six ASCII digits (never \d: it also matches full-width and other Unicode digits, which would slip
-# past blocked codes and boards), a dot, the exchange. The one definition: executor/safety/risk.py,
-# executor/sim/rules.py and xtqueue/cli.py import it. Use CODE_RE.fullmatch ("$" alone also matches before a trailing newline).
-CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
 
 # Bounds of one command entry (docs/protocol.md §2.1). A command has at most 11 fields and a few hundred bytes; an
 # entry beyond these is refused at decode before anything walks it, and what the executor copies of it (dead letter,
