@@ -12,7 +12,7 @@ Guarantees:
   The record lives next to the stream, written atomically with it, so both survive or vanish together (a Redis
   restart without persistence loses both, and reconciliation then publishes the day's fills again on the new
   stream), and any executor of the account, whatever its state dir, reconciles the broker's lists against it
-  (``recorded()``; executor/engine.py ``_publish_missed_pushes``);
+  (``recorded()``; executor/supervision.py ``_publish_missed_pushes``);
 * when Redis cannot be reached, or this executor is not the leader, events go to a SQLite spool in ``state_dir``
   and are published, in order and before any newer event, when Redis is back (or when an executor on this state
   dir leads again). None is dropped;
@@ -44,11 +44,12 @@ import structlog
 
 from executor.sqlite_files import open_wal_db
 from producer_lib import contract as c
+from producer_lib._connections import REDIS_DOWN_OR_IO_ERRORS
 
 log = structlog.get_logger("executor.events")
 
-#: Errors that mean "Redis is not reachable now" (retry later), as opposed to a bug.
-REDIS_DOWN_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError)
+#: Errors that mean "Redis is not reachable now" (retry later), as opposed to a bug (producer_lib/_connections.py).
+REDIS_DOWN_ERRORS = REDIS_DOWN_OR_IO_ERRORS
 
 #: The record of a trading day is kept this long (a restart the next morning still finds yesterday's).
 RECORD_TTL_S = 3 * 86_400

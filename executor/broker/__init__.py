@@ -54,7 +54,8 @@ def make_broker(settings: ExecutorSettings) -> Broker:
             from executor.sim.qmt import install
 
             install()
-        # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (§1.6).
+        # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (X4,
+        # docs/architecture.md).
         from xtquant.xttrader import XtQuantTrader as factory  # type: ignore[no-redef]
 
         path = str(settings.qmt_path)

@@ -1,6 +1,6 @@
 """The broker adapter boundary: everything venue-specific sits behind this class.
 
-The engine (executor/engine.py) talks only to ``Broker``. There is one implementation, ``XtBroker``
+The engine (executor/engine.py and its stages) talks only to ``Broker``. There is one implementation, ``XtBroker``
 (executor/broker/xt/adapter.py), which drives any object with XtQuantTrader's interface: the real
 ``xtquant.xttrader.XtQuantTrader`` on Windows, or ``executor.sim.SimXtQuantTrader`` anywhere. So the simulator and
 the live venue share every line above the trader object.

@@ -1160,7 +1160,7 @@ class HostileStrategy:
               report: Report) -> None:
         """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
         and each of its garbage entries Redis took was settled as the executor settles a contract error: answered
-        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``), whether or not its own MAXLEN 0
+        (its own reply stream) and dead-lettered (executor/intake.py ``Intake.decode``), whether or not its own MAXLEN 0
         trimmed it from the stream since (attack() awaits those answers before it trims)."""
         own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
         dead_ids = {_t(f.get(b"orig.id")) for _sid, f in r.xrange(self.keys.dead_letter)}

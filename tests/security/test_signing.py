@@ -219,7 +219,7 @@ async def test_repeated_command_gets_the_first_outcome_and_is_not_executed_twice
     broker = FakeBroker()
     ex = make_executor(broker)
     signer = signing.Signer(KEY_A, "alpha-1")
-    signed = signer.sign(entry(c.CancelOrder(client_order_id="once")))  # its own order (ownership: engine.py)
+    signed = signer.sign(entry(c.CancelOrder(client_order_id="once")))  # its own order (ownership: orderbook.py)
     first_order = signer.sign(entry(order("once")))
     other = signer.sign(entry(order("other"), command_id=signed[c.F_ID]))
     replies = await _run(ex, r, [first_order, signed, dict(first_order), dict(signed), other])
