@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from executor.broker.base import RequestKey
 from executor.journal import Record, StoredReply
 from executor.transport import Entry
 from producer_lib import contract as c
@@ -101,11 +100,7 @@ class Placement:
     fingerprint: str
     record: Record  # the PENDING intent
     deadline_ms: int
-    future: asyncio.Future
-    seq: RequestKey | None = None  # (trader instance, seq): seqs restart with every trader instance
-    order_id: int | None = None
-    sent: bool = False
-    timer: asyncio.TimerHandle | None = None
+    future: asyncio.Future  # its Outcome, once the broker's answer (or a refusal) is known
 
 
 @dataclass(slots=True, eq=False)

@@ -1,25 +1,25 @@
 """Placing: admitted orders (intents committed) handed to the broker, and each one's first known status.
 
-``dispatch`` hands a batch to the broker in stream order, each deadline re-checked right before its call. An order
-is then answered from the broker's events: its ``OrderResponded`` (matched by RequestKey: trader instance and seq)
-gives the order id, the first ``OrderUpdated`` / ``OrderRejected`` of that id gives the first status. xtquant does
-not order these callbacks (docs/architecture.md, "Facts about xtquant"), so a response that beats place_order's
-return and a status that beats its response are kept until their order arrives. No answer in time:
-``outcome_unknown``; a late answer still settles the journal.
+``dispatch`` hands a batch to the broker in stream order, each deadline re-checked right before its call. Each
+order's answer comes back as one result (executor/broker/answers.py, behind the adapter boundary): placed with its
+order id and first status, rejected with the broker's text, or unknown (no answer in time, or the link was lost
+first). Here that result becomes the command's outcome and journal record; an answer after "unknown" still settles
+the journal. The engine never sees xtquant's request seqs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import structlog
 
 from executor.broker.base import (BrokerDeadlinePassedError, BrokerFencedError, BrokerTimeoutError,
-                                  BrokerUnavailableError, RequestKey)
+                                  BrokerUnavailableError, Placed, PlaceResult, Rejected, Responded)
 from executor.brokerlink import BrokerLink
 from executor.config import ExecutorSettings
-from executor.jobs import Fifo, Job, Outcome, Placement, error
+from executor.jobs import Job, Outcome, Placement, error
 from executor.journal import Record, StoredReply
 from executor.leadership import Leadership
 from executor.orderbook import OrderBook
@@ -42,14 +42,8 @@ class Placer:
         self.book = book
         self.safety = safety
         self.leadership = leadership
-        # Answers are matched by RequestKey (trader instance, seq), never by seq alone: seqs restart with every new
-        # XtQuantTrader, and an answer of the previous instance may arrive after the reconnect.
-        self._by_seq: dict[RequestKey, Placement] = {}  # request key -> placement awaiting OrderResponded
-        self._by_order_id: dict[int, Placement] = {}  # order id -> placement awaiting its first status
-        self._late: Fifo = Fifo(10_000)  # key -> placement answered outcome_unknown; a late answer is journaled
-        self._early_responses: Fifo = Fifo(10_000)  # key -> OrderResponded that beat place_order's return
-        self._first_status: Fifo = Fifo(20_000)  # order id -> first OrderReport / OrderRejected seen
-        self._responded: Fifo = Fifo(100_000)  # order ids whose OrderResponded has been seen
+        link.broker.configure_answers(response_timeout_s=settings.broker_timeout_ms / 1000.0,
+                                      first_status_wait_s=settings.ack_wait_ms / 1000.0)
 
     # --- outcomes -------------------------------------------------------------------------------------------------
     def expired(self, base: Record) -> Outcome:
@@ -65,11 +59,6 @@ class Placer:
                      record=p.record.evolve(state=S.UNKNOWN))
 
     def resolve(self, p: Placement, outcome: Outcome) -> None:
-        if p.timer is not None:
-            p.timer.cancel()
-            p.timer = None
-        if p.seq is not None and self._by_seq.get(p.seq) is p:
-            del self._by_seq[p.seq]
         if not p.future.done():
             self.safety.placement_done(p, outcome)
             p.future.set_result(outcome)
@@ -90,7 +79,8 @@ class Placer:
 
     # --- out to the broker ----------------------------------------------------------------------------------------
     async def dispatch(self, placements: list[Placement]) -> None:
-        """Hand admitted orders (intents committed) to the broker, in stream order. Outcomes come via events."""
+        """Hand admitted orders (intents committed) to the broker, in stream order. Each one's outcome comes back
+        through its reply (``_answered``)."""
         now_ms = self.clock.now_ms()
         sending = []
         for p in placements:
@@ -104,23 +94,34 @@ class Placer:
         # server-clock deadline translated now): a batch's last order must not go out after its deadline.
         mono = time.monotonic()
         deadlines = [mono + (p.deadline_ms - now_ms) / 1000.0 for p in sending]
-        try:
-            results = await self.link.broker.place_orders([p.cmd for p in sending], deadlines)
-        except Exception as exc:  # an adapter that raised for the whole batch: it may have sent some of them
-            results = [exc] * len(sending)
-        loop = asyncio.get_running_loop()
-        for p, result in zip(sending, results):
-            if isinstance(result, BaseException):
-                self._send_failed(p, result)
-                continue
-            p.sent = True
-            p.seq = result
-            self._by_seq[result] = p
-            early = self._early_responses.pop(result, None)
-            if early is not None:
-                self._on_order_response(p, early)
-            elif not p.future.done():
-                p.timer = loop.call_later(self.settings.broker_timeout_ms / 1000.0, self._response_timeout, p)
+        await self.link.broker.submit_orders([p.cmd for p in sending], deadlines,
+                                             [functools.partial(self._answered, p) for p in sending])
+
+    def on_broker_lost(self) -> None:
+        """The link is down: orders whose request got no answer yet are outcome_unknown until reconciliation finds
+        them, or until a late answer of this trader instance (still delivered after the reconnect)."""
+        self.link.broker.requests_lost("the broker disconnected before answering the order request")
+
+    def _answered(self, p: Placement, result: PlaceResult | Responded | BaseException) -> None:
+        """The broker's answer for one order (executor/broker/answers.py), on the loop."""
+        if isinstance(result, BaseException):
+            self._send_failed(p, result)
+        elif isinstance(result, Responded):
+            self.book.coid_by_order_id.put(result.order_id, p.coid)
+        elif p.future.done():
+            self._late_answer(p, result)
+        elif isinstance(result, Placed):
+            ack = c.OrderAck(order_id=result.order_id, client_order_id=p.coid, status=result.status,
+                             status_msg=result.status_msg)
+            self.resolve(p, Outcome(result=ack, record=p.record.evolve(state=S.PLACED, order_id=result.order_id,
+                                                                         reply=StoredReply.of(result=ack))))
+        elif isinstance(result, Rejected):
+            err = _rejection(result)
+            known = {} if result.order_id is None else {"order_id": result.order_id}
+            self.resolve(p, Outcome(error=err, record=p.record.evolve(state=S.REJECTED, **known,
+                                                                        reply=StoredReply.of(error=err))))
+        else:
+            self.resolve(p, self.unknown(p, result.why))
 
     def _send_failed(self, p: Placement, exc: BaseException) -> None:
         if isinstance(exc, BrokerDeadlinePassedError):  # not sent
@@ -137,117 +138,28 @@ class Placer:
                 log.error("place_order failed", coid=p.coid, error=repr(exc))
             self.resolve(p, self.unknown(p, f"the broker did not confirm the order request ({exc!r})"))
 
-    def _response_timeout(self, p: Placement) -> None:
-        if p.future.done():
-            return
-        if p.seq is not None:
-            self._by_seq.pop(p.seq, None)
-            self._late.put(p.seq, p)  # a late OrderResponded still resolves the journal
-        self.resolve(p, self.unknown(p, "the broker did not answer the order request in time"))
-
-    # --- back from the broker (executor/tracking.py routes the events here) ---------------------------------------
-    def on_responded(self, ev: c.OrderResponded) -> str:
-        """An order request's answer. Returns the client order id it belongs to ("" if unknown)."""
-        key = RequestKey(ev.trader, ev.seq)
-        p = self._by_seq.get(key)
-        late = self._late.pop(key, None) if p is None else None
-        coid = (p.coid if p else late.coid if late else "") or ev.client_order_id
-        if p is not None:
-            self._on_order_response(p, ev)
-        elif late is not None:
-            self._late_response(late, ev)
-        else:
-            self._early_responses.put(key, ev)
-        if ev.order_id > 0:
-            if p is not None or late is not None:
-                # Only once matched to its placement: a response parked in _early_responses (it beat
-                # place_order's return) must not stop the order's first status from being kept for it.
-                self._responded.put(ev.order_id, True)
-            if coid:
-                self.book.coid_by_order_id.put(ev.order_id, coid)
-        return coid
-
-    def on_status(self, oid: int, first: c.OrderReport | c.OrderRejected) -> None:
-        """An order push or rejection of order ``oid``: the first status of a placement waiting for one."""
-        p = self._by_order_id.get(oid)
-        if p is not None:
-            self._on_first_status(p, first)
-        elif oid not in self._responded and oid not in self._first_status:
-            # Pushes may precede the order's OrderResponded (xtquant does not order them): keep the first one.
-            self._first_status.put(oid, first)
-
-    def on_broker_lost(self) -> None:
-        """Orders whose request got no answer yet: their outcome is unknown until reconciliation finds them, or
-        until a late answer of this trader instance (still delivered after the reconnect; matched by its key)."""
-        for p in list(self._by_seq.values()):
-            if p.seq is not None:
-                self._late.put(p.seq, p)
-            self.resolve(p, self.unknown(p, "the broker disconnected before answering the order request"))
-        self._by_seq.clear()
-        self._early_responses.clear()
-
-    def _on_order_response(self, p: Placement, ev: c.OrderResponded) -> None:
-        if p.timer is not None:
-            p.timer.cancel()
-            p.timer = None
-        if ev.order_id <= 0:
-            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker refused the order",
-                              broker_message=ev.error_msg)
-            self.resolve(p, Outcome(error=err, record=p.record.evolve(state=S.REJECTED,
-                                                                        reply=StoredReply.of(error=err))))
-            return
-        p.order_id = ev.order_id
-        self._responded.put(ev.order_id, True)
-        self.book.coid_by_order_id.put(ev.order_id, p.coid)
-        first = self._first_status.pop(ev.order_id, None)
-        if first is not None:
-            self._on_first_status(p, first)
-            return
-        self._by_order_id[ev.order_id] = p
-        p.timer = asyncio.get_running_loop().call_later(self.settings.ack_wait_ms / 1000.0, self._ack_timeout, p)
-
-    def _on_first_status(self, p: Placement, first: c.OrderReport | c.OrderRejected) -> None:
-        if p.timer is not None:
-            p.timer.cancel()
-            p.timer = None
-        self._by_order_id.pop(p.order_id, None)  # type: ignore[arg-type]
-        if isinstance(first, c.OrderRejected):
-            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker rejected the order",
-                              broker_message=first.error_msg, broker_error_id=first.error_id or None,
-                              order_id=p.order_id)
-        elif first.status is c.OrderStatus.JUNK:
-            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker rejected the order",
-                              broker_message=first.status_msg, order_id=p.order_id)
-        else:
-            self._ack(p, first.status, first.status_msg)
-            return
-        self.resolve(p, Outcome(error=err, record=p.record.evolve(state=S.REJECTED, order_id=p.order_id,
-                                                                    reply=StoredReply.of(error=err))))
-
-    def _ack_timeout(self, p: Placement) -> None:
-        if not p.future.done():
-            self._by_order_id.pop(p.order_id, None)  # type: ignore[arg-type]
-            self._ack(p, c.OrderStatus.UNREPORTED, "")
-
-    def _ack(self, p: Placement, status: c.OrderStatus, status_msg: str) -> None:
-        assert p.order_id is not None
-        ack = c.OrderAck(order_id=p.order_id, client_order_id=p.coid, status=status, status_msg=status_msg)
-        self.resolve(p, Outcome(result=ack, record=p.record.evolve(state=S.PLACED, order_id=p.order_id,
-                                                                     reply=StoredReply.of(result=ack))))
-
-    def _late_response(self, p: Placement, ev: c.OrderResponded) -> None:
+    def _late_answer(self, p: Placement, result: PlaceResult) -> None:
         """The answer to an order already reported outcome_unknown: settle its journal record now."""
-        if ev.order_id > 0:
-            first = self._first_status.get(ev.order_id)
-            status = first.status if isinstance(first, c.OrderReport) else c.OrderStatus.UNREPORTED
-            ack = c.OrderAck(order_id=ev.order_id, client_order_id=p.coid, status=status)
-            rec = p.record.evolve(state=S.PLACED, order_id=ev.order_id, reply=StoredReply.of(result=ack))
+        if isinstance(result, Placed):
+            ack = c.OrderAck(order_id=result.order_id, client_order_id=p.coid, status=result.status)
+            rec = p.record.evolve(state=S.PLACED, order_id=result.order_id, reply=StoredReply.of(result=ack))
+        elif isinstance(result, Rejected):
+            rec = p.record.evolve(state=S.REJECTED, reply=StoredReply.of(error=_rejection(result)))
         else:
-            err = c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker refused the order",
-                              broker_message=ev.error_msg)
-            rec = p.record.evolve(state=S.REJECTED, reply=StoredReply.of(error=err))
-        log.warning("late broker answer to an order reported outcome_unknown", coid=p.coid, order_id=ev.order_id)
+            return
+        order_id = result.order_id if result.order_id is not None else -1
+        log.warning("late broker answer to an order reported outcome_unknown", coid=p.coid, order_id=order_id)
         try:
             self.book.journal.save([rec], c.now_ms())
         except Exception:
             log.exception("journal: recording a late answer failed", coid=p.coid)
+
+
+def _rejection(result: Rejected) -> c.ErrorInfo:
+    """No order id: the broker refused the request; with one: it rejected the order it had created."""
+    if result.order_id is None:
+        return c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker refused the order",
+                           broker_message=result.broker_message)
+    extra = {} if result.error_id is None else {"broker_error_id": result.error_id}
+    return c.ErrorInfo(code=E.BROKER_REJECTED, message="the broker rejected the order",
+                       broker_message=result.broker_message, order_id=result.order_id, **extra)

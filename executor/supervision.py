@@ -114,8 +114,13 @@ class Supervisor:
             book.journal.mark_rejection_seen(report.order_id)
             log.warning("order rejected without a callback; publishing OrderRejected", coid=coid,
                         order_id=report.order_id)
-            tracker.route(c.OrderRejected(order_id=report.order_id, client_order_id=coid,
-                                          error_msg=report.status_msg, detected_by="reconciliation"))
+            self._found(c.OrderRejected(order_id=report.order_id, client_order_id=coid,
+                                        error_msg=report.status_msg, detected_by="reconciliation"))
+
+    def _found(self, event: c.Event) -> None:
+        """What reconciliation found is routed like a push: through the adapter's per-order answers (an order
+        still waiting for its first status learns it here too), then the tracker."""
+        self.tracker.route(self.link.broker.observed(event))
 
     async def _publish_missed_pushes(self, orders: list[c.OrderReport]) -> None:
         """Compare the broker's lists with the record of what the event stream holds and publish what the broker is
@@ -156,7 +161,7 @@ class Supervisor:
                 tracker.seen_trades.put((trade.order_id, trade.trade_id, trade.volume, trade.price), True)
                 continue
             log.warning("fill without a push; publishing it", order_id=trade.order_id, trade_id=trade.trade_id)
-            tracker.route(c.OrderFilled(trade=trade, detected_by="reconciliation"))
+            self._found(c.OrderFilled(trade=trade, detected_by="reconciliation"))
         for order in moved:
             published = ranks.get(order.order_id)
             if (published is not None and c.order_rank(order) <= published[0]
@@ -166,4 +171,4 @@ class Supervisor:
                 continue
             log.warning("order change without a push; publishing it", order_id=order.order_id,
                         status=order.status.value)
-            tracker.route(c.OrderUpdated(order=order, detected_by="reconciliation"))
+            self._found(c.OrderUpdated(order=order, detected_by="reconciliation"))

@@ -2,9 +2,10 @@
 
 ``Tracker.route(event)`` is the broker's event sink (and the way reconciliation's findings come in, marked
 ``detected_by="reconciliation"``). Per event: the order it belongs to (client order id from the remark, or from the
-order id), duplicates and stale pushes dropped (a published status never moves backwards), the first status of an
-order being placed (executor/placing.py), the broker's up/down state (executor/brokerlink.py), the safety stage
-(audit trail, risk counters), and last the event stream. It never raises; an event is published even if tracking it
+order id), duplicates and stale pushes dropped (a published status never moves backwards), the broker's up/down
+state (executor/brokerlink.py; pending order requests then become unknown, executor/placing.py), the safety stage
+(audit trail, risk counters), and last the event stream. An order's own answer and first status reach
+executor/placing.py through the adapter (executor/broker/answers.py), before the event comes here. It never raises; an event is published even if tracking it
 failed.
 """
 
@@ -86,7 +87,6 @@ class Tracker:
                          last_status=last.status.value)
                 return False, coid, oid, ev
             self.last_report.put(oid, order)
-            self.placer.on_status(oid, order)
             return True, coid, oid, ev
         if isinstance(ev, c.OrderFilled):
             trade = ev.trade
@@ -100,9 +100,9 @@ class Tracker:
                 self.seen_trades.put(key, True)
             return True, coid, oid, ev
         if isinstance(ev, c.OrderResponded):
-            coid = self.placer.on_responded(ev)
-            if coid and not ev.client_order_id:
-                ev = ev.model_copy(update={"client_order_id": coid})
+            coid = ev.client_order_id  # filled in by the adapter for its own requests (broker/answers.py)
+            if ev.order_id > 0 and coid:
+                book.coid_by_order_id.put(ev.order_id, coid)
             return True, coid, (ev.order_id if ev.order_id > 0 else None), ev
         if isinstance(ev, c.OrderRejected):
             oid = ev.order_id
@@ -111,7 +111,6 @@ class Tracker:
                 self.rejections_seen.put(oid, True)
                 with contextlib.suppress(Exception):
                     book.journal.mark_rejection_seen(oid)
-                self.placer.on_status(oid, ev)
             if coid and not ev.client_order_id:
                 ev = ev.model_copy(update={"client_order_id": coid})
             return True, coid, (oid if oid > 0 else None), ev

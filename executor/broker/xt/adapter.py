@@ -346,7 +346,7 @@ class XtBroker(base.Broker):
         if self._sink is None:
             return
         try:
-            self._sink(event)
+            self._sink(self.observed(event))  # per-order answers first (base.Broker.observed), then the engine
         except Exception:
             log.exception("event sink failed on %s", event.TYPE)
 
