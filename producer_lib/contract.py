@@ -661,11 +661,12 @@ class OrderResponded(Event):
     TYPE: ClassVar[str] = "order_responded"
     order_id: int
     client_order_id: str = ""
-    seq: int
+    # xtquant's request number: diagnostic only (nothing should rely on it; it may be left out in a later protocol,
+    # hence optional). The adapter matches answers by (trader, seq) itself: executor/broker/answers.py.
+    seq: int = 0
     error_msg: str = ""
     strategy: str = ""
-    # Executor-internal, never published: the trader instance (the adapter's connection generation) that answered.
-    # xtquant's seqs restart with every XtQuantTrader, so the executor matches an answer by (trader, seq).
+    # Adapter-internal, never published: the trader instance (the adapter's connection generation) that answered.
     trader: int = Field(0, exclude=True)
 
 
@@ -676,7 +677,7 @@ class CancelResponded(Event):
     order_id: int
     order_sysid: str = ""
     cancel_result: int
-    seq: int
+    seq: int = 0  # as OrderResponded.seq
     error_msg: str = ""
     trader: int = Field(0, exclude=True)  # as OrderResponded.trader
 
