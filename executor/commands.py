@@ -78,7 +78,7 @@ class Commands:
         if isinstance(cmd, c.QueryOutcome):
             return await self._query_outcome(cmd, job.entry.owner)
         if isinstance(cmd, c.CancelOrder):
-            return await self._cancel(cmd, job.entry.owner)  # Choice/brief: cancels run even past their deadline
+            return await self._cancel(cmd, job.entry.owner)  # Choice: cancels run even past their deadline
         # Broker queries. Choice: past its deadline a broker query is not run (its caller has given up, and a
         # backlog of stale queries would hold up the broker thread); ping and query_outcome are always answered.
         if self.clock.now_ms() > job.deadline_ms:

@@ -20,7 +20,7 @@ Rules the loop keeps (real money):
 * every entry read is answered (when its reply_to is one of this account's reply streams) and acked; what cannot be
   understood or executed also goes to the dead-letter stream. Nothing crashes the loop.
 
-Choices where the brief was silent are marked "Choice:" in comments.
+Decisions of this project where neither xtquant nor the rules decide are marked "Choice:" in comments.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ is allowed, ``value > limit`` is refused (for the sell side of the price band: `
 The rate limit's strategy is the owner of the command stream the order came from (only that strategy's ACL user
 can write it; the engine binds ``strategy`` to it), never a name the command gives itself; buckets are bounded.
 
-Choices (where the brief left them open):
+Choices (decisions of this project where the rules leave it open):
 
 * **Day** = the calendar date in China (UTC+8, no DST). The day's counters (orders, notional) count orders the
   executor admitted and handed to the broker, including those the broker later rejected (conservative), and are

@@ -865,7 +865,7 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
         if ev.type == "order_updated" and ev.data is not None:
             last_status[ev.data.order.order_id] = ev.data.order.status_code
     stale = [row for row in rows if last_status.get(row["order_id"]) != row["order_status"]]
-    # statuses never move backwards (field-lessons.md): once final, an order's published status stays; its
+    # statuses never move backwards (docs/architecture.md X8): once final, an order's published status stays; its
     # filled volume never shrinks
     backwards = 0
     progress: dict[int, tuple[int, int]] = {}  # order id -> (final status or 0, traded volume)
