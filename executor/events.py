@@ -39,7 +39,6 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
-import redis.exceptions as rex
 import structlog
 
 from executor.sqlite_files import open_wal_db
