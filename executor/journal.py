@@ -3,7 +3,7 @@
 One row per (account, client order id). The intent (state PENDING) is committed BEFORE the order is handed to the
 broker; the first final outcome (the reply body) is recorded before that reply is written to Redis. A repeated
 client order id is answered from here, never with a second broker call.
-The row also records the id's owner: the strategy whose command stream sent it (executor/engine.py, ownership).
+The row also records the id's owner: the strategy whose command stream sent it (executor/orderbook.py, ownership).
 
 Durability: WAL, ``synchronous=NORMAL`` by default: a commit survives an executor crash (the process), not a power
 loss. For the power-loss case recovery does not trust the journal alone: an order without a record is still looked
@@ -87,7 +87,7 @@ class Record:
     updated_ms: int = 0
     rejection_seen: bool = False
     # The strategy whose command stream sent the id ("" = the stream without a strategy); None = not recorded (a
-    # row written before ownership was: the broker's record decides, see Executor._owner in executor/engine.py).
+    # row written before ownership was: the broker's record decides, see OrderBook.owner in executor/orderbook.py).
     owner: str | None = None
 
     @property
@@ -138,13 +138,6 @@ class Journal:
         """Records still PENDING or UNKNOWN: the broker may or may not have these orders."""
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM orders WHERE account=? AND state IN (?, ?)",
                                (self.account, *(s.value for s in UNRESOLVED))).fetchall()
-        return [_record(r) for r in rows]
-
-    def placed_unrejected(self, since_ms: int) -> list[Record]:
-        """PLACED records updated since ``since_ms`` for which no OrderRejected event has been published."""
-        rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM orders WHERE account=? AND state=? AND rejection_seen=0 AND updated_ms>=?",
-            (self.account, c.OutcomeState.PLACED.value, since_ms)).fetchall()
         return [_record(r) for r in rows]
 
     # --- writes ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from redis import exceptions as redis_errors
 
 from . import contract
+from ._connections import REDIS_DOWN_ERRORS
 from ._exceptions import (
     ClientClosed,
     CommandTimeout,
@@ -74,7 +75,7 @@ RECONNECT_BACKOFF_MAX_S = 2.0
 # One XREAD BLOCK of the reply reader; bounds how long a closed SyncClient's thread may linger if it cannot be woken.
 READ_BLOCK_MS = 2_000
 READ_COUNT = 256
-CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+CONNECTION_ERRORS = REDIS_DOWN_ERRORS  # producer_lib/_connections.py
 
 
 class _DefaultType:

@@ -8,9 +8,17 @@ with redis-py's own hiredis serializer: byte-for-byte the same wire format.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import redis.exceptions as _rex
 from redis.asyncio.connection import ConnectionPool
+
+#: "Redis cannot be reached now" (retry later), as redis-py raises it: the one definition. The clients catch these.
+REDIS_DOWN_ERRORS = (_rex.ConnectionError, _rex.TimeoutError)
+#: The same for the executor's asyncio loop, plus what a socket or a bounded wait raises beneath redis-py
+#: (asyncio.TimeoutError is not an OSError before Python 3.11).
+REDIS_DOWN_OR_IO_ERRORS = (*REDIS_DOWN_ERRORS, OSError, asyncio.TimeoutError)
 
 try:
     import hiredis

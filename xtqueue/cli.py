@@ -749,7 +749,7 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
         lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
         raise click.UsageError("invalid executor settings:\n" + "\n".join(lines)) from None
     if check:
-        from executor.auth import redis_security_kwargs as executor_redis_kwargs
+        from executor.safety.auth import redis_security_kwargs as executor_redis_kwargs
 
         code, message = check_heartbeat(settings.redis_url, settings.account, settings.key_prefix,
                                         executor_redis_kwargs(settings))

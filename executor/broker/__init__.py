@@ -6,8 +6,6 @@ object (engine, journal, parsing, threading) runs identically in tests and in pr
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 from .base import Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, EventSink
@@ -16,11 +14,7 @@ if TYPE_CHECKING:
     from executor.config import ExecutorSettings
 
 __all__ = ["Broker", "BrokerDeadlinePassedError", "BrokerError", "BrokerFencedError", "BrokerRefusedError", "BrokerTimeoutError", "BrokerUnavailableError",
-           "EventSink", "default_executor_id", "make_broker", "sim_config_for"]
-
-
-def default_executor_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+           "EventSink", "make_broker", "sim_config_for"]
 
 
 def sim_config_for(settings: ExecutorSettings) -> Any:
@@ -36,6 +30,8 @@ def sim_config_for(settings: ExecutorSettings) -> Any:
 
 
 def make_broker(settings: ExecutorSettings) -> Broker:
+    from executor.config import default_executor_id
+
     from .xt.adapter import XtBroker
 
     if settings.broker == "sim":
@@ -58,7 +54,8 @@ def make_broker(settings: ExecutorSettings) -> Broker:
             from executor.sim.qmt import install
 
             install()
-        # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (§1.6).
+        # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (X4,
+        # docs/architecture.md).
         from xtquant.xttrader import XtQuantTrader as factory  # type: ignore[no-redef]
 
         path = str(settings.qmt_path)
