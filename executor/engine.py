@@ -787,7 +787,8 @@ class Executor:
             return self._conflict(coid, self._shown(owner, rec.owner, rec.fingerprint), fp)
         if rec is not None and rec.final:
             return _replay(rec)
-        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING, owner=owner)
+        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING, owner=owner, xt_remark=cmd.xt_remark,
+                             xt_strategy_name=cmd.xt_strategy_name)
         base = base.evolve(fingerprint=fp, command_id=env.command_id, stream_id=job.entry.stream_id,
                            deadline_ms=job.deadline_ms)
         if coid in known.coids:
@@ -1253,7 +1254,8 @@ class Executor:
         elif rec.state is S.UNKNOWN:
             message = "sent to the broker without a known answer; not in its order list (yet)"
         return Outcome(result=c.OutcomeResult(client_order_id=coid, state=rec.state, order_id=rec.order_id,
-                                              message=message, order=order))
+                                              message=message, order=order, xt_remark=rec.xt_remark,
+                                              xt_strategy_name=rec.xt_strategy_name))
 
     def _ping_result(self) -> c.PingResult:
         return c.PingResult(executor_id=self.executor_id, version=self.version, broker=self.broker.name,
