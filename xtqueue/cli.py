@@ -885,3 +885,85 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
         click.echo(f"qmt-sim: serving {qmt_path} on {host}:{port}, accounts {', '.join(config.accounts)}")
 
     serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready)
+
+
+# --- an unmodified xtquant program, redirected --------------------------------------------------------------------
+@cli.command("run", context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("--qmt-sim", "qmt_sim", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Target: the simulated MiniQMT serving DIR (paper trading). Every XtQuantTrader the command "
+                   "makes is the wheel's own class over the stand-in binary and connects to DIR, whatever path "
+                   "the program passes.")
+@click.option("--start-sim", is_flag=True,
+              help="With --qmt-sim: start `xtqueue qmt-sim --path DIR` (defaults: account SIM001) for the run if "
+                   "none serves DIR, and stop it after.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+def run_command(qmt_sim: Path | None, start_sim: bool, command: tuple[str, ...]) -> None:
+    """Run an unmodified xtquant program against a target (运行现有 xtquant 程序).
+
+    \b
+    xtqueue run --qmt-sim /tmp/userdata_mini -- python prog.py ARGS
+    xtqueue run --qmt-sim /tmp/userdata_mini -- python -m package.module
+
+    Every Python the command starts (however spelled, its child processes too) gets the stand-in for
+    xtquant.xtpythonclient at startup; nothing of the program or of xtquant is changed. The exit code is the
+    command's (127: it could not be started); Ctrl-C reaches it. See the README (paper trading / 模拟交易).
+    """
+    from xtqueue import launch
+
+    targets = {"--qmt-sim DIR": qmt_sim}  # one target per run: the choices are mutually exclusive
+    chosen = [name for name, value in targets.items() if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError(f"give one target: {' or '.join(targets)}")
+    if start_sim and qmt_sim is None:
+        raise click.UsageError("--start-sim goes with --qmt-sim")
+    from executor.sim.qmt.install import PATH_ENV
+
+    folder = qmt_sim.resolve()
+    env = launch.child_env("executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)})
+    sim = _start_qmt_sim(folder) if start_sim else None
+    try:
+        click.echo(f"xtqueue run: xtquant connects to the simulated MiniQMT at {folder}", err=True)
+        try:
+            rc = launch.run(command, env)
+        except launch.CommandNotStarted as exc:
+            click.echo(f"xtqueue run: {exc}", err=True)
+            rc = launch.EXIT_NOT_STARTED
+    finally:
+        if sim is not None:
+            _stop(sim)
+    launch.exit_like(rc)
+
+
+def _start_qmt_sim(folder: Path) -> Any:
+    """A ``xtqueue qmt-sim --path folder`` child, once it serves; None if one already serves the folder."""
+    import subprocess
+
+    from executor.sim.qmt.endpoint import serving
+
+    if serving(folder):
+        click.echo(f"xtqueue run: a simulated MiniQMT already serves {folder}: using it", err=True)
+        return None
+    # Its own process group: a Ctrl-C meant for the program must not end the MiniQMT it may still be cancelling on.
+    group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
+             else {"start_new_session": True})
+    proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(folder)],
+                            stdout=subprocess.DEVNULL, **group)
+    deadline = time.monotonic() + 60
+    while not serving(folder):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            raise click.ClickException(f"the simulated MiniQMT for {folder} did not start (exit {proc.poll()})")
+        time.sleep(0.05)
+    return proc
+
+
+def _stop(proc: Any) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
