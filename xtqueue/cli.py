@@ -896,13 +896,21 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
 @click.option("--start-sim", is_flag=True,
               help="With --qmt-sim: start `xtqueue qmt-sim --path DIR` (defaults: account SIM001) for the run if "
                    "none serves DIR, and stop it after.")
+@click.option("--redis", "redis_target", metavar="URL",
+              help="Target: a real MiniQMT through the xtqueue executor of --account behind the Redis at URL "
+                   "(xtqueue/compat/remote). --strategy, the ACL user and TLS options go with it.")
+@click.option("--strategy", envvar="XTQUEUE_STRATEGY", default="", metavar="NAME",
+              help="With --redis: the xtqueue strategy the program speaks as (its command stream, ACL user).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
-def run_command(qmt_sim: Path | None, start_sim: bool, command: tuple[str, ...]) -> None:
+@click.pass_obj
+def run_command(g: Globals, qmt_sim: Path | None, start_sim: bool, redis_target: str | None, strategy: str,
+                command: tuple[str, ...]) -> None:
     """Run an unmodified xtquant program against a target (运行现有 xtquant 程序).
 
     \b
     xtqueue run --qmt-sim /tmp/userdata_mini -- python prog.py ARGS
     xtqueue run --qmt-sim /tmp/userdata_mini -- python -m package.module
+    xtqueue run --redis redis://host:6379/0 --account 8881234567 -- python prog.py
 
     Every Python the command starts (however spelled, its child processes too) gets the stand-in for
     xtquant.xtpythonclient at startup; nothing of the program or of xtquant is changed. The exit code is the
@@ -910,12 +918,14 @@ def run_command(qmt_sim: Path | None, start_sim: bool, command: tuple[str, ...])
     """
     from xtqueue import launch
 
-    targets = {"--qmt-sim DIR": qmt_sim}  # one target per run: the choices are mutually exclusive
+    targets = {"--qmt-sim DIR": qmt_sim, "--redis URL": redis_target}  # one per run: mutually exclusive
     chosen = [name for name, value in targets.items() if value is not None]
     if len(chosen) != 1:
         raise click.UsageError(f"give one target: {' or '.join(targets)}")
     if start_sim and qmt_sim is None:
         raise click.UsageError("--start-sim goes with --qmt-sim")
+    if redis_target is not None:
+        _run_remote(g, redis_target, strategy, command)
     from executor.sim.qmt.install import PATH_ENV
 
     folder = qmt_sim.resolve()
@@ -931,6 +941,35 @@ def run_command(qmt_sim: Path | None, start_sim: bool, command: tuple[str, ...])
     finally:
         if sim is not None:
             _stop(sim)
+    launch.exit_like(rc)
+
+
+def _run_remote(g: Globals, url: str, strategy: str, command: tuple[str, ...]) -> None:
+    """``xtqueue run --redis URL``: the command's XtQuantTrader trades through the account's executor. The child
+    reads its settings from the environment (xtqueue/compat/remote/settings.py); secrets travel there, never in
+    its argv."""
+    from xtqueue import launch
+    from xtqueue.compat.remote.settings import SettingsError, load_settings
+
+    if not g.account_given and not os.environ.get("XTQUEUE_ACCOUNT"):
+        raise click.UsageError("--redis needs the fund account: --account ID (or XTQUEUE_ACCOUNT)")
+    names = {"username": "XTQUEUE_REDIS_USERNAME", "password": "XTQUEUE_REDIS_PASSWORD",
+             "ca": "XTQUEUE_REDIS_CA_CERT", "cert": "XTQUEUE_REDIS_CLIENT_CERT", "key": "XTQUEUE_REDIS_CLIENT_KEY"}
+    extra = {"XTQUEUE_REDIS_URL": url, "XTQUEUE_ACCOUNT": g.account, "XTQUEUE_STRATEGY": strategy}
+    extra.update({names[k]: str(v) for k, v in g.redis_security.items() if v})
+    env = launch.child_env("xtqueue.compat.remote:install", extra)
+    try:
+        settings = load_settings(None, env)  # refuse now what every XtQuantTrader.connect() would refuse
+        settings.client_kwargs()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"xtqueue run: xtquant trades account {settings.account} through its xtqueue executor at "
+               f"{settings.safe_url}" + (f" as strategy {strategy}" if strategy else ""), err=True)
+    try:
+        rc = launch.run(command, env)
+    except launch.CommandNotStarted as exc:
+        click.echo(f"xtqueue run: {exc}", err=True)
+        rc = launch.EXIT_NOT_STARTED
     launch.exit_like(rc)
 
 

@@ -121,10 +121,20 @@ class Program:
     """An unmodified xtquant program (source text) run through ``python -m xtqueue.compat.remote``; it prints lines
     of JSON. ``lines()`` reads them as they come; ``result()`` waits for the end."""
 
-    def __init__(self, source: str, workdir: Path, args: list[str], env: dict[str, str], name: str = "prog") -> None:
+    def __init__(self, source: str, workdir: Path, args: list[str], env: dict[str, str], name: str = "prog",
+                 launcher: bool = False) -> None:
+        """``launcher``: ``xtqueue --account A run --redis URL --strategy S -- python prog.py`` with only the
+        password-free rest of ``env``; else the explicit call ``python -m xtqueue.compat.remote prog.py``."""
         self.file = workdir / f"{name}.py"
         self.file.write_text(source, encoding="utf-8")
-        self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue.compat.remote", str(self.file), *args],
+        if launcher:
+            env = dict(env)
+            argv = [sys.executable, "-m", "xtqueue", "--account", env.pop("XTQUEUE_ACCOUNT"), "run", "--redis",
+                    env.pop("XTQUEUE_REDIS_URL"), "--strategy", env.pop("XTQUEUE_STRATEGY"), "--",
+                    sys.executable, str(self.file), *args]
+        else:
+            argv = [sys.executable, "-m", "xtqueue.compat.remote", str(self.file), *args]
+        self.proc = subprocess.Popen(argv,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
                                      env=child_env(**env), stdin=subprocess.PIPE)
         self._out: queue.Queue = queue.Queue()

@@ -33,7 +33,9 @@ def _cb(out: dict, kind: str, **match) -> list[dict]:
 
 
 def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
-    prog = Program(programs.EVERYTHING, stack.workdir, [str(stack.qmt_path), stack.account], stack.env())
+    # through the launcher; the path is the program's own Windows folder, which means nothing here
+    prog = Program(programs.EVERYTHING, stack.workdir, ["D:\\国金QMT交易端\\userdata_mini", stack.account],
+                   stack.env(), launcher=True)
     out = prog.next(timeout=WAIT * 6)
     assert prog.wait() == 0, prog.stderr()
     broker = _broker(stack)
