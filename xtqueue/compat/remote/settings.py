@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class RemoteSettings:
     account: str
     strategy: str = ""
     redis_username: str = ""
-    redis_password: str = field(default="", repr=False)
+    redis_password: str = ""
     redis_password_file: str = ""
     redis_ca_cert: str = ""
     redis_client_cert: str = ""
@@ -76,6 +76,11 @@ class RemoteSettings:
     connect_timeout_s: float = 10.0
     ping_interval_s: float = 2.0
     ping_timeout_s: float = 5.0
+
+    def __repr__(self) -> str:  # the URL may hold a password: shown without it
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.name not in ("redis_url", "redis_password"))
+        return f"RemoteSettings(redis_url={self.safe_url!r}, {shown})"
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``producer_lib.Client`` (ACL user, TLS files, signing key) beyond url and account."""
