@@ -103,9 +103,17 @@ async_oid = [e["order_id"] for e in seen if e["kind"] == "order_response" and e[
 out["async_oid"] = async_oid[0] if async_oid else None
 out["cancel"] = trader.cancel_order_stock(account, out["resting"])
 out["cancel_async_seq"] = trader.cancel_order_stock_async(account, out["async_oid"])
+by_sysid = trader.order_stock(account, "600000.SH", xc.STOCK_BUY, 100, xc.FIX_PRICE, 9.1, "s8", "sysid-1")
+by_sysid_async = trader.order_stock(account, "600000.SH", xc.STOCK_BUY, 100, xc.FIX_PRICE, 9.2, "s8", "sysid-2")
+out["by_sysid"], out["by_sysid_async"] = by_sysid, by_sysid_async
+sysid = trader.query_stock_order(account, by_sysid).order_sysid
+sysid_async = trader.query_stock_order(account, by_sysid_async).order_sysid
+out["cancel_sysid"] = trader.cancel_order_stock_sysid(account, "SH", sysid)
+out["cancel_sysid_async_seq"] = trader.cancel_order_stock_sysid_async(account, xc.SH_MARKET, sysid_async)
 out["cancel_unknown"] = trader.cancel_order_stock(account, 987654321)
 out["cancel_filled"] = trader.cancel_order_stock(account, out["filled"])
-wait(lambda s: {out["resting"], out["async_oid"]} <= {e["order_id"] for e in s if e["kind"] == "order"
+wait(lambda s: {out["resting"], out["async_oid"], by_sysid, by_sysid_async} <= {
+    e["order_id"] for e in s if e["kind"] == "order"
                                                        and e["status"] == xc.ORDER_CANCELED})
 wait(lambda s: sum(e["kind"] == "cancel_error" for e in s) >= 2)
 a = trader.query_stock_asset(account)
@@ -206,4 +214,18 @@ sub = again.subscribe(account)
 oid = again.order_stock(account, "600000.SH", xc.STOCK_BUY, 100, xc.FIX_PRICE, 10.0, "dc", "reconnected")
 emit(reconnect=rc, subscribe=sub, order_id=oid)
 again.stop()
+'''
+
+# Connected and subscribed, it reports the account status pushes it hears.
+STATUS = COMMON + '''
+trader = XtQuantTrader(path, 128, CB())
+trader.start()
+assert trader.connect() == 0
+account = StockAccount(acct)
+assert trader.subscribe(account) == 0
+emit(ready=True)
+wait(lambda s: any(e["kind"] == "account_status" for e in s), timeout=20)
+with lock:
+    emit(callbacks=list(seen))
+trader.stop()
 '''

@@ -42,7 +42,8 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
     assert (out["connect"], out["subscribe"]) == (0, 0)
 
     # every order reached MiniQMT once, with a client order id as its remark there; the program sees its own
-    placed = [out[k] for k in ("filled", "resting", "async_oid", "odd_lot", "long", "split", "exact", "same_remark")]
+    placed = [out[k] for k in ("filled", "resting", "async_oid", "odd_lot", "long", "split", "exact", "same_remark",
+                               "by_sysid", "by_sysid_async")]
     assert all(isinstance(oid, int) and oid > 0 for oid in placed), out
     assert set(broker) == set(placed), (broker, out)  # nothing else reached MiniQMT (credit type, other account)
     assert len({r["order_remark"] for r in broker.values()}) == len(broker)  # unique at the broker
@@ -52,12 +53,17 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
     assert broker[out["resting"]]["order_status"] == ORDER_CANCELED
     assert broker[out["async_oid"]]["order_status"] == ORDER_CANCELED
     assert broker[out["odd_lot"]]["order_status"] == ORDER_JUNK
+    assert broker[out["by_sysid"]]["order_status"] == broker[out["by_sysid_async"]]["order_status"] == ORDER_CANCELED
+    assert out["cancel_sysid"] == 0
+    (sysid_resp,) = _cb(out, "cancel_response", seq=out["cancel_sysid_async_seq"])
+    assert sysid_resp["result"] == 0
 
     remarks = {out["filled"]: ("buy-1", "我的策略"), out["resting"]: ("rest-1", "s2"),
                out["async_oid"]: ("async-1", "s3"), out["odd_lot"]: ("odd-1", "s4"),
                out["long"]: ("中文备注中文备注", "s5"),  # MiniQMT keeps 24 bytes: 8 Chinese characters
                out["split"]: ("a" * 22, "s5"),  # a character the 24-byte cut would split is dropped whole
-               out["exact"]: ("x" * 24, "s5"), out["same_remark"]: ("buy-1", "s5")}
+               out["exact"]: ("x" * 24, "s5"), out["same_remark"]: ("buy-1", "s5"),
+               out["by_sysid"]: ("sysid-1", "s8"), out["by_sysid_async"]: ("sysid-2", "s8")}
     # the remark and strategy name come back unchanged in every XtOrder / XtTrade: pushes and queries
     pushed = _cb(out, "order")
     assert {e["order_id"] for e in pushed} == set(placed)
@@ -115,6 +121,15 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
         streamed = [e.data.order.status_code for e in events if e.type == "order_updated" and e.order_id == oid]
         heard = [e["status"] for e in pushed if e["order_id"] == oid]
         assert heard == streamed, (oid, heard, streamed)
+    # position and asset pushes: every one the executor published, in its order, as xttype objects
+    positions = [(e.data.position.code, e.data.position.volume) for e in events if e.type == "position_updated"]
+    heard_positions = _cb(out, "position")
+    assert positions and [(e["code"], e["volume"]) for e in heard_positions] == positions
+    assert all(e["cls"] and e["m_volume"] == e["volume"] for e in heard_positions)
+    assets = [e.data.asset.cash for e in events if e.type == "asset_updated"]
+    heard_assets = _cb(out, "asset")
+    assert assets and [e["cash"] for e in heard_assets] == assets
+    assert all(e["cls"] and e["m_cash"] == e["cash"] for e in heard_assets)
     # callbacks run on the wheel's one push thread
     assert len({e["thread"] for e in out["callbacks"]}) == 1
 
@@ -201,3 +216,22 @@ def test_miniqmt_disconnecting_from_the_executor_fires_on_disconnected(stack):
     assert prog.wait() == 0, prog.stderr()
     assert again["reconnect"] == 0 and again["order_id"] > 0
     assert list(_broker(stack)) == [again["order_id"]]
+
+
+def test_an_account_status_push_reaches_on_account_status(stack):
+    """MiniQMT pushes the account's status on (re)subscription; here the test publishes one as the executor does
+    (contract.encode_event on the account's event stream) while the program is subscribed."""
+    prog = Program(programs.STATUS, stack.workdir, [str(stack.qmt_path), stack.account], stack.env())
+    assert prog.next() == {"ready": True}
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        last = client.xrevrange(c.Keys(stack.account).events, count=1)
+        seq = int(last[0][1][b"seq"]) + 1 if last else 1
+        client.xadd(c.Keys(stack.account).events, c.encode_event(
+            c.AccountStatusChanged(status=3, status_name="failed"), account=stack.account, seq=seq))
+    finally:
+        client.close()
+    out = prog.next()
+    assert prog.wait() == 0, prog.stderr()
+    (status,) = _cb(out, "account_status")
+    assert (status["status"], status["account"], status["cls"]) == (3, stack.account, True)

@@ -366,8 +366,8 @@ class RemoteSession:
                     text = tr.error_text(c.ErrorCode.BROKER_REJECTED, out.message, out.message or None)
                     self._respond(coid, oid, text)
                     return self._order_error(coid, oid, tr.xtqueue_error_id(c.ErrorCode.BROKER_REJECTED), text)
-                if out.state in (S.EXPIRED, S.REFUSED):
-                    code = c.ErrorCode.EXPIRED if out.state is S.EXPIRED else c.ErrorCode.BROKER_UNAVAILABLE
+                if out.state in (S.EXPIRED, S.REFUSED):  # refused before the broker (the reply's code is gone)
+                    code = c.ErrorCode.EXPIRED if out.state is S.EXPIRED else None
                     return self._refused(coid, code, out.message or out.state.value)
                 if out.state is S.NOT_FOUND and time.monotonic() > deadline + 1:
                     # Past its deadline the executor refuses the entry whenever it reads it: never placed.
@@ -379,8 +379,9 @@ class RemoteSession:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _refused(self, coid: str, code: c.ErrorCode, message: str) -> None:
-        text = tr.error_text(code, message)
+    def _refused(self, coid: str, code: c.ErrorCode | None, message: str) -> None:
+        """Refused by xtqueue before the broker (``code`` None: refused, the reason only in ``message``)."""
+        text = tr.error_text(code or "refused", message)
         self._respond(coid, -1, text)
         self._order_error(coid, -1, tr.xtqueue_error_id(code), text)
 

@@ -106,11 +106,13 @@ MARKET_CODES = {v: k for k, v in MARKETS.items()}
 # (executor/sim/qmt/wire.py), so a program sees one code for "no MiniQMT" whichever stand-in it runs on.
 E_NOT_CONNECTED = 100001
 E_CANCEL_NOT_CONNECTED = 100704
-E_XTQUEUE = 190000  # + the ErrorCode's index below: refused by xtqueue (expired, risk, halted, ...)
+E_XTQUEUE = 190000  # + the ErrorCode's index below (+ 99: a refusal whose code is not known): refused by xtqueue
 _CODES = list(c.ErrorCode)
 
 
-def xtqueue_error_id(code: c.ErrorCode, cancel: bool = False) -> int:
+def xtqueue_error_id(code: c.ErrorCode | None, cancel: bool = False) -> int:
+    if code is None:
+        return E_XTQUEUE + 99
     if code is c.ErrorCode.BROKER_UNAVAILABLE:
         return E_CANCEL_NOT_CONNECTED if cancel else E_NOT_CONNECTED
     return E_XTQUEUE + _CODES.index(code)
