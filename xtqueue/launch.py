@@ -1,10 +1,11 @@
 """``xtqueue run``: start a command whose Python processes get a stand-in installed at startup.
 
 The child gets ``xtqueue/_boot`` first on ``PYTHONPATH`` and ``XTQUEUE_RUN_INSTALL=module:function``; the
-``sitecustomize`` there calls that function while the interpreter starts, before the program's first line, then
-hands over to the ``sitecustomize`` it shadowed (see ``_boot/sitecustomize.py``). So it reaches every Python the
-command starts however it is spelled (``python prog.py``, ``python -m pkg``, a shell script, multiprocessing
-workers), and nothing of the program or of the environment's site-packages is changed. A Python started with
+``sitecustomize`` there, run while the interpreter starts, arranges for that function to be called before the
+program's first import of ``xtquant.xtpythonclient``, then hands over to the ``sitecustomize`` it shadowed (see
+``_boot/sitecustomize.py``). So it reaches every Python the command starts however it is spelled (``python
+prog.py``, ``python -m pkg``, a shell script, multiprocessing workers), and nothing of the program or of the
+environment's site-packages is changed. A Python started with
 ``-I``, ``-E`` or ``-S`` ignores ``PYTHONPATH``/``site`` and does not see it.
 
 The exit code is the command's; Ctrl-C reaches it once (from the terminal, or forwarded when only this process
@@ -67,7 +68,8 @@ def run(command: Sequence[str], env: Mapping[str, str]) -> int:
         _send(proc, signum)
 
     try:
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_interrupt)
+        for s in [signal.SIGINT] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else []):  # Ctrl+Break
+            previous[s] = signal.signal(s, on_interrupt)
         for s in forwarded:
             previous[s] = signal.signal(s, on_other)
     except ValueError:  # not the main thread (run() called from a library): no handlers, the command still runs

@@ -157,13 +157,16 @@ def test_under_the_launcher_the_stand_in_wins_over_a_loadable_binary(qmt, tmp_pa
         assert out.stdout.strip() == "the real binary"
 
 
-def test_a_failed_install_stops_the_program_before_its_first_line(tmp_path):
+def test_a_failed_install_keeps_the_program_from_the_binary(tmp_path):
+    """The stand-in is installed at the program's first import of xtquant.xtpythonclient (a Python of the command
+    that never trades does not pay for it); if that install fails, the import fails: never the real binary."""
     env = launch.child_env("no_such_module_xtq:install", base=child_env())
-    out = subprocess.run([sys.executable, "-c", "print('the program ran')"], capture_output=True, text=True,
-                         timeout=WAIT * 4, env=env)
+    out = subprocess.run([sys.executable, "-c", "print('ran'); import xtquant.xttrader; print('imported')"],
+                         capture_output=True, text=True, timeout=WAIT * 4, env=env)
     assert out.returncode == 1
-    assert "the program ran" not in out.stdout
-    assert "could not install no_such_module_xtq:install" in out.stderr
+    assert out.stdout.split() == ["ran"]
+    assert "could not install no_such_module_xtq:install before importing xtquant.xtpythonclient" in out.stderr
+    assert "ModuleNotFoundError: No module named 'no_such_module_xtq'" in out.stderr
 
 
 def test_exit_codes_pass_through(tmp_path):

@@ -1,10 +1,14 @@
 """Run by every Python that ``xtqueue run`` starts, while the interpreter starts (xtqueue/launch.py).
 
-It calls ``XTQUEUE_RUN_INSTALL`` (``module:function``, e.g. the stand-in for xtquant's binary), then imports the
-``sitecustomize`` this one shadows (the user's own, or the distribution's), with this folder taken off
-``sys.path`` so the program's ``sys.path`` is as without the launcher. If the install fails the process ends
-here, exit code 1: a program the launcher was asked to redirect must not run without it (on Windows it would
-reach the real MiniQMT).
+It puts a finder first on ``sys.meta_path`` that waits for the program's first import of
+``xtquant.xtpythonclient`` (the binary that the launcher replaces; ``xtquant.xttrader`` imports it first thing),
+then calls ``XTQUEUE_RUN_INSTALL`` (``module:function``) and lets the finders that installs answer. Deferred so
+that a Python of the command that never trades (pip, a helper script) does not pay for importing the stand-in.
+If the install fails, that import fails, naming why: a program the launcher was asked to redirect must not reach
+the real binary (on Windows it would reach the real MiniQMT).
+
+Then it imports the ``sitecustomize`` this one shadows (the user's own, or the distribution's), with this folder
+taken off ``sys.path`` so the program's ``sys.path`` is as without the launcher.
 """
 
 import importlib
@@ -12,20 +16,30 @@ import os
 import sys
 
 _HERE = os.path.normcase(os.path.dirname(os.path.abspath(__file__)))
+_REPLACED = "xtquant.xtpythonclient"
 
 
-def _install() -> None:
-    spec = os.environ.get("XTQUEUE_RUN_INSTALL", "")
-    if not spec:
-        return
-    module, _, function = spec.partition(":")
-    try:
-        getattr(importlib.import_module(module), function)()
-    except BaseException as exc:  # noqa: BLE001 - whatever it is, the program must not start
-        sys.stderr.write(f"xtqueue run: {sys.executable} could not install {spec}: {type(exc).__name__}: {exc}\n"
-                         "  (is xtqueue installed in the environment of this Python?)\n")
-        sys.stderr.flush()
-        os._exit(1)
+class _InstallOnFirstImport:
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != _REPLACED:
+            return None
+        sys.meta_path.remove(self)
+        module, _, function = self.spec.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)()
+        except Exception as exc:
+            raise ImportError(f"xtqueue run: {sys.executable} could not install {self.spec} before importing "
+                              f"{fullname}: {type(exc).__name__}: {exc} (is xtqueue installed in the environment "
+                              "of this Python?)", name=fullname) from exc
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            found = find(fullname, path, target) if find is not None else None
+            if found is not None:
+                return found
+        return None
 
 
 def _chain() -> None:
@@ -40,5 +54,6 @@ def _chain() -> None:
             sys.modules["sitecustomize"] = mine
 
 
-_install()
+if os.environ.get("XTQUEUE_RUN_INSTALL"):
+    sys.meta_path.insert(0, _InstallOnFirstImport(os.environ["XTQUEUE_RUN_INSTALL"]))
 _chain()
