@@ -274,13 +274,16 @@ class RemoteSession:
 
     # --- entry points (session thread) ----------------------------------------------------------------------
     def _dispatch(self, entry: str, seq: int, f: dict) -> None:
-        if self._dead:
-            from executor.sim.qmt.wire import refusal
+        from executor.sim.qmt.wire import refusal
 
-            for binding, args in refusal(entry, seq, f):
-                self._fire(binding, args)
-            return
-        getattr(self, "_" + entry)(seq, f)
+        if not self._dead:
+            try:
+                getattr(self, "_" + entry)(seq, f)
+                return
+            except Exception:  # noqa: BLE001 - a bug here must not leave a sync call waiting forever
+                log.exception("xtqueue remote: %s failed before anything was sent; answered as refused", entry)
+        for binding, args in refusal(entry, seq, f):  # the answers of a call on a dead link
+            self._fire(binding, args)
 
     def _served(self, f: dict) -> bool:
         return f.get("m_strAccountID") == self.account
