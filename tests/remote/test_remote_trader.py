@@ -235,3 +235,39 @@ def test_an_account_status_push_reaches_on_account_status(stack):
     assert prog.wait() == 0, prog.stderr()
     (status,) = _cb(out, "account_status")
     assert (status["status"], status["account"], status["cls"]) == (3, stack.account, True)
+
+
+def test_an_order_whose_reply_never_comes_is_asked_for_and_never_sent_again(stack):
+    """The executor freezes (SIGSTOP) with the order at MiniQMT and no reply written; the program's wait runs out
+    (deadline + 3 s). The trader asks query_outcome until the executor, thawed, says what happened; the program's
+    order_stock returns the order's id, and MiniQMT has that one order only."""
+    import os
+    import signal
+
+    stack.executor.stop()
+    stack.executor.args += ["--lease-ms", "0"]  # one executor: its freeze is not a hand-over
+    redis.Redis.from_url(stack.redis_url).delete(c.Keys(stack.account).heartbeat)
+    stack.executor.start()
+    wait_serving(stack.redis_url, stack.account, executor=stack.executor)
+    prog = Program(programs.ONE_ORDER, stack.workdir, [str(stack.qmt_path), stack.account],
+                   {**stack.env(), "XTQUEUE_ORDER_TTL_MS": "1500"})
+    assert prog.next() == {"ready": True}
+    assert stack.control.wait_applied(stack.control.set_call_latency(1000), timeout=15)
+    prog.send("go")
+    deadline = time.monotonic() + WAIT
+    while not stack.control.orders(stack.account) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stack.control.orders(stack.account), "the order never reached MiniQMT"
+    os.kill(stack.executor.proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + WAIT
+        while "asking the executor" not in prog.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "asking the executor" in prog.stderr(), prog.stderr()
+    finally:
+        os.kill(stack.executor.proc.pid, signal.SIGCONT)
+    out = prog.next(timeout=WAIT * 3)
+    assert prog.wait() == 0, prog.stderr()
+    broker = _broker(stack)
+    assert list(broker) == [out["order_id"]], (broker, out)
+    assert {e["remark"] for e in _cb(out, "order")} == {"only-once"}

@@ -440,7 +440,7 @@ class RemoteSession:
             return
         except XtqueueError as e:
             self._cancel_answer(seq, key, order_id, sysid, market, e.code or c.ErrorCode.INTERNAL, e.message,
-                                e.broker_message)
+                                e.broker_message, e.broker_error_id)
         else:
             self._fire("bindOnCancelOrderStockRespCallback",
                        (seq, tr.CppStruct(m_strAccountID=self.account, m_nCancelResult=0,
@@ -450,7 +450,8 @@ class RemoteSession:
                 self._cancels[key] = "ok"
 
     def _cancel_answer(self, seq: int, key: Any, order_id: int, sysid: str, market: c.Market | None,
-                       code: c.ErrorCode, message: str, broker_message: str | None = None) -> None:
+                       code: c.ErrorCode, message: str, broker_message: str | None = None,
+                       broker_error_id: int | None = None) -> None:
         """A refused cancel: cancel_result -1, then on_cancel_error unless the broker's push already gave it."""
         text = tr.error_text(code, message, broker_message)
         self._fire("bindOnCancelOrderStockRespCallback",
@@ -464,8 +465,7 @@ class RemoteSession:
         self._fire("bindOnCancelErrorCallback",
                    (tr.cancel_error(self.account, order_id if not sysid else -1,
                                     tr.MARKET_CODES.get(market, -1), sysid,
-                                    tr.xtqueue_error_id(code, cancel=True) if code is not c.ErrorCode.BROKER_REJECTED
-                                    else tr.xtqueue_error_id(code), text),))
+                                    broker_error_id or tr.xtqueue_error_id(code, cancel=True), text),))
 
     def _cancel_rejected(self, ev: c.CancelRejected) -> None:
         """The broker refused a cancel: delivered for this session's own cancels only (the wheel would hold one for
