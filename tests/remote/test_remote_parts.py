@@ -3,7 +3,6 @@ the remark cut, the launcher's choices, the journal keeping a program's texts.""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 
@@ -143,4 +142,3 @@ def test_the_contract_bounds_a_programs_texts():
         c.PlaceOrder(**base, xt_remark="x" * (c.XT_TEXT_MAX_CHARS + 1))
     fields = c.encode_command(c.PlaceOrder(**base), account="A", command_id="x", reply_to="r", ttl_ms=1)
     assert "xt_remark" not in c.unpack(fields[c.F_BODY])  # absent when not given: older executors still accept it
-    logging.getLogger(__name__).debug("ok")
