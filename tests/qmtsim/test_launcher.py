@@ -255,3 +255,55 @@ def test_without_the_launcher_the_program_cannot_import_xttrader(tmp_path):
                          timeout=WAIT * 4, env=child_env())
     assert out.returncode != 0 and "xtpythonclient" in out.stderr
 
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX terminals")
+def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path):
+    """At a terminal Ctrl-C goes to the whole foreground process group, the program included: the launcher must
+    not send it a second one (which would land in the program's clean-up)."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(INTERRUPTIBLE, encoding="utf-8")
+    master, slave = pty.openpty()
+
+    def controlling_terminal():  # in the launcher's child, after setsid: the pty becomes its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "run", "--qmt-sim", str(tmp_path), "--",
+                             sys.executable, str(prog)], stdin=slave, stdout=slave, stderr=slave, env=child_env(),
+                            start_new_session=True, preexec_fn=controlling_terminal)
+    os.close(slave)
+    seen = b""
+
+    def read_until(done, timeout=WAIT):
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while not done(seen) and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: every process on the terminal has gone
+                    return
+                if not chunk:
+                    return
+                seen += chunk
+
+    try:
+        read_until(lambda b: b"ready" in b)
+        assert b"ready" in seen, seen
+        os.write(master, b"\x03")  # the terminal's interrupt character
+        read_until(lambda b: False)
+        assert proc.wait(timeout=WAIT) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = seen.decode(errors="replace").replace("^C", "")  # the terminal's echo of the interrupt
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "xtqueue run:" not in ln]
+    assert lines == ["ready", "interrupted", "cleaned up"], seen
