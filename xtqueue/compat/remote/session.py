@@ -99,8 +99,8 @@ class RemoteSession:
             ok = future.result(self.settings.connect_timeout_s + 5)
         except Exception as exc:  # noqa: BLE001 - any failure to reach the executor is "connect failed"
             future.cancel()
-            log.warning("xtqueue remote: cannot reach the executor of %s at %s: %s", self.account,
-                        self.settings.safe_url, exc)
+            log.warning("xtqueue remote: cannot reach the executor of %s at %s: %s %s", self.account,
+                        self.settings.safe_url, type(exc).__name__, exc)
             ok = False
         if not ok:
             self.close()
