@@ -8,6 +8,7 @@
     xtqueue positions | orders | trades | asset | status | outcome COID | ping      (--json for scripts)
     xtqueue tail                             # follow an account's events, one line each
     xtqueue demo                             # everything on this machine: embedded Redis + simulator
+    xtqueue run --qmt-sim DIR -- python prog.py   # an unmodified xtquant program on a simulated MiniQMT
 
 Exit codes: 0 ok; 2 refused (nothing was placed/done); 3 outcome unknown (ask with ``xtqueue outcome``, do not
 resend blindly); 1 anything else (Redis unreachable, executor error). Set XTQUEUE_DEBUG=1 for tracebacks.
@@ -910,21 +911,26 @@ def run_command(qmt_sim: Path | None, start_sim: bool, command: tuple[str, ...])
     """
     from xtqueue import launch
 
-    targets = {"--qmt-sim DIR": qmt_sim}  # one target per run: the choices are mutually exclusive
+    # One target per run, mutually exclusive. A target = an option here, an entry in `targets`, and its branch
+    # below giving the stand-in's install function (module:function, run in the command's Pythons) and its env.
+    targets = {"--qmt-sim DIR": qmt_sim}
     chosen = [name for name, value in targets.items() if value is not None]
     if len(chosen) != 1:
         raise click.UsageError(f"give one target: {' or '.join(targets)}")
     if start_sim and qmt_sim is None:
         raise click.UsageError("--start-sim goes with --qmt-sim")
-    from executor.sim.qmt.install import PATH_ENV
+    sim = None
+    if qmt_sim is not None:
+        from executor.sim.qmt.install import PATH_ENV
 
-    folder = qmt_sim.resolve()
-    env = launch.child_env("executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)})
-    sim = _start_qmt_sim(folder) if start_sim else None
+        folder = qmt_sim.resolve()
+        install, extra = "executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)}
+        where = f"the simulated MiniQMT at {folder}"
+        sim = _start_qmt_sim(folder) if start_sim else None
     try:
-        click.echo(f"xtqueue run: xtquant connects to the simulated MiniQMT at {folder}", err=True)
+        click.echo(f"xtqueue run: xtquant connects to {where}", err=True)
         try:
-            rc = launch.run(command, env)
+            rc = launch.run(command, launch.child_env(install, extra))
         except launch.CommandNotStarted as exc:
             click.echo(f"xtqueue run: {exc}", err=True)
             rc = launch.EXIT_NOT_STARTED
