@@ -34,7 +34,9 @@ def child_env(install: str, extra: Mapping[str, str] = (), base: Mapping[str, st
     """The environment of the command: ``base`` (default: this process's), the boot folder first on PYTHONPATH
     (the user's own entries kept after it), ``INSTALL_ENV=install`` and ``extra``."""
     env = dict(os.environ if base is None else base)
-    kept = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not _same(p, BOOT_DIR)]
+    given = env.get("PYTHONPATH", "")
+    # kept verbatim, empty entries too (one means the current directory); none added when there was none
+    kept = [p for p in given.split(os.pathsep) if not (p and _same(p, BOOT_DIR))] if given else []
     env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR), *kept])
     env[INSTALL_ENV] = install
     env.update(extra)

@@ -307,3 +307,12 @@ def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path):
     text = seen.decode(errors="replace").replace("^C", "\n")  # the terminal's echo of the interrupt
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "xtqueue run:" not in ln]
     assert lines == ["ready", "interrupted", "cleaned up"], seen
+
+
+def test_the_command_environment_keeps_the_users_pythonpath_as_given():
+    sep = os.pathsep
+    boot = str(launch.BOOT_DIR)
+    assert launch.child_env("m:f", base={})["PYTHONPATH"] == boot  # no empty entry (= the current directory)
+    assert launch.child_env("m:f", base={"PYTHONPATH": f"/a{sep}{sep}/b"})["PYTHONPATH"] == f"{boot}{sep}/a{sep}{sep}/b"
+    nested = launch.child_env("m:f", base=launch.child_env("m:f", base={"PYTHONPATH": "/a"}))
+    assert nested["PYTHONPATH"] == f"{boot}{sep}/a" and nested[launch.INSTALL_ENV] == "m:f"
