@@ -8,6 +8,7 @@
     xtqueue positions | orders | trades | asset | status | outcome COID | ping      (--json for scripts)
     xtqueue tail                             # follow an account's events, one line each
     xtqueue demo                             # everything on this machine: embedded Redis + simulator
+    xtqueue run --qmt-sim DIR -- python prog.py   # an unmodified xtquant program on a simulated MiniQMT
 
 Exit codes: 0 ok; 2 refused (nothing was placed/done); 3 outcome unknown (ask with ``xtqueue outcome``, do not
 resend blindly); 1 anything else (Redis unreachable, executor error). Set XTQUEUE_DEBUG=1 for tracebacks.
@@ -918,23 +919,28 @@ def run_command(g: Globals, qmt_sim: Path | None, start_sim: bool, redis_target:
     """
     from xtqueue import launch
 
-    targets = {"--qmt-sim DIR": qmt_sim, "--redis URL": redis_target}  # one per run: mutually exclusive
+    # One target per run, mutually exclusive. A target = an option here, an entry in `targets`, and its branch
+    # below giving the stand-in's install function (module:function, run in the command's Pythons) and its env.
+    targets = {"--qmt-sim DIR": qmt_sim, "--redis URL": redis_target}
     chosen = [name for name, value in targets.items() if value is not None]
     if len(chosen) != 1:
         raise click.UsageError(f"give one target: {' or '.join(targets)}")
     if start_sim and qmt_sim is None:
         raise click.UsageError("--start-sim goes with --qmt-sim")
+    sim = None
     if redis_target is not None:
-        _run_remote(g, redis_target, strategy, command)
-    from executor.sim.qmt.install import PATH_ENV
+        install, extra, where = _remote_target(g, redis_target, strategy)
+    if qmt_sim is not None:
+        from executor.sim.qmt.install import PATH_ENV
 
-    folder = qmt_sim.resolve()
-    env = launch.child_env("executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)})
-    sim = _start_qmt_sim(folder) if start_sim else None
+        folder = qmt_sim.resolve()
+        install, extra = "executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)}
+        where = f"the simulated MiniQMT at {folder}"
+        sim = _start_qmt_sim(folder) if start_sim else None
     try:
-        click.echo(f"xtqueue run: xtquant connects to the simulated MiniQMT at {folder}", err=True)
+        click.echo(f"xtqueue run: xtquant connects to {where}", err=True)
         try:
-            rc = launch.run(command, env)
+            rc = launch.run(command, launch.child_env(install, extra))
         except launch.CommandNotStarted as exc:
             click.echo(f"xtqueue run: {exc}", err=True)
             rc = launch.EXIT_NOT_STARTED
@@ -944,11 +950,10 @@ def run_command(g: Globals, qmt_sim: Path | None, start_sim: bool, redis_target:
     launch.exit_like(rc)
 
 
-def _run_remote(g: Globals, url: str, strategy: str, command: tuple[str, ...]) -> None:
-    """``xtqueue run --redis URL``: the command's XtQuantTrader trades through the account's executor. The child
-    reads its settings from the environment (xtqueue/compat/remote/settings.py); secrets travel there, never in
-    its argv."""
-    from xtqueue import launch
+def _remote_target(g: Globals, url: str, strategy: str) -> tuple[str, dict[str, str], str]:
+    """``xtqueue run --redis URL``: the command's XtQuantTrader trades through the account's executor
+    (xtqueue/compat/remote). The child reads its settings from the environment (compat/remote/settings.py);
+    secrets travel there, never in its argv. Refused here what every XtQuantTrader.connect() would refuse."""
     from xtqueue.compat.remote.settings import SettingsError, load_settings
 
     if not g.account_given and not os.environ.get("XTQUEUE_ACCOUNT"):
@@ -957,20 +962,14 @@ def _run_remote(g: Globals, url: str, strategy: str, command: tuple[str, ...]) -
              "ca": "XTQUEUE_REDIS_CA_CERT", "cert": "XTQUEUE_REDIS_CLIENT_CERT", "key": "XTQUEUE_REDIS_CLIENT_KEY"}
     extra = {"XTQUEUE_REDIS_URL": url, "XTQUEUE_ACCOUNT": g.account, "XTQUEUE_STRATEGY": strategy}
     extra.update({names[k]: str(v) for k, v in g.redis_security.items() if v})
-    env = launch.child_env("xtqueue.compat.remote:install", extra)
     try:
-        settings = load_settings(None, env)  # refuse now what every XtQuantTrader.connect() would refuse
+        settings = load_settings(None, {**os.environ, **extra})
         settings.client_kwargs()
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(f"xtqueue run: xtquant trades account {settings.account} through its xtqueue executor at "
-               f"{settings.safe_url}" + (f" as strategy {strategy}" if strategy else ""), err=True)
-    try:
-        rc = launch.run(command, env)
-    except launch.CommandNotStarted as exc:
-        click.echo(f"xtqueue run: {exc}", err=True)
-        rc = launch.EXIT_NOT_STARTED
-    launch.exit_like(rc)
+    where = (f"account {settings.account} through its xtqueue executor at {settings.safe_url}"
+             + (f" as strategy {strategy}" if strategy else ""))
+    return "xtqueue.compat.remote:install", extra, where
 
 
 def _start_qmt_sim(folder: Path) -> Any:

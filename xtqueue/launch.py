@@ -34,7 +34,9 @@ def child_env(install: str, extra: Mapping[str, str] = (), base: Mapping[str, st
     """The environment of the command: ``base`` (default: this process's), the boot folder first on PYTHONPATH
     (the user's own entries kept after it), ``INSTALL_ENV=install`` and ``extra``."""
     env = dict(os.environ if base is None else base)
-    kept = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and not _same(p, BOOT_DIR)]
+    given = env.get("PYTHONPATH", "")
+    # kept verbatim, empty entries too (one means the current directory); none added when there was none
+    kept = [p for p in given.split(os.pathsep) if not (p and _same(p, BOOT_DIR))] if given else []
     env["PYTHONPATH"] = os.pathsep.join([str(BOOT_DIR), *kept])
     env[INSTALL_ENV] = install
     env.update(extra)
@@ -50,31 +52,45 @@ def _same(a: str | os.PathLike, b: Path) -> bool:
 
 def run(command: Sequence[str], env: Mapping[str, str]) -> int:
     """Run ``command`` with ``env`` until it ends; its exit code (negative -N: killed by signal N, POSIX)."""
-    try:
-        proc = subprocess.Popen(list(command), env=dict(env))
-    except OSError as exc:  # FileNotFoundError, PermissionError, a Windows "not a valid application"
-        raise CommandNotStarted(f"cannot start {command[0]!r}: {exc.strerror or exc}") from None
-    previous = {}
-    forwarded = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    started: list[subprocess.Popen] = []
+    pending: list[int] = []  # a signal that came before the command existed: sent to it once it does
+
+    def forward(signum: int) -> None:
+        if started:
+            _send(started[0], signum)
+        else:
+            pending.append(signum)
 
     def on_interrupt(signum, frame):
         # A terminal's Ctrl-C goes to its whole foreground process group (on Windows: every process on the
         # console), the command included: forwarding it too would interrupt the command a second time, inside
         # its own clean-up. Forwarded only when it cannot have come that way.
         if sys.platform != "win32" and not _in_terminal_foreground():
-            _send(proc, signum)
+            forward(signum)
 
     def on_other(signum, frame):
-        _send(proc, signum)
+        forward(signum)
 
+    # Installed before the command starts, so no signal falls between; handlers are not inherited (a process
+    # that execs starts with default dispositions for every caught signal).
+    previous = {}
+    interrupts = [signal.SIGINT] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])  # Ctrl+Break
+    others = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     try:
-        for s in [signal.SIGINT] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else []):  # Ctrl+Break
+        for s in interrupts:
             previous[s] = signal.signal(s, on_interrupt)
-        for s in forwarded:
+        for s in others:
             previous[s] = signal.signal(s, on_other)
     except ValueError:  # not the main thread (run() called from a library): no handlers, the command still runs
         pass
     try:
+        try:
+            proc = subprocess.Popen(list(command), env=dict(env))
+        except OSError as exc:  # FileNotFoundError, PermissionError, a Windows "not a valid application"
+            raise CommandNotStarted(f"cannot start {command[0]!r}: {exc.strerror or exc}") from None
+        started.append(proc)
+        for signum in pending:
+            _send(proc, signum)
         while True:
             try:
                 return proc.wait()

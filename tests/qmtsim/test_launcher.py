@@ -188,8 +188,8 @@ def test_usage_errors(tmp_path):
 
 INTERRUPTIBLE = textwrap.dedent("""
     import sys, time
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)   # inside the try: the interrupt may come as soon as this is out
         time.sleep(60)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
@@ -294,8 +294,8 @@ def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path):
                 seen += chunk
 
     try:
-        read_until(lambda b: b"ready" in b)
-        assert b"ready" in seen, seen
+        read_until(lambda b: b"ready\r\n" in b)
+        assert b"ready\r\n" in seen, seen
         os.write(master, b"\x03")  # the terminal's interrupt character
         read_until(lambda b: False)
         assert proc.wait(timeout=WAIT) == 3
@@ -304,6 +304,15 @@ def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path):
             proc.kill()
             proc.wait()
         os.close(master)
-    text = seen.decode(errors="replace").replace("^C", "")  # the terminal's echo of the interrupt
+    text = seen.decode(errors="replace").replace("^C", "\n")  # the terminal's echo of the interrupt
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "xtqueue run:" not in ln]
     assert lines == ["ready", "interrupted", "cleaned up"], seen
+
+
+def test_the_command_environment_keeps_the_users_pythonpath_as_given():
+    sep = os.pathsep
+    boot = str(launch.BOOT_DIR)
+    assert launch.child_env("m:f", base={})["PYTHONPATH"] == boot  # no empty entry (= the current directory)
+    assert launch.child_env("m:f", base={"PYTHONPATH": f"/a{sep}{sep}/b"})["PYTHONPATH"] == f"{boot}{sep}/a{sep}{sep}/b"
+    nested = launch.child_env("m:f", base=launch.child_env("m:f", base={"PYTHONPATH": "/a"}))
+    assert nested["PYTHONPATH"] == f"{boot}{sep}/a" and nested[launch.INSTALL_ENV] == "m:f"
