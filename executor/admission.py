@@ -118,7 +118,8 @@ class Admission:
             return self._conflict(coid, book.shown(owner, rec.owner, rec.fingerprint), fp)
         if rec is not None and rec.final:
             return replay(rec)
-        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING, owner=owner)
+        base = rec or Record(coid=coid, fingerprint=fp, state=S.PENDING, owner=owner, xt_remark=cmd.xt_remark,
+                             xt_strategy_name=cmd.xt_strategy_name)
         base = base.evolve(fingerprint=fp, command_id=env.command_id, stream_id=job.entry.stream_id,
                            deadline_ms=job.deadline_ms)
         if coid in known.coids:

@@ -245,7 +245,8 @@ class Commands:
         elif rec.state is S.UNKNOWN:
             message = "sent to the broker without a known answer; not in its order list (yet)"
         return Outcome(result=c.OutcomeResult(client_order_id=coid, state=rec.state, order_id=rec.order_id,
-                                              message=message, order=order))
+                                              message=message, order=order, xt_remark=rec.xt_remark,
+                                              xt_strategy_name=rec.xt_strategy_name))
 
     def ping_result(self) -> c.PingResult:
         return c.PingResult(executor_id=self.executor_id, version=self.version, broker=self.link.broker.name,

@@ -81,6 +81,8 @@ MAX_ENTRY_FIELDS = 32  # fields (name/value pairs) of one command entry
 MAX_ENTRY_BYTES = 64 * 1024  # names and values of one command entry, added up
 MAX_BODY_NESTING = 16  # maps/arrays inside one another in a body (a command body is one flat map)
 
+XT_TEXT_MAX_CHARS = 64  # PlaceOrder.xt_remark / xt_strategy_name: an xtquant program's own texts, kept as given
+
 DEFAULT_ORDER_TTL_MS = 10_000  # an order not reached within 10 s is refused as expired
 DEFAULT_COMMAND_TTL_MS = 30_000  # queries and cancels; cancels are executed even when late
 MAX_TTL_MS = 24 * 3600 * 1000
@@ -382,6 +384,12 @@ class PlaceOrder(Command):
     price_type: PriceType = PriceType.LIMIT
     price: float | None = Field(default=None, gt=0, le=1_000_000, description="required for limit orders")
     strategy: str = Field(default="", max_length=64)
+    # An xtquant program's own order_remark and strategy_name (xtqueue/compat/remote): the broker gets the client
+    # order id and the strategy above instead (the executor finds orders by them); the executor keeps these with
+    # the intent and gives them back in query_outcome, so the program sees its own values. None = not given.
+    # Not part of the fingerprint: they never reach the broker.
+    xt_remark: str | None = Field(default=None, max_length=XT_TEXT_MAX_CHARS)
+    xt_strategy_name: str | None = Field(default=None, max_length=XT_TEXT_MAX_CHARS)
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> PlaceOrder:
@@ -569,6 +577,9 @@ class OutcomeResult(_Model):
     order_id: int | None = None
     message: str = ""
     order: OrderReport | None = None
+    # PlaceOrder.xt_remark / xt_strategy_name as journaled with the intent (None: not given, or not in the journal)
+    xt_remark: str | None = None
+    xt_strategy_name: str | None = None
 
 
 class PingResult(_Model):

@@ -8,6 +8,7 @@
     xtqueue positions | orders | trades | asset | status | outcome COID | ping      (--json for scripts)
     xtqueue tail                             # follow an account's events, one line each
     xtqueue demo                             # everything on this machine: embedded Redis + simulator
+    xtqueue run --qmt-sim DIR -- python prog.py   # an unmodified xtquant program on a simulated MiniQMT
 
 Exit codes: 0 ok; 2 refused (nothing was placed/done); 3 outcome unknown (ask with ``xtqueue outcome``, do not
 resend blindly); 1 anything else (Redis unreachable, executor error). Set XTQUEUE_DEBUG=1 for tracebacks.
@@ -966,3 +967,122 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
         click.echo(f"qmt-sim: serving {qmt_path} on {host}:{port}, accounts {', '.join(config.accounts)}")
 
     serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready)
+
+
+# --- an unmodified xtquant program, redirected --------------------------------------------------------------------
+@cli.command("run", context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("--qmt-sim", "qmt_sim", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Target: the simulated MiniQMT serving DIR (paper trading). Every XtQuantTrader the command "
+                   "makes is the wheel's own class over the stand-in binary and connects to DIR, whatever path "
+                   "the program passes.")
+@click.option("--start-sim", is_flag=True,
+              help="With --qmt-sim: start `xtqueue qmt-sim --path DIR` (defaults: account SIM001) for the run if "
+                   "none serves DIR, and stop it after.")
+@click.option("--redis", "redis_target", metavar="URL",
+              help="Target: a real MiniQMT through the xtqueue executor of --account behind the Redis at URL "
+                   "(xtqueue/compat/remote). --strategy, the ACL user and TLS options go with it.")
+@click.option("--strategy", envvar="XTQUEUE_STRATEGY", default="", metavar="NAME",
+              help="With --redis: the xtqueue strategy the program speaks as (its command stream, ACL user).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+@click.pass_obj
+def run_command(g: Globals, qmt_sim: Path | None, start_sim: bool, redis_target: str | None, strategy: str,
+                command: tuple[str, ...]) -> None:
+    """Run an unmodified xtquant program against a target (运行现有 xtquant 程序).
+
+    \b
+    xtqueue run --qmt-sim /tmp/userdata_mini -- python prog.py ARGS
+    xtqueue run --qmt-sim /tmp/userdata_mini -- python -m package.module
+    xtqueue run --redis redis://host:6379/0 --account 8881234567 -- python prog.py
+
+    Every Python the command starts (however spelled, its child processes too) gets the stand-in for
+    xtquant.xtpythonclient at startup; nothing of the program or of xtquant is changed. The exit code is the
+    command's (127: it could not be started); Ctrl-C reaches it. See the README (paper trading / 模拟交易).
+    """
+    from xtqueue import launch
+
+    # One target per run, mutually exclusive. A target = an option here, an entry in `targets`, and its branch
+    # below giving the stand-in's install function (module:function, run in the command's Pythons) and its env.
+    targets = {"--qmt-sim DIR": qmt_sim, "--redis URL": redis_target}
+    chosen = [name for name, value in targets.items() if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError(f"give one target: {' or '.join(targets)}")
+    if start_sim and qmt_sim is None:
+        raise click.UsageError("--start-sim goes with --qmt-sim")
+    sim = None
+    if redis_target is not None:
+        install, extra, where = _remote_target(g, redis_target, strategy)
+    if qmt_sim is not None:
+        from executor.sim.qmt.install import PATH_ENV
+
+        folder = qmt_sim.resolve()
+        install, extra = "executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)}
+        where = f"the simulated MiniQMT at {folder}"
+        sim = _start_qmt_sim(folder) if start_sim else None
+    try:
+        click.echo(f"xtqueue run: xtquant connects to {where}", err=True)
+        try:
+            rc = launch.run(command, launch.child_env(install, extra))
+        except launch.CommandNotStarted as exc:
+            click.echo(f"xtqueue run: {exc}", err=True)
+            rc = launch.EXIT_NOT_STARTED
+    finally:
+        if sim is not None:
+            _stop(sim)
+    launch.exit_like(rc)
+
+
+def _remote_target(g: Globals, url: str, strategy: str) -> tuple[str, dict[str, str], str]:
+    """``xtqueue run --redis URL``: the command's XtQuantTrader trades through the account's executor
+    (xtqueue/compat/remote). The child reads its settings from the environment (compat/remote/settings.py);
+    secrets travel there, never in its argv. Refused here what every XtQuantTrader.connect() would refuse."""
+    from xtqueue.compat.remote.settings import SettingsError, load_settings
+
+    if not g.account_given and not os.environ.get("XTQUEUE_ACCOUNT"):
+        raise click.UsageError("--redis needs the fund account: --account ID (or XTQUEUE_ACCOUNT)")
+    names = {"username": "XTQUEUE_REDIS_USERNAME", "password": "XTQUEUE_REDIS_PASSWORD",
+             "ca": "XTQUEUE_REDIS_CA_CERT", "cert": "XTQUEUE_REDIS_CLIENT_CERT", "key": "XTQUEUE_REDIS_CLIENT_KEY"}
+    extra = {"XTQUEUE_REDIS_URL": url, "XTQUEUE_ACCOUNT": g.account, "XTQUEUE_STRATEGY": strategy}
+    extra.update({names[k]: str(v) for k, v in g.redis_security.items() if v})
+    try:
+        settings = load_settings(None, {**os.environ, **extra})
+        settings.client_kwargs()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    where = (f"account {settings.account} through its xtqueue executor at {settings.safe_url}"
+             + (f" as strategy {strategy}" if strategy else ""))
+    return "xtqueue.compat.remote:install", extra, where
+
+
+def _start_qmt_sim(folder: Path) -> Any:
+    """A ``xtqueue qmt-sim --path folder`` child, once it serves; None if one already serves the folder."""
+    import subprocess
+
+    from executor.sim.qmt.endpoint import serving
+
+    if serving(folder):
+        click.echo(f"xtqueue run: a simulated MiniQMT already serves {folder}: using it", err=True)
+        return None
+    # Its own process group: a Ctrl-C meant for the program must not end the MiniQMT it may still be cancelling on.
+    group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
+             else {"start_new_session": True})
+    proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(folder)],
+                            stdout=subprocess.DEVNULL, **group)
+    deadline = time.monotonic() + 60
+    while not serving(folder):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            raise click.ClickException(f"the simulated MiniQMT for {folder} did not start (exit {proc.poll()})")
+        time.sleep(0.05)
+    return proc
+
+
+def _stop(proc: Any) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

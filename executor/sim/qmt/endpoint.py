@@ -80,3 +80,21 @@ def hang_up(conn) -> None:
         conn.close()
     except OSError:
         pass
+
+
+def serving(folder: str | os.PathLike, timeout: float = 3.0) -> bool:
+    """True when a simulated MiniQMT answers at ``folder``'s endpoint (the key's handshake succeeds); False when
+    there is no endpoint file, a stale one (nobody listens) or one of another key."""
+    import socket
+    from multiprocessing.connection import Client
+
+    found = read_endpoint(folder)
+    if found is None:
+        return False
+    address, authkey = found
+    try:  # Client() has no timeout of its own: a bound on the TCP connect, the handshake is local and quick
+        socket.create_connection(address, timeout=timeout).close()
+        Client(address, authkey=authkey).close()
+    except Exception:  # refused, reset, AuthenticationError
+        return False
+    return True

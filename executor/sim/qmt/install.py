@@ -4,6 +4,11 @@
 failed to find ``xtquant.xtpythonclient``: on Windows the wheel's ``xtpythonclient.cp3XX-win_amd64.pyd`` is found
 first and the stand-in is never used; on Linux (no loadable extension suffix matches) the finder loads
 ``executor/sim/qmt/xtpythonclient.py`` under that name. Nothing on disk is written or patched.
+
+``install(first=True)`` puts the finder FIRST instead: the stand-in is used even where the real binary would load.
+That is paper trading's guarantee (``xtqueue run --qmt-sim``): a program meant for the simulated MiniQMT never
+reaches a real one. ``PATH_ENV``, when set, is the folder every stand-in client connects to, whatever path the
+program passes (an unmodified program passes its own, e.g. ``D:\\国金QMT\\userdata_mini``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 from pathlib import Path
 
 TARGET = "xtquant.xtpythonclient"
+PATH_ENV = "XTQUEUE_QMT_SIM_PATH"
 _SOURCE = Path(__file__).with_name("xtpythonclient.py")
 
 
@@ -24,10 +30,19 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(TARGET, _SOURCE)
 
 
-def install() -> None:
-    """Idempotent. Call it before ``from xtquant.xttrader import XtQuantTrader``."""
-    if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
+def install(*, first: bool = False) -> None:
+    """Idempotent. Call it before ``from xtquant.xttrader import XtQuantTrader``. ``first``: before the regular
+    finders (the stand-in even where the real binary loads)."""
+    if first:
+        uninstall()
+        sys.meta_path.insert(0, _StandInFinder())
+    elif not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
         sys.meta_path.append(_StandInFinder())
+
+
+def install_first() -> None:
+    """``install(first=True)``: what ``xtqueue run --qmt-sim`` installs in every Python it starts."""
+    install(first=True)
 
 
 def uninstall() -> None:
