@@ -330,9 +330,7 @@ def test_start_sim_is_not_fooled_by_a_stale_endpoint(tmp_path):
     stranger.listen()
     try:
         write_endpoint(tmp_path, *stranger.getsockname(), new_authkey())
-        started = time.monotonic()
-        assert not serving(tmp_path, timeout=0.5)
-        assert time.monotonic() - started < WAIT
+        assert not serving(tmp_path, timeout=0.5)  # (unbounded, this call would never return)
     finally:
         stranger.close()
     assert not serving(tmp_path, timeout=0.5)  # nobody listens there now
