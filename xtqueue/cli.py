@@ -153,21 +153,26 @@ def _json_option(f: Callable) -> Callable:
 def _client(g: Globals, strategy: str = "") -> Any:
     """A SyncClient, after checking once that Redis answers: a wrong URL or a Redis that is down is one clear
     line (exit 1) instead of the client's retries ending in an 'outcome unknown'."""
-    import redis
     from producer_lib import SyncClient
 
-    probe = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **g.redis_kwargs)
-    try:
-        probe.ping()
-    except redis.RedisError as exc:
-        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}") from None
-    finally:
-        probe.close()
+    _check_redis(g.redis_url, g.redis_kwargs)
     user = g.redis_security.get("username") or ""
     # Its command stream is cmd:<strategy>, its reply streams reply:<strategy>.* (xtqueue acl): nothing else.
     if not strategy and user.startswith("xtq-strategy-"):
         strategy = user.removeprefix("xtq-strategy-")
     return SyncClient(g.redis_url, g.account, strategy=strategy, **g.redis_kwargs)
+
+
+def _check_redis(url: str, kwargs: dict[str, Any]) -> None:
+    import redis
+
+    probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, **kwargs)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(url)}: {exc}") from None
+    finally:
+        probe.close()
 
 
 class RedisUnreachable(click.ClickException):
@@ -796,6 +801,82 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
         return 1, (f"unhealthy: {who} is running{age} but its broker ({broker}) is not connected"
                    + (f": {why}" if why else ""))
     return 0, f"ok: {who} is running{age}, broker {broker} connected (heartbeat expires in {max(ttl_ms, 0)} ms)"
+
+
+# --- the classic HTTP wrapper's API --------------------------------------------------------------------------
+@cli.command("http", context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Beyond loopback a token is required (XTQUEUE_HTTP_TOKEN / --token-file).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7800, show_default=True,
+              help="Port (the classic wrapper's).")
+@click.option("--strategy", default=None, help="Strategy to send as [default: the xtq-strategy-<name> Redis user's "
+              "name, else none].")
+@click.option("--credentials", "credentials_file", envvar="XTQUEUE_CREDENTIALS_FILE", show_envvar=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="A credential file written by `xtqueue acl` (Redis user, password, signing key); "
+                   "--redis-username/--redis-password, XTQUEUE_SIGNING_KEY and --key-id override it.")
+@click.option("--key-id", envvar="XTQUEUE_KEY_ID", show_envvar=True, default=None,
+              help="Signing key id (the key itself: XTQUEUE_SIGNING_KEY or the credential file).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="File holding the HTTP token (or set XTQUEUE_HTTP_TOKEN): every request must "
+                                   "then send it (Authorization: Bearer ...).")
+@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Each order's deadline [default: the library's, 10 s].")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PEM", help="Serve HTTPS with this certificate (and --ssl-keyfile).")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PEM", help="Private key of --ssl-certfile.")
+@click.option("--max-event-streams", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Concurrent /events followers (each holds a Redis connection).")
+@click.pass_obj
+def http_command(g: Globals, host: str, port: int, strategy: str | None, credentials_file: Path | None,
+                 key_id: str | None, token_file: Path | None, deadline: float | None, ssl_certfile: Path | None,
+                 ssl_keyfile: Path | None, max_event_streams: int) -> None:
+    """Serve the classic HTTP wrapper's API over xtqueue (经典 HTTP 接口).
+
+    GET /xtquant/trade/login, /query/assets, /query/holding, /query/trade, /query/order, /place_order,
+    /cancel_order as the classic Sanic wrapper answers them, plus client_order_id, /query/outcome, /events
+    (server-sent events) and /docs (OpenAPI). See docs/http.md.
+    """
+    try:
+        from xtqueue.compat import http as xhttp
+    except ImportError as exc:
+        raise click.ClickException(f"the HTTP server is not installed here ({exc}); install it with: "
+                                   "pip install 'xtqueue[http]'") from None
+    from xtqueue.acl import read_credentials
+
+    stored = read_credentials(credentials_file) if credentials_file else {}
+    security = dict(g.redis_security)
+    security["username"] = security.get("username") or stored.get("XTQUEUE_REDIS_USERNAME") or None
+    security["password"] = security.get("password") or stored.get("XTQUEUE_REDIS_PASSWORD") or None
+    user = security["username"] or ""
+    if strategy is None:
+        strategy = user.removeprefix("xtq-strategy-") if user.startswith("xtq-strategy-") else ""
+    token = os.environ.get("XTQUEUE_HTTP_TOKEN") or None
+    if token_file is not None:
+        token = token_file.read_text(encoding="utf-8").strip() or None
+    redis_kwargs = redis_security_kwargs(g.redis_url, **security)
+    settings = xhttp.HttpSettings(
+        redis_url=g.redis_url, account=g.account, strategy=strategy, redis_kwargs=redis_kwargs,
+        signing_key=os.environ.get("XTQUEUE_SIGNING_KEY") or stored.get("XTQUEUE_SIGNING_KEY") or None,
+        key_id=key_id or stored.get("XTQUEUE_KEY_ID") or None, host=host, port=port, token=token,
+        deadline_s=deadline, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, max_event_streams=max_event_streams)
+    try:
+        xhttp.check_settings(settings)
+    except xhttp.SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    _check_redis(g.redis_url, redis_kwargs)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger("xtqueue.http").addHandler(handler)
+    logging.getLogger("xtqueue.http").setLevel(logging.INFO)
+
+    def ready(url: str) -> None:
+        click.echo(f"xtqueue http: account {g.account} as strategy {strategy or '(none)'} on {_safe_url(g.redis_url)}"
+                   f"; serving {url} (OpenAPI: {url.split('/xtquant')[0]}/docs)"
+                   + ("; token required" if token else ""), err=True)
+
+    xhttp.serve(settings, ready=ready)
 
 
 # --- demo -------------------------------------------------------------------------------------------------------
