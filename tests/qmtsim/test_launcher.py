@@ -316,3 +316,21 @@ def test_the_command_environment_keeps_the_users_pythonpath_as_given():
     assert launch.child_env("m:f", base={"PYTHONPATH": f"/a{sep}{sep}/b"})["PYTHONPATH"] == f"{boot}{sep}/a{sep}{sep}/b"
     nested = launch.child_env("m:f", base=launch.child_env("m:f", base={"PYTHONPATH": "/a"}))
     assert nested["PYTHONPATH"] == f"{boot}{sep}/a" and nested[launch.INSTALL_ENV] == "m:f"
+
+
+def test_start_sim_is_not_fooled_by_a_stale_endpoint(tmp_path):
+    """--start-sim asks whether a simulated MiniQMT serves DIR: an endpoint file of a killed server, or one whose
+    port a stranger now holds (accepts, never answers), is 'no', within the bound."""
+    import socket
+
+    from executor.sim.qmt.endpoint import new_authkey, write_endpoint
+
+    stranger = socket.socket()
+    stranger.bind(("127.0.0.1", 0))
+    stranger.listen()
+    try:
+        write_endpoint(tmp_path, *stranger.getsockname(), new_authkey())
+        assert not serving(tmp_path, timeout=0.5)  # (unbounded, this call would never return)
+    finally:
+        stranger.close()
+    assert not serving(tmp_path, timeout=0.5)  # nobody listens there now

@@ -83,18 +83,26 @@ def hang_up(conn) -> None:
 
 
 def serving(folder: str | os.PathLike, timeout: float = 3.0) -> bool:
-    """True when a simulated MiniQMT answers at ``folder``'s endpoint (the key's handshake succeeds); False when
-    there is no endpoint file, a stale one (nobody listens) or one of another key."""
-    import socket
+    """True when a simulated MiniQMT answers at ``folder``'s endpoint (the key's handshake succeeds within
+    ``timeout``); False when there is no endpoint file, a stale one (nobody listens, or a stranger that never
+    answers on a reused port) or one of another key."""
+    import threading
     from multiprocessing.connection import Client
 
     found = read_endpoint(folder)
     if found is None:
         return False
     address, authkey = found
-    try:  # Client() has no timeout of its own: a bound on the TCP connect, the handshake is local and quick
-        socket.create_connection(address, timeout=timeout).close()
-        Client(address, authkey=authkey).close()
-    except Exception:  # refused, reset, AuthenticationError
-        return False
-    return True
+    answered: list[bool] = []
+
+    def probe() -> None:  # Client() has no timeout of its own: bounded by the join below
+        try:
+            Client(address, authkey=authkey).close()
+            answered.append(True)
+        except Exception:  # refused, reset, AuthenticationError
+            pass
+
+    t = threading.Thread(target=probe, name="qmt-sim-probe", daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(answered)

@@ -1,6 +1,6 @@
 """easytrader's MiniqmtTrader (PyPI, unchanged) trades through ``xtqueue run --qmt-sim`` on a simulated MiniQMT.
 
-easytrader is installed by the ``compat`` extra (part of ``test``; pinned: the README lists the version run). Its
+easytrader is installed by the ``thirdparty`` extra (part of ``test``; pinned: the README lists the version run). Its
 MiniqmtTrader is a thin layer over ``xtquant.xttrader.XtQuantTrader`` (easytrader/miniqmt/miniqmt_trader.py):
 under the launcher that is the wheel's own class over the stand-in. The program below uses easytrader's public
 API only and passes the default MiniQMT path of easytrader's own docstring; every figure it prints is checked
@@ -20,7 +20,7 @@ from qmt_helpers import WAIT, QmtSimProcess, child_env
 
 from executor.sim import SimControl
 
-import easytrader  # noqa: E402,F401  the compat extra (part of test): a missing install fails, never skips
+import easytrader  # noqa: E402,F401  the thirdparty extra (part of test): a missing install fails, never skips
 
 EASYTRADER_PATH = r"D:\国金证券QMT交易端\userdata_mini"  # MiniqmtTrader.connect's own default
 
