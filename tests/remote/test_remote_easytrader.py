@@ -1,4 +1,4 @@
-"""easytrader's MiniqmtTrader (PyPI, unchanged; the ``compat`` extra) trades through ``xtqueue run --redis``: a real
+"""easytrader's MiniqmtTrader (PyPI, unchanged; the ``thirdparty`` extra) trades through ``xtqueue run --redis``: a real
 executor on a simulated MiniQMT, two trading days, every figure checked against MiniQMT's own records."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import textwrap
 
 from remote_helpers import WAIT, Program
 
-import easytrader  # noqa: F401  the compat extra (part of test): a missing install fails, never skips
+import easytrader  # noqa: F401  the thirdparty extra (part of test): a missing install fails, never skips
 
 EASYTRADER_PATH = r"D:\国金证券QMT交易端\userdata_mini"  # MiniqmtTrader.connect's own default: means nothing here
 
