@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 import redis
@@ -26,7 +26,8 @@ import redis
 from bench import broker
 from bench import floor as fl
 from bench import xtq
-from bench._common import RedisServer, free_port, percentiles, spawn, stop_process
+from bench._common import (STAND_IN_THREAD, THREADS_ENV, RedisServer, free_port, percentiles, spawn, stop_process,
+                           thread_cpu_s)
 from bench.flood import Flood
 from bench.runner import HttpRequester, burst, in_flight, sequential
 
@@ -55,7 +56,9 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def cpu_s(p: psutil.Process) -> float:
+def cpu_s(p: psutil.Process | Callable[[], float]) -> float:
+    if callable(p):  # a part of a process (bench._common.thread_cpu_s)
+        return p()
     t = p.cpu_times()
     return t.user + t.system
 
@@ -73,9 +76,9 @@ async def wait_ready(check, what: str, timeout_s: float = 30.0) -> None:
 
 
 class Cpu:
-    """CPU seconds (user + system) of each measured process since the last ``take()``."""
+    """CPU seconds (user + system) of each measured process (or part of one) since the last ``take()``."""
 
-    def __init__(self, procs: dict[str, psutil.Process]) -> None:
+    def __init__(self, procs: dict[str, Any]) -> None:
         self.procs = procs
         self.last = {k: cpu_s(p) for k, p in procs.items()}
 
@@ -95,10 +98,10 @@ def label(req, phase: str) -> None:
         req.sent.phase = phase
 
 
-async def load_suite(req, plan: Plan, procs: dict[str, psutil.Process]) -> dict[str, Any]:
+async def load_suite(req, plan: Plan, procs: dict[str, Any]) -> dict[str, Any]:
     """Warm-up, sequential latency, then 1/16/64 in flight. CPU per call of each process in ``procs`` ("server":
-    the floor responder, the http wrapper or the executor; "broker": its simulated MiniQMT), over all the load
-    phases and over each one."""
+    the floor responder, the http wrapper or the executor; "stand_in": of it, the stand-in binary's reader thread;
+    "broker": its simulated MiniQMT), over all the load phases and over each one."""
     label(req, "warmup")
     await sequential(req, plan.warmup)
     out: dict[str, Any] = {}
@@ -162,7 +165,7 @@ async def run_floor(rs: RedisServer, plan: Plan, tmp: Path) -> dict[str, Any]:
         stop_process(proc)
 
 
-async def run_http(port: int, plan: Plan, procs: dict[str, psutil.Process]) -> dict[str, Any]:
+async def run_http(port: int, plan: Plan, procs: dict[str, Any]) -> dict[str, Any]:
     req = HttpRequester(f"http://127.0.0.1:{port}")
     await wait_ready(req.start, "http server")
     try:
@@ -173,7 +176,7 @@ async def run_http(port: int, plan: Plan, procs: dict[str, psutil.Process]) -> d
     return res
 
 
-async def run_xtq(rs: RedisServer, plan: Plan, procs: dict[str, psutil.Process]) -> dict[str, Any]:
+async def run_xtq(rs: RedisServer, plan: Plan, procs: dict[str, Any]) -> dict[str, Any]:
     req = xtq.XtqRequester(rs.url)
     await wait_ready(req.start, "executor")
     try:
@@ -192,7 +195,7 @@ async def run_xtq(rs: RedisServer, plan: Plan, procs: dict[str, psutil.Process])
     return res
 
 
-def run_memory(rs: RedisServer, plan: Plan, procs: dict[str, psutil.Process]) -> dict[str, Any]:
+def run_memory(rs: RedisServer, plan: Plan, procs: dict[str, Any]) -> dict[str, Any]:
     """Cheap commands (3 pings : 1 query_asset) until the executor has done 100k and 1M commands in all
     (orders of the earlier phases count); the executor's RSS at each point; CPU per command over the ramp (the
     executor's, and its simulated MiniQMT's, which answers the query_asset quarter)."""
@@ -229,7 +232,8 @@ def run_memory(rs: RedisServer, plan: Plan, procs: dict[str, psutil.Process]) ->
     used = per_call(cpu.take(), n)
     return {"points": points, "time_capped": capped, "ramp_commands": n,
             "ramp_commands_per_s": round(n / wall, 1) if wall else 0,
-            "cpu_us_per_cheap_command": used["server"], "broker_cpu_us_per_cheap_command": used["broker"],
+            "cpu_us_per_cheap_command": used["server"], "stand_in_cpu_us_per_cheap_command": used["stand_in"],
+            "broker_cpu_us_per_cheap_command": used["broker"],
             "mix": "3 pings : 1 query_asset"}
 
 
@@ -341,6 +345,7 @@ def table(res: dict[str, Any]) -> str:
     rows.append(("server CPU per call (load phases)", *(cpu(s, "server") for s in sysn)))
     rows.append(("  sequential / 64 in flight", *(f"{cpu(s, 'server', 'sequential')} / "
                                                   f"{cpu(s, 'server', f'{IN_FLIGHT[-1]} in flight')}" for s in sysn)))
+    rows.append(("  of it, the stand-in binary's thread", "-", cpu("http", "stand_in"), cpu("xtqueue", "stand_in")))
     rows.append(("MiniQMT CPU per call (load phases)", "-", cpu("http", "broker"), cpu("xtqueue", "broker")))
     mem = res.get("memory")
     if mem:
@@ -438,18 +443,24 @@ async def amain(plan: Plan, phases: set[str]) -> dict[str, Any]:
     try:
         http_qmt.wait_ready()
         xtq_qmt.wait_ready()
+        http_threads, ex_threads = tmp / "http-threads.json", tmp / "executor-threads.json"
         http_proc = spawn(["-m", "bench.http_server", str(http_port), str(http_qmt.path), xtq.ACCOUNT],
-                          log=tmp / "http.log")
+                          env={THREADS_ENV: str(http_threads)}, log=tmp / "http.log")
         ex_proc = spawn(["-m", "bench._executor", "--redis-url", rs.url, "--account", xtq.ACCOUNT, "executor",
                          *broker.executor_broker_args(xtq_qmt.path), "--state-dir", str(tmp / "xtq-state"),
-                         "--log-level", "WARNING"], log=tmp / "executor.log")
+                         "--log-level", "WARNING"], env={THREADS_ENV: str(ex_threads)}, log=tmp / "executor.log")
+
+        def measured(proc: Any, threads: Path, qmt: broker.QmtSim) -> dict[str, Any]:
+            return {"server": psutil.Process(proc.pid),
+                    "stand_in": lambda: thread_cpu_s(proc.pid, threads, STAND_IN_THREAD),
+                    "broker": psutil.Process(qmt.proc.pid)}
+
         log("floor ...")
         res["floor"] = await run_floor(rs, plan, tmp)
         log("http ...")
-        res["http"] = await run_http(http_port, plan, {"server": psutil.Process(http_proc.pid),
-                                                       "broker": psutil.Process(http_qmt.proc.pid)})
+        res["http"] = await run_http(http_port, plan, measured(http_proc, http_threads, http_qmt))
         log("xtqueue ...")
-        xtq_procs = {"server": psutil.Process(ex_proc.pid), "broker": psutil.Process(xtq_qmt.proc.pid)}
+        xtq_procs = measured(ex_proc, ex_threads, xtq_qmt)
         res["xtqueue"] = await run_xtq(rs, plan, xtq_procs)
         log("stand-in hop (order_stock_async -> MiniQMT's arrival stamp) ...")
         hop_called = await asyncio.get_running_loop().run_in_executor(

@@ -11,6 +11,7 @@ as xtqueue's executor is.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from sanic import Sanic
@@ -19,6 +20,7 @@ from xtquant import xtconstant as xc
 from xtquant.xttype import StockAccount
 
 from bench import broker
+from bench._common import THREADS_ENV, publish_thread_ids
 
 
 class _Callback:
@@ -67,6 +69,8 @@ def build(qmt_path: str, account_id: str) -> Sanic:
 def main() -> None:
     port, qmt_path, account_id = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     logging.getLogger("sanic").setLevel(logging.WARNING)
+    if os.environ.get(THREADS_ENV):
+        publish_thread_ids(os.environ[THREADS_ENV])
     app = build(qmt_path, account_id)
     app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False, debug=False)
 
