@@ -373,7 +373,7 @@ def chart(res: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5))
     colors = {"floor": "tab:green", "http": "tab:orange", "xtqueue": "tab:blue"}
     ax = axes[0]
     for s in ("floor", "http", "xtqueue"):
@@ -394,6 +394,17 @@ def chart(res: dict[str, Any], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("broker callback → subscriber (µs, log)")
     ax.set_title("Event latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax = axes[2]
+    for s in ("http", "xtqueue"):
+        ns = sorted(res[s].get("time_to_broker", {}).get("_sequential_ns", []))
+        if ns:
+            ax.plot([max(v, 1) / 1000 for v in ns], [(i + 1) / len(ns) for i in range(len(ns))], label=s,
+                    color=colors[s])
+    ax.set_xscale("log")
+    ax.set_xlabel("strategy's call → MiniQMT receives the order (µs, log)")
+    ax.set_title("Time to broker, sequential")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     if res["plan"]["quick"]:
@@ -423,6 +434,7 @@ def time_to_broker(sent: list[tuple[str, str, int]], arrivals: dict[str, int]) -
         by.setdefault(phase, []).append(arrived - called)
     out: dict[str, Any] = {phase: percentiles(v) for phase, v in by.items() if phase != "warmup"}
     out["unmatched"] = unmatched  # sent but never seen at MiniQMT (refused before the broker): 0 expected
+    out["_sequential_ns"] = by.get("sequential", [])
     return out
 
 
