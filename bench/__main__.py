@@ -364,6 +364,10 @@ def table(res: dict[str, Any]) -> str:
     if hop:
         lines.append(f"(time to broker = the strategy's call -> MiniQMT receiving the order; of it, order_stock_async "
                      f"-> MiniQMT alone: p50 {us(hop['p50_us'])}, p99 {us(hop['p99_us'])})")
+    for s in ("http", "xtqueue"):
+        lost = res[s].get("time_to_broker", {}).get("unmatched")
+        if lost:
+            lines.append(f"({s}: {lost:,} orders sent but never seen arriving at MiniQMT: not in the time to broker)")
     return "\n".join(lines)
 
 
@@ -503,6 +507,9 @@ async def amain(plan: Plan, phases: set[str]) -> dict[str, Any]:
         if sc:
             sent = sent + sc.pop(f"_sent_{system}")
         res[system]["time_to_broker"] = time_to_broker(sent, arrivals[system])
+        if sent and not arrivals[system]:
+            log(f"{system}: no arrival stamps from its MiniQMT: bench/_qmt_sim.py's probe no longer sees the wire "
+                "(executor/sim/qmt/wire.py); time to broker not measured")
     res["stand_in_hop"] = time_to_broker([("alone", r, t) for r, t in hop_called.items()], arrivals["xtqueue"])
     res["elapsed_s"] = round(time.monotonic() - started, 1)
     res["targets"] = targets(res)
