@@ -333,13 +333,16 @@ def table(res: dict[str, Any]) -> str:
     rows.append(("event latency p50 / p99", f"{us(res['floor']['events']['all']['p50_us'])} / "
                  f"{us(res['floor']['events']['all']['p99_us'])}", "n/a (no event stream)",
                  f"{us(res['xtqueue']['events']['all']['p50_us'])} / {us(res['xtqueue']['events']['all']['p99_us'])}"))
+    def ttb(s: str, phase: str) -> str:
+        p = res[s]["time_to_broker"].get(phase)
+        return f"{us(p['p50_us'])} / {us(p['p99_us'])}" if p else "-"
+
     for phase in ("sequential", f"{IN_FLIGHT[-1]} in flight"):
-        rows.append((f"time to broker, {phase}: p50 / p99", "-",
-                     *(f"{us(res[s]['time_to_broker'][phase]['p50_us'])} / {us(res[s]['time_to_broker'][phase]['p99_us'])}"
-                       if phase in res[s]["time_to_broker"] else "-" for s in ("http", "xtqueue"))))
+        rows.append((f"time to broker, {phase}: p50 / p99", "-", ttb("http", phase), ttb("xtqueue", phase)))
 
     def cpu(s: str, who: str, phase: str | None = None) -> str:
-        c = res[s].get("cpu_us_per_call", {}) if phase is None else res[s].get("cpu_us_per_call_by_phase", {}).get(phase, {})
+        c = res[s].get("cpu_us_per_call", {}) if phase is None else \
+            res[s].get("cpu_us_per_call_by_phase", {}).get(phase, {})
         return us(c.get(who)) if c.get(who) is not None else "-"
 
     rows.append(("server CPU per call (load phases)", *(cpu(s, "server") for s in sysn)))

@@ -16,9 +16,11 @@ import json
 import sys
 import time
 from multiprocessing import connection
+from typing import Callable
 
 
-def install_probe(stamps_file: str) -> None:
+def install_probe(stamps_file: str) -> Callable[[], None]:
+    """Wrap ``Connection.recv`` in this process; returns the function that writes the stamps (also run at exit)."""
     arrivals: dict[str, int] = {}
     orig_recv = connection.Connection.recv
 
@@ -34,6 +36,7 @@ def install_probe(stamps_file: str) -> None:
 
     connection.Connection.recv = recv
     atexit.register(dump)
+    return dump
 
 
 if __name__ == "__main__":
