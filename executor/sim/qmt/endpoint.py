@@ -63,6 +63,21 @@ def remove_endpoint(folder: str | os.PathLike, authkey: bytes) -> None:
             pass
 
 
+def no_delay(conn) -> None:
+    """Send each message at once (TCP_NODELAY). Both ends write several small messages in a row (an answer and
+    its pushes); with Nagle's algorithm on, the second waits for the peer's delayed ACK, up to 40 ms on Linux."""
+    import socket
+
+    try:
+        s = socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        finally:
+            s.close()
+    except (OSError, ValueError):
+        pass
+
+
 def hang_up(conn) -> None:
     """Close a ``multiprocessing.connection`` socket so that BOTH ends see it at once: a plain close() from another
     thread does not wake a recv() blocked on it (the peer would see nothing until that recv returns)."""

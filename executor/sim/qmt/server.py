@@ -28,7 +28,7 @@ from executor.sim.config import SimConfig
 from executor.sim.engine import acquire_engine, release_engine
 from executor.sim.trader import SimXtQuantTrader
 
-from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
+from .endpoint import hang_up, new_authkey, no_delay, remove_endpoint, write_endpoint
 from .wire import PROTOCOL, CppStruct
 
 log = logging.getLogger("executor.sim.qmt")
@@ -257,6 +257,7 @@ class QmtSimServer:
             if self._closing:
                 conn.close()
                 return
+            no_delay(conn)
             s = _Session(self, conn)
             with self._lock:
                 self._sessions.add(s)

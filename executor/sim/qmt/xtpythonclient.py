@@ -30,7 +30,7 @@ import threading
 from multiprocessing.connection import Client
 from typing import Any
 
-from executor.sim.qmt.endpoint import hang_up, read_endpoint
+from executor.sim.qmt.endpoint import hang_up, no_delay, read_endpoint
 from executor.sim.qmt.install import PATH_ENV
 from executor.sim.qmt.wire import CALLS, PROTOCOL, refusal
 
@@ -201,6 +201,7 @@ class XtQuantAsyncClient:
             conn = Client(address, authkey=authkey)
         except Exception:  # refused, reset, or a stale endpoint file left by a killed server
             return -1
+        no_delay(conn)
         try:
             conn.send(("hello", PROTOCOL, int(self._session)))
             kind, rc = conn.recv()
