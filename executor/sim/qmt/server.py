@@ -39,7 +39,7 @@ from executor.sim.market import RandomWalk, replay_csv
 from executor.sim.objects import SimXtAccountInfo
 from executor.sim.session import Session
 
-from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
+from .endpoint import hang_up, new_authkey, no_delay, remove_endpoint, write_endpoint
 from .wire import PROTOCOL, CppStruct
 
 log = logging.getLogger("executor.sim.qmt")
@@ -324,6 +324,7 @@ class QmtSimServer:
             if self._closing:
                 conn.close()
                 return
+            no_delay(conn)
             c = _Connection(self, conn)
             with self._lock:
                 self._conns.add(c)
