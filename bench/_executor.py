@@ -7,7 +7,7 @@
   (when it changed), so the bench can read each thread's CPU (psutil) and tell the stand-in binary's reader thread
   apart from the executor's own. Off the executor's path.
 
-    python -m bench._executor --redis-url URL executor --broker qmt-sim --qmt-path DIR ...
+    python -m bench._executor --redis-url URL executor --broker sim --sim-path DIR ...
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 ``xtquant/xttrader.py``, unmodified) over the stand-in binary (``executor.sim.qmt.install()``), against a simulated
 MiniQMT that runs in a process of its own (``xtqueue qmt-sim --path DIR``), one per arrangement.
 
-The executor's broker choice lives here only (``EXECUTOR_BROKER``): when ``--broker sim`` comes to mean this
-arrangement, that is the one line to change.
+The executor's broker choice lives here only (``EXECUTOR_BROKER``): ``--broker sim`` is this arrangement (the
+executor finds the bench's simulated MiniQMT serving the folder and starts none of its own).
 
     python -m bench.broker hop PATH ACCOUNT N OUT   # calibration: N order_stock_async calls, stamped, one at a time
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 from bench._common import spawn, stop_process
 
-EXECUTOR_BROKER = ("--broker", "qmt-sim", "--qmt-path")  # followed by the folder the qmt-sim serves
+EXECUTOR_BROKER = ("--broker", "sim", "--sim-path")  # followed by the folder the qmt-sim serves
 CASH = 1e13  # every arrangement's account: enough that no phase ever runs out
 
 

@@ -88,14 +88,14 @@ class ExecutorSettings(BaseSettings):
     executor_id: str = Field("", description="consumer name in the group; default host-pid")
 
     # Broker
-    broker: Literal["sim", "xt", "qmt-sim"] = Field("sim", description="sim = the built-in simulator, xt = real "
-                                                    "xtquant, qmt-sim = xtquant's own XtQuantTrader over a "
-                                                    "simulated MiniQMT (xtqueue qmt-sim)")
-    qmt_path: Path | None = Field(None, description="xt: full path of MiniQMT's userdata_mini folder; qmt-sim: the "
-                                                    "folder xtqueue qmt-sim serves")
+    broker: Literal["sim", "xt"] = Field("sim", description="xt = xtquant's XtQuantTrader over MiniQMT; sim = the same "
+                                         "class over the simulated MiniQMT serving sim_path (started as a child "
+                                         "process when none serves it)")
+    qmt_path: Path | None = Field(None, description="xt: full path of MiniQMT's userdata_mini folder")
     session_ids: list[int] = Field(default_factory=lambda: list(range(100, 200)),
                                    description="pool of xtquant session ids, one drawn per (re)connect")
-    sim_path: Path = Field(Path("xtqueue-sim"), description="sim: folder of the simulator's SQLite file")
+    sim_path: Path = Field(Path("xtqueue-sim"), description="sim: the folder a simulated MiniQMT serves (its SQLite "
+                                                            "state lives there); xtqueue qmt-sim --path DIR")
     sim_cash: float = Field(1_000_000.0, description="sim: starting cash of the account on a fresh simulator")
     sim_random_walk: bool = Field(False, description="sim: move prices by a seeded random walk (demo)")
     sim_seed: int = Field(7, description="sim: random walk seed")

@@ -946,13 +946,17 @@ def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the random walk.")
 @click.option("--empty-as-none", is_flag=True,
               help="Answer None instead of an empty order/trade/position list (what the manual allows MiniQMT).")
+@click.option("--exit-on-stdin-eof", is_flag=True,
+              help="Also stop when standard input closes (a parent holding a pipe to it takes this process down "
+                   "with it; xtqueue executor --broker sim starts its own this way).")
 def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_clock: bool, random_walk: bool,
-            seed: int, empty_as_none: bool) -> None:
+            seed: int, empty_as_none: bool, exit_on_stdin_eof: bool) -> None:
     """A simulated MiniQMT, in a process of its own, until Ctrl+C (模拟 MiniQMT).
 
     Programs using xtquant's own XtQuantTrader reach it through the stand-in for the Windows binary
     (executor.sim.qmt.install()), with this folder as the path; prices and faults are set with
-    executor.sim.SimControl(DIR). See executor/sim/README.md.
+    executor.sim.SimControl(DIR). `xtqueue executor --broker sim --sim-path DIR` trades on it (and starts one of
+    its own when none serves DIR). See executor/sim/README.md.
     """
     from executor.sim import SimConfig
     from executor.sim.config import AccountSeed, RandomWalkConfig
@@ -966,7 +970,12 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
         host, port = server.address
         click.echo(f"qmt-sim: serving {qmt_path} on {host}:{port}, accounts {', '.join(config.accounts)}")
 
-    serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready)
+    from executor.sim.qmt.server import FolderBusyError
+
+    try:
+        serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready, exit_on_stdin_eof=exit_on_stdin_eof)
+    except FolderBusyError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # --- an unmodified xtquant program, redirected --------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The broker adapter boundary: everything venue-specific sits behind this class.
 
-The engine (executor/engine.py and its stages) talks only to ``Broker``. There is one implementation, ``XtBroker``
-(executor/broker/xt/adapter.py), which drives any object with XtQuantTrader's interface: the real
-``xtquant.xttrader.XtQuantTrader`` on Windows, or ``executor.sim.SimXtQuantTrader`` anywhere. So the simulator and
-the live venue share every line above the trader object.
+The engine (executor/engine.py) talks only to ``Broker``. There is one implementation, ``XtBroker``
+(executor/broker/xt/adapter.py), which drives xtquant's own ``xtquant.xttrader.XtQuantTrader``: over the real binary
+(MiniQMT, Windows) or over the stand-in binary of executor/sim/qmt (the simulated MiniQMT, anywhere). So the
+simulator and the live venue share every line above the binary.
 
 | method                  | required | what it does                                                                 |
 |-------------------------|----------|------------------------------------------------------------------------------|
@@ -80,7 +80,7 @@ EventSink = Callable[[c.Event], None]
 class Broker(abc.ABC):
     """What the engine needs from a venue. See the module docstring for the required table."""
 
-    name: str = "base"  # "sim", "xt" or "qmt-sim": reported by ping
+    name: str = "base"  # "sim" or "xt": reported by ping
     #: Checked on the broker thread immediately before every order and cancel call; False → BrokerFencedError.
     #: The engine sets it to its lease's ``valid`` (one active executor per account).
     guard: Callable[[], bool] | None = None

@@ -1,6 +1,9 @@
-"""A pure-Python twin of ``xtquant.xttrader.XtQuantTrader`` for Linux development, tests and benchmarks.
+"""The simulated broker behind the simulated MiniQMT (executor/sim/qmt): A-share rules, matching, SQLite
+durability, faults on demand, prices under the caller's control. Programs reach it through xtquant's own
+``XtQuantTrader`` over the stand-in binary; prices and faults are set with ``SimControl(DIR)`` from any process.
 
-    from executor.sim import SimXtQuantTrader, SimConfig, SimControl
+    from executor.sim import SimConfig, SimControl
+    from executor.sim.qmt import QmtSimServer, install
 
 See executor/sim/README.md for the behaviour choices and the fault/market controls.
 """
@@ -9,7 +12,6 @@ from .config import AccountSeed, RandomWalkConfig, SimConfig
 from .control import SimControl
 from .engine import Faults
 from .market import MarketView, RandomWalk, read_ticks, replay_csv
-from .trader import SimXtQuantTrader
 from .universe import DEFAULT_UNIVERSE, UniverseEntry
 
 __all__ = [
@@ -21,7 +23,6 @@ __all__ = [
     "RandomWalkConfig",
     "SimConfig",
     "SimControl",
-    "SimXtQuantTrader",
     "UniverseEntry",
     "read_ticks",
     "replay_csv",

@@ -5,7 +5,7 @@
 in id order, commits, and records the last applied id, which ``wait_applied`` watches. Rows written while no
 simulator runs on the path: price rows are applied when the next simulator starts; one-shot faults and day rows are
 skipped (a fault is meant for the simulator that is running); the standing conditions (``set_call_latency``,
-``delay_pushes``, ``reorder_pushes``, ``reset_faults``) hold for every later simulator on the path.
+``delay_pushes``, ``reorder_pushes``, ``push_order``, ``reset_faults``) hold for every later simulator on the path.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("executor.sim")
 
 DEFAULT_DB = "xtsim.sqlite3"
-STANDING = ("set_call_latency", "delay_pushes", "reorder_pushes", "reset_faults")
+STANDING = ("set_call_latency", "delay_pushes", "reorder_pushes", "push_order", "reset_faults")
 
 
 class SimControl:
@@ -67,6 +67,15 @@ class SimControl:
     def reorder_pushes(self, probability: float = 1.0, split_fills: bool = True, seed: int | None = None) -> int:
         return self._post("reorder_pushes", probability=float(probability), split_fills=bool(split_fills), seed=seed)
 
+    def push_order(self, answer_last: bool = False, trades_first: bool = False) -> int:
+        return self._post("push_order", answer_last=bool(answer_last), trades_first=bool(trades_first))
+
+    def refuse_cancels_late(self, n: int = 1, message: str | None = None, after_ms: float = 0.0) -> int:
+        return self._post("refuse_cancels_late", n=int(n), message=message, after_ms=float(after_ms))
+
+    def counter_refuse_next(self, n: int = 1, text: str | None = None, error_id: int = 0) -> int:
+        return self._post("counter_refuse_next", n=int(n), text=text, error_id=int(error_id))
+
     def stale_order_lists(self, answers: int = 1) -> int:
         return self._post("stale_order_lists", answers=int(answers))
 
@@ -105,6 +114,16 @@ class SimControl:
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
         return [r for r in rows if account_id is None or r["account_id"] == account_id]
 
+    def trades(self, account_id: str | None = None) -> list[dict]:
+        """Committed trades of the current day, as dicts (column names of the ``trades`` table)."""
+        with self._lock:
+            day = self._conn.execute("SELECT value FROM meta WHERE key='day'").fetchone()
+            cur = self._conn.execute("SELECT * FROM trades WHERE day=? ORDER BY trade_seq",
+                                     (int(day[0]) if day else 1,))
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        return [r for r in rows if account_id is None or r["account_id"] == account_id]
+
     def cash(self, account_id: str) -> tuple[float, float] | None:
         """(available cash, frozen cash) as committed."""
         with self._lock:
@@ -133,7 +152,7 @@ class ControlPoller:
         # the broker's standing conditions (latency, push delay, push order) outlive an engine, like the real
         # MiniQMT outlives an executor restart or reconnect: replayed up to the last one switched off
         for cid, kind, payload in self._conn.execute(
-                "SELECT id, kind, payload FROM control WHERE id <= ? AND kind IN (?, ?, ?, ?) ORDER BY id",
+                "SELECT id, kind, payload FROM control WHERE id <= ? AND kind IN (?, ?, ?, ?, ?) ORDER BY id",
                 (engine.control_seen, *STANDING)):
             self._apply(kind, payload)
         self._last = engine.control_seen
@@ -172,6 +191,12 @@ class ControlPoller:
                 f.set_call_latency(p.get("ms", 0), p.get("max_ms"), p.get("seed"))
             elif kind == "reorder_pushes":
                 f.reorder_pushes(p.get("probability", 1.0), p.get("split_fills", True), p.get("seed"))
+            elif kind == "push_order":
+                f.push_order(p.get("answer_last", False), p.get("trades_first", False))
+            elif kind == "refuse_cancels_late":
+                f.refuse_cancels_late(p.get("n", 1), p.get("message"), p.get("after_ms", 0.0))
+            elif kind == "counter_refuse_next":
+                f.counter_refuse_next(p.get("n", 1), p.get("text"), p.get("error_id", 0))
             elif kind == "stale_order_lists":
                 f.stale_order_lists(p.get("answers", 1))
             elif kind == "reset_faults":

@@ -1,18 +1,18 @@
 """The simulated broker: accounts, order book, matching, and the commit-then-push pipeline.
 
-One ``Engine`` exists per simulator path per process; every ``SimXtQuantTrader`` on that path attaches to it
-(so pushes reach every subscribed trader, including orders placed by another instance, as MiniQMT's per-account
-subscription does). Only one *process* should run traders on a path at a time; other processes steer it through
-``SimControl`` (control rows polled from SQLite).
+One ``Engine`` serves one folder, owned by the simulated MiniQMT serving it (``executor/sim/qmt/server.py``, which
+also runs the control poller and the price feeds beside it). Every client session attaches a ``Session``
+(executor/sim/session.py), so pushes reach every subscribed session, including for orders another session placed,
+as MiniQMT's per-account subscription does. Other processes steer it through ``SimControl`` (control rows polled
+from SQLite).
 
 Threading:
-* Calls (orders, cancels, queries, price updates) execute directly on the caller's thread under ``self.lock``
-  (an RLock). Nothing in here waits for a callback thread, so a sync call made from inside a callback cannot
-  deadlock the simulator (unlike the real wrapper, where it does: reference 1.5).
+* Calls (orders, cancels, queries, price updates) execute on the caller's thread under ``self.lock`` (an RLock).
+  Nothing in here waits for a delivery thread.
 * Every mutation marks rows dirty and appends its pushes to ``self._pushes`` in generation order.
 * One committer thread writes the dirty rows in one SQLite transaction (group commit), then hands the pushes to
-  each trader's single callback thread. So no push (in particular no order response) is delivered before the
-  state it reports is committed, and a sync ``order_stock`` returns only after its order is committed.
+  each session's single delivery thread. So no push (in particular no order response) is delivered before the
+  state it reports is committed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from xtquant import xtconstant as xc
 from xtquant import xttype as xt
@@ -33,10 +33,8 @@ from . import rules as R
 from .config import SimConfig, shanghai_now
 from .objects import (BUILDERS, GROUP, SimXtOrderError, build_asset, build_order, build_position,
                       build_trade)
+from .session import NOARG, Session
 from .store import Store
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .trader import SimXtQuantTrader
 
 log = logging.getLogger("executor.sim")
 _time = time.time
@@ -48,7 +46,6 @@ BUY, SELL = xc.STOCK_BUY, xc.STOCK_SELL
 ORDER_SUCCEEDED, ORDER_PART_SUCC = xc.ORDER_SUCCEEDED, xc.ORDER_PART_SUCC
 OPEN_STATUSES = frozenset({xc.ORDER_UNREPORTED, xc.ORDER_WAIT_REPORTING, xc.ORDER_REPORTED, xc.ORDER_PART_SUCC,
                            xc.ORDER_REPORTED_CANCEL, xc.ORDER_PARTSUCC_CANCEL})
-NOARG = object()  # marks a push without argument (on_disconnected)
 
 # --- error ids (stable) -------------------------------------------------------------------------------------
 # tier 1: MiniQMT refuses before an order exists
@@ -66,20 +63,23 @@ E_MAX_VOLUME = 100202
 E_TICK = 100301
 E_PRICE_LIMIT = 100302
 E_BAD_PRICE = 100303
-E_FUNDS = 100401
+E_FUNDS = 260200  # the counter's own id for 可用资金不足, as seen on QMT (reference 6.2 E, BQ#156)
 E_SELLABLE = 100501
 E_ODD_LOT = 100502
-E_SESSION = 100601
+E_SESSION = 12313  # the counter's own id for 当前时间不允许此类证券交易, as seen on MiniQMT (issue #11)
 E_SESSION_MARKET = 100602
 # cancels
 E_CANCEL_UNKNOWN = 100701
 E_CANCEL_TERMINAL = 100702
 E_CANCEL_WINDOW = 100703
 E_CANCEL_DISCONNECTED = 100704
+E_CANCEL_LATE = 100705  # refused by the exchange after the counter took the cancel (Faults.refuse_cancels_late)
 
 
 def msg(code: int, zh: str, en: str) -> str:
-    return f"[SIM][{code}] {zh} / {en}"
+    """A refusal text shaped like the broker counter's (``[COUNTER] [12313][当前时间不允许此类证券交易]``, reference
+    6.2 E); the English detail after it is the simulator's. Nobody may parse it: the ids above say what it is."""
+    return f"[COUNTER] [{code}][{zh}] {en}"
 
 
 class Quote:
@@ -152,7 +152,7 @@ class Order:
 
 
 class Faults:
-    """Faults on demand (also reachable cross-process through ``SimControl``). Shared by all traders on a path."""
+    """Faults on demand (also reachable cross-process through ``SimControl``). Shared by all sessions on a path."""
 
     def __init__(self, engine: "Engine") -> None:
         self._engine = engine
@@ -167,15 +167,24 @@ class Faults:
         self._stale_answered = threading.Condition()
         # Distributions instead of constants (a real broker's answers vary per call): (low, high) ms drawn per call
         # from one seeded generator. While one is set, answers are due in their own time: a quick answer overtakes
-        # a slow one (trader._Worker), as answers of a remote counter do.
+        # a slow one (executor/sim/session.py), as answers of a remote counter do.
         self.latency_range: tuple[float, float] | None = None
         self.delay_range: tuple[float, float] | None = None
         self.reorder_p = 0.0
         self.split_fills = False
         self.rng = random.Random()
+        # push orders MiniQMT produces, as standing switches (push_order) and late refusals (one-shot counts)
+        self.answer_last = False
+        self.trades_first = False
+        self.late_cancel_n = 0
+        self.late_cancel_text = ""
+        self.late_cancel_ms = 0.0
+        self.counter_n = 0
+        self.counter_text = ""
+        self.counter_error_id = 0
 
     def disconnect(self, down_ms: float = 0) -> None:
-        """Fire on_disconnected on every connected trader of this path; new connects fail for ``down_ms``."""
+        """Fire on_disconnected on every connected session of this path; new connects fail for ``down_ms``."""
         self._engine.disconnect_all(down_ms)
 
     def reject_next(self, n: int = 1, message: str | None = None) -> None:
@@ -219,6 +228,35 @@ class Faults:
             self.split_fills = bool(split_fills) and self.reorder_p > 0
             if seed is not None:
                 self.rng.seed(seed)
+
+    def push_order(self, answer_last: bool = False, trades_first: bool = False) -> None:
+        """Push orders MiniQMT produces (reference 6.1 rule 5, 8.11), deterministic (``reorder_pushes`` is the
+        random kind). ``answer_last``: the answer to an order or cancel (``on_order_stock_async_response`` /
+        ``on_cancel_order_stock_async_response``, which the wheel's sync ``order_stock`` / ``cancel_order_stock``
+        also wait for) arrives after that operation's ``on_stock_order`` / ``on_stock_trade`` pushes.
+        ``trades_first``: an operation's trades arrive before its order updates (a fill before the order's first
+        update, and, with ``answer_last``, before the answer). Both False switches it off."""
+        with self._engine.lock:
+            self.answer_last = bool(answer_last)
+            self.trades_first = bool(trades_first)
+
+    def refuse_cancels_late(self, n: int = 1, message: str | None = None, after_ms: float = 0.0) -> None:
+        """The next ``n`` cancels of a working order are taken (answer ``cancel_result`` 0, so the wheel's sync
+        ``cancel_order_stock`` returns 0) and then refused (``on_cancel_error``, ``after_ms`` later): the order keeps
+        working, as when the exchange refuses a cancel the counter had accepted (reference 6.2 F)."""
+        with self._engine.lock:
+            self.late_cancel_n = int(n)
+            self.late_cancel_text = message or msg(E_CANCEL_LATE, "撤单失败，交易所拒绝撤单",
+                                                   "the exchange refused the cancel; the order keeps working")
+            self.late_cancel_ms = float(after_ms)
+
+    def counter_refuse_next(self, n: int = 1, text: str | None = None, error_id: int = 0) -> None:
+        """The counter refuses the next ``n`` orders after they exist (status 57 with ``status_msg`` = ``text`` and
+        ``on_order_error(error_id, text)``), ``text`` verbatim: an error text nobody has seen before."""
+        with self._engine.lock:
+            self.counter_n = int(n)
+            self.counter_text = text if text is not None else msg(E_INJECTED, "柜台拒单", "injected counter refusal")
+            self.counter_error_id = int(error_id) if error_id else E_INJECTED
 
     def _range(self, ms: float, max_ms: float | None, seed: int | None) -> tuple[float, float] | None:
         if seed is not None:
@@ -274,6 +312,8 @@ class Faults:
             self.latency_range = self.delay_range = None
             self.reorder_p = 0.0
             self.split_fills = False
+            self.answer_last = self.trades_first = False
+            self.late_cancel_n = self.counter_n = 0
             for k in self.drop:
                 self.drop[k] = 0
 
@@ -294,8 +334,8 @@ class Engine:
         self._work = threading.Condition(self.lock)
         self._commit_cv = threading.Condition()
         self.faults = Faults(self)
-        self.traders: list[SimXtQuantTrader] = []
-        self.down_until = 0.0  # time.time() before which connect() fails
+        self.sessions: list[Session] = []
+        self.down_until = 0.0  # time.time() before which attach() fails
         self._closing = False
 
         # dirty state for the committer
@@ -322,15 +362,6 @@ class Engine:
 
         self._committer = threading.Thread(target=self._commit_loop, name="xtsim-commit", daemon=True)
         self._committer.start()
-        from .control import ControlPoller  # late import: control imports store only
-        self._poller = ControlPoller(self)
-        self._poller.start()
-        self._feeds: list[Any] = []
-        from . import market as M
-        if config.random_walk is not None:
-            self._feeds.append(M.RandomWalk(self, config.random_walk).start())
-        if config.replay_csv:
-            M.replay_csv(self, config.replay_csv)
 
     # ------------------------------------------------------------------------------------------------------
     # loading
@@ -406,11 +437,14 @@ class Engine:
     # ------------------------------------------------------------------------------------------------------
     # committer
     def _bump(self) -> int:
-        if self._op_mark is not None:  # the end of an operation under reorder_pushes
+        if self._op_mark is not None:  # the end of an operation under reorder_pushes / push_order
             f = self.faults
-            for item in self._pushes[self._op_mark:]:
-                if item[2] is GROUP and f.rng.random() < f.reorder_p:
-                    f.rng.shuffle(item[3])
+            if f.reorder_p:
+                for item in self._pushes[self._op_mark:]:
+                    if item[2] is GROUP and f.rng.random() < f.reorder_p:
+                        f.rng.shuffle(item[3])
+            if f.answer_last or f.trades_first:
+                self._push_order(self._op_mark, f.answer_last, f.trades_first)
             self._op_mark = None
         self._gen += 1
         self._work.notify()
@@ -454,19 +488,53 @@ class Engine:
             if pushes:
                 self._dispatch(pushes)
 
+    _ANSWERS = frozenset({"on_order_stock_async_response", "on_cancel_order_stock_async_response"})
+
+    def _push_order(self, mark: int, answer_last: bool, trades_first: bool) -> None:
+        """Faults.push_order: re-sort the running operation's pushes (``self._pushes[mark:]``), stably, per session:
+        trades first and/or answers last; everything else keeps its order."""
+        flat = []  # (session, nb, deferred, name, payload)
+        for session, nb, fn, arg in self._pushes[mark:]:
+            if fn is GROUP:
+                flat.extend((session, nb, True, name, args) for name, args in arg)
+            else:
+                flat.append((session, nb, False, fn, arg))
+
+        def rank(e: tuple) -> int:
+            name = e[3]
+            if answer_last and name in self._ANSWERS:
+                return 2
+            if trades_first and name == "on_stock_trade":
+                return 0
+            return 1
+
+        flat.sort(key=rank)
+        out: list[tuple] = []
+        for session, nb, deferred, name, payload in flat:
+            if deferred:
+                last = out[-1] if out else None
+                if last is not None and last[2] is GROUP and last[0] is session and last[1] == nb:
+                    last[3].append((name, payload))
+                else:
+                    out.append((session, nb, GROUP, [(name, payload)]))
+            else:
+                out.append((session, nb, name, payload))
+        self._pushes[mark:] = out
+        self._grp = None  # nothing later may extend a re-sorted group
+
     def _committed_gen_local(self) -> bool:
         """True when nothing new has been generated since the last batch was taken."""
         return self._gen == getattr(self, "_taken_gen", 0)
 
     def _dispatch(self, pushes: list[tuple]) -> None:
         per: dict[Any, list] = {}
-        for trader, nb, fn, arg in pushes:
-            lst = per.get(trader)
+        for session, nb, fn, arg in pushes:
+            lst = per.get(session)
             if lst is None:
-                per[trader] = lst = []
+                per[session] = lst = []
             lst.append((nb, fn, arg))
-        for trader, items in per.items():
-            trader._deliver(items)
+        for session, items in per.items():
+            session.deliver(items)
 
     def wait_committed(self, gen: int, timeout: float | None = 30.0) -> bool:
         with self._commit_cv:
@@ -487,27 +555,23 @@ class Engine:
         self._dirty_pos.clear()
 
     def close(self) -> None:
-        self._poller.stop()
-        for f in self._feeds:
-            f.stop()
         self.flush()
         with self.lock:
             self._closing = True
             self._work.notify_all()
         self._committer.join(timeout=10)
-        self._poller.join(timeout=5)
         self.store.close()
 
     # ------------------------------------------------------------------------------------------------------
     # push emission (always under self.lock)
-    def _emit(self, trader, fn, arg=NOARG) -> None:
-        self._pushes.append((trader, self._nb, fn, arg))
+    def _emit(self, session, fn, arg=NOARG) -> None:
+        self._pushes.append((session, self._nb, fn, arg))
 
     def _targets(self, account_id: str) -> list:
         # cached: rebuilt only after a connect/subscribe/disconnect/stop (invalidate_targets)
         lst = self._targets_cache.get(account_id)
         if lst is None:
-            lst = self._targets_cache[account_id] = [t for t in self.traders if t._connected and account_id in t._subs]
+            lst = self._targets_cache[account_id] = [t for t in self.sessions if t.connected and account_id in t.subs]
         return lst
 
     def invalidate_targets(self) -> None:
@@ -528,22 +592,22 @@ class Engine:
         self._drop_armed = any(d.values())
         return False
 
-    def _defer(self, trader, name: str, args: tuple) -> None:
+    def _defer(self, session, name: str, args: tuple) -> None:
         """Queue a push whose object is built on the callback thread from ``args`` (see objects.BUILDERS).
 
-        Consecutive deferred pushes to the same trader with the same not-before share one GROUP item, so the
+        Consecutive deferred pushes to the same session with the same not-before share one GROUP item, so the
         queue order is exactly the emission order."""
         nb = self._nb
         pushes = self._pushes
         g = self._grp
-        if g is not None and pushes and pushes[-1] is g and g[0] is trader and g[1] == nb:
+        if g is not None and pushes and pushes[-1] is g and g[0] is session and g[1] == nb:
             g[3].append((name, args))
         else:
-            self._grp = g = (trader, nb, GROUP, [(name, args)])
+            self._grp = g = (session, nb, GROUP, [(name, args)])
             pushes.append(g)
 
     def _emit_acct(self, account_id: str, name: str, argsfn: Callable[[Any], tuple] | None, x: Any) -> None:
-        """Push ``name`` to every subscribed trader; the constructor arguments are ``argsfn(x)`` (or ``x``)."""
+        """Push ``name`` to every subscribed session; the constructor arguments are ``argsfn(x)`` (or ``x``)."""
         if self._drop_armed and self._drop(name):
             return
         targets = self._targets(account_id)
@@ -553,7 +617,7 @@ class Engine:
         if len(targets) == 1:
             self._defer(targets[0], name, args)
             return
-        obj = BUILDERS[name](args)  # several traders: one object shared by all of them, as before
+        obj = BUILDERS[name](args)  # several sessions: one object shared by all of them, as before
         nb = self._nb
         for t in targets:
             self._pushes.append((t, nb, name, obj))
@@ -562,8 +626,8 @@ class Engine:
         f = self.faults
         delay = f.push_delay() + (f.call_latency() if async_call else 0.0)
         self._nb = time.monotonic() + delay / 1000.0 if delay > 0 else 0.0
-        if f.reorder_p:
-            self._grp = None  # this operation's pushes form a group of their own, shuffled in _bump
+        if f.reorder_p or f.answer_last or f.trades_first:
+            self._grp = None  # this operation's pushes form a group of their own, re-ordered in _bump
             self._op_mark = len(self._pushes)
 
     # ------------------------------------------------------------------------------------------------------
@@ -654,20 +718,20 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------------------
     # orders
-    def place(self, trader, account_id: str, code: str, order_type: int, volume: Any, price_type: int,
+    def place(self, session, account_id: str, code: str, order_type: int, volume: Any, price_type: int,
               price: Any, strategy_name: str, remark: str, seq: int, async_call: bool) -> tuple[int, int]:
         """Returns (order_id or -1, generation to wait for)."""
         remark = R.cut_remark(remark or "")
         strategy_name = strategy_name or ""
         with self.lock:
             self._begin(async_call)
-            err = self._tier1(trader, account_id, code, order_type, volume, price_type)
+            err = self._tier1(session, account_id, code, order_type, volume, price_type)
             if err is not None:
                 eid, text = err
                 if async_call:
-                    self._emit(trader, "on_order_stock_async_response",
+                    self._emit(session, "on_order_stock_async_response",
                                xt.XtOrderResponse(account_id, -1, strategy_name, remark, text, seq))
-                self._emit(trader, "on_order_error",
+                self._emit(session, "on_order_error",
                            SimXtOrderError(account_id, -1, eid, text, strategy_name, remark, seq))
                 return -1, self._bump()
             q = self.quotes[code]
@@ -698,15 +762,20 @@ class Engine:
             o.freeze_price = (q.up if (is_market and order_type == BUY) else o.price)
             self.orders[o.order_id] = o
             rej = self._tier2(o, q, is_market, phase)
+            if rej is None and self.faults.counter_n > 0:
+                f = self.faults
+                f.counter_n -= 1
+                rej = f.counter_error_id, f.counter_text
+                o.frozen = 0.0  # refused: nothing is frozen for it (_tier2 computed the buy's freeze)
             if async_call:
-                self._defer(trader, "on_order_stock_async_response",
+                self._defer(session, "on_order_stock_async_response",
                             (account_id, o.order_id, strategy_name, remark, "", seq))
             if rej is not None:
                 eid, text = rej
                 o.status, o.status_msg = xc.ORDER_JUNK, text
                 self._dirty_orders[o.order_id] = o
                 self._emit_acct(account_id, "on_stock_order", self.order_args, o)
-                self._emit(trader, "on_order_error",
+                self._emit(session, "on_order_error",
                            SimXtOrderError(account_id, o.order_id, eid, text, strategy_name, remark, seq))
                 return o.order_id, self._bump()
             # accepted: freeze, report
@@ -727,8 +796,8 @@ class Engine:
             self._on_accept(o, q, is_market)
             return o.order_id, self._bump()
 
-    def _tier1(self, trader, account_id, code, order_type, volume, price_type) -> tuple[int, str] | None:
-        if not trader._connected:
+    def _tier1(self, session, account_id, code, order_type, volume, price_type) -> tuple[int, str] | None:
+        if not session.connected:
             return E_DISCONNECTED, msg(E_DISCONNECTED, "交易连接已断开", "not connected to MiniQMT")
         if account_id not in self.accounts:
             return E_UNKNOWN_ACCOUNT, msg(E_UNKNOWN_ACCOUNT, "资金账号不存在", f"unknown account {account_id!r}")
@@ -759,7 +828,7 @@ class Engine:
         inst = q.inst
         if phase is not None:
             if not R.orders_allowed(phase):
-                return E_SESSION, msg(E_SESSION, "非交易时间", f"market closed (session phase {phase})")
+                return E_SESSION, msg(E_SESSION, "当前时间不允许此类证券交易", f"market closed (session phase {phase})")
             if is_market and not R.market_orders_allowed(phase):
                 return E_SESSION_MARKET, msg(E_SESSION_MARKET, "当前时段不接受市价委托",
                                              f"market orders only in the continuous auction (phase {phase})")
@@ -921,7 +990,7 @@ class Engine:
                 self._grp = g = (t, self._nb, GROUP, list(pairs))
                 pushes.append(g)
             return
-        nb = self._nb  # several traders: build each object once, share it
+        nb = self._nb  # several sessions: build each object once, share it
         objs = [(name, BUILDERS[name](args)) for name, args in pairs]
         app = self._pushes.append
         for t in targets:
@@ -963,7 +1032,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------------------
     # cancels
-    def cancel(self, trader, account_id: str, order_id: int | None, market: Any, sysid: str | None, seq: int,
+    def cancel(self, session, account_id: str, order_id: int | None, market: Any, sysid: str | None, seq: int,
                async_call: bool) -> tuple[int, int]:
         """Returns (cancel_result 0/-1, generation)."""
         with self.lock:
@@ -973,7 +1042,7 @@ class Engine:
             mkt = market
             if isinstance(market, str):
                 mkt = xc.MARKET_STR_TO_ENUM_MAPPING.get(market, -1)
-            if not trader._connected:
+            if not session.connected:
                 err = E_CANCEL_DISCONNECTED, msg(E_CANCEL_DISCONNECTED, "交易连接已断开", "not connected to MiniQMT")
             elif account_id not in self.accounts:
                 err = E_CANCEL_UNKNOWN, msg(E_CANCEL_UNKNOWN, "资金账号不存在", f"unknown account {account_id!r}")
@@ -1001,14 +1070,23 @@ class Engine:
             resp_sysid = "" if sysid is None else str(sysid)
             result = -1 if err else 0
             if async_call:
-                self._emit(trader, "on_cancel_order_stock_async_response",
+                self._emit(session, "on_cancel_order_stock_async_response",
                            xt.XtCancelOrderResponse(account_id, result, oid, resp_sysid, seq,
                                                     err[1] if err else ""))
             if err:
-                self._emit(trader, "on_cancel_error",
+                self._emit(session, "on_cancel_error",
                            xt.XtCancelError(account_id, oid, mkt if sysid is not None else
                                             (o.inst.market if o is not None else -1), resp_sysid, err[0], err[1]))
                 return -1, self._bump()
+            f = self.faults
+            if f.late_cancel_n > 0:  # taken now, refused later: the order keeps working, its status unchanged
+                f.late_cancel_n -= 1
+                if f.late_cancel_ms > 0:
+                    self._nb = max(self._nb, time.monotonic()) + f.late_cancel_ms / 1000.0
+                self._emit(session, "on_cancel_error",
+                           xt.XtCancelError(account_id, oid, o.inst.market if sysid is None else mkt, resp_sysid,
+                                            E_CANCEL_LATE, f.late_cancel_text))
+                return 0, self._bump()
             self._finish_cancel(o, pending_push=True)
             return 0, self._bump()
 
@@ -1106,11 +1184,26 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------------------
     # connections
-    def connect(self, trader) -> int:
+    def attach(self, session: Session) -> int:
+        """Connect ``session`` (0), or -1 while MiniQMT is down (Faults.disconnect with ``down_ms``)."""
         with self.lock:
-            if time.time() < self.down_until:
+            if time.time() < self.down_until or session.disconnected:
                 return -1
+            session.connected = True
+            if session not in self.sessions:
+                self.sessions.append(session)
+            self._targets_cache.clear()
             return 0
+
+    def detach(self, session: Session) -> None:
+        """The session ended: what it has queued is still delivered, nothing new is generated for it."""
+        self.flush()
+        with self.lock:
+            session.connected = False
+            if session in self.sessions:
+                self.sessions.remove(session)
+            self._targets_cache.clear()
+        session.stop()
 
     def disconnect_all(self, down_ms: float = 0) -> None:
         with self.lock:
@@ -1118,19 +1211,19 @@ class Engine:
             self.down_until = time.time() + float(down_ms) / 1000.0
             self._dirty_meta["down_until"] = repr(self.down_until)
             self._targets_cache.clear()
-            for t in self.traders:
-                if t._connected:
-                    t._connected = False
-                    t._disconnected = True
+            for t in self.sessions:
+                if t.connected:
+                    t.connected = False
+                    t.disconnected = True
                     self._emit(t, "on_disconnected")
             gen = self._bump()
         self.wait_committed(gen)
 
-    def emit_reply(self, trader, fn: Callable[[Any], None], arg: Any, async_call: bool = True) -> None:
+    def emit_reply(self, session, fn: Callable[[Any], None], arg: Any, async_call: bool = True) -> None:
         """Queue an async query answer behind the pushes already generated (same FIFO as the real wrapper)."""
         with self.lock:
             self._begin(async_call)
-            self._pushes.append((trader, self._nb, fn, arg))
+            self._pushes.append((session, self._nb, fn, arg))
             self._bump()
 
     # ------------------------------------------------------------------------------------------------------
@@ -1172,37 +1265,3 @@ class Engine:
         with self.lock:
             p = self.positions.get(account_id, {}).get(code)
             return self.xt_position(p) if p is not None else None
-
-
-# --- per-path registry ----------------------------------------------------------------------------------------
-
-_registry: dict[str, tuple[Engine, int]] = {}
-_registry_lock = threading.Lock()
-
-
-def acquire_engine(path: Path, config: SimConfig | None) -> Engine:
-    """The process-wide engine of ``path`` (created on first use; the first config wins)."""
-    key = str(path.resolve())
-    with _registry_lock:
-        ent = _registry.get(key)
-        if ent is None:
-            eng = Engine(path, config or SimConfig())
-            _registry[key] = (eng, 1)
-            return eng
-        eng, n = ent
-        _registry[key] = (eng, n + 1)
-        return eng
-
-
-def release_engine(engine: Engine) -> None:
-    key = str(engine.path.resolve())
-    with _registry_lock:
-        ent = _registry.get(key)
-        if ent is None or ent[0] is not engine:
-            return
-        eng, n = ent
-        if n > 1:
-            _registry[key] = (eng, n - 1)
-            return
-        del _registry[key]
-    engine.close()

@@ -1,6 +1,6 @@
 """Prices: the caller controls the last price of every code.
 
-* In-process: ``trader.market.set_price(code, last, prev_close=None, name=None)`` (``MarketView``).
+* In the simulated MiniQMT's process: ``MarketView(server.engine).set_price(code, last, prev_close=None, name=None)``.
 * Cross-process: ``SimControl(path).set_price(...)``.
 * Demo feed: ``RandomWalk`` (``SimConfig.random_walk``), a seeded log-normal walk kept inside the daily limits.
 * Replay: ``replay_csv(target, path, realtime=False, speed=1.0)`` of a tick CSV.
@@ -128,8 +128,8 @@ def read_ticks(path: str | Path) -> list[tuple[str, float | None, float]]:
 
 
 def replay_csv(target: Any, path: str | Path, realtime: bool = False, speed: float = 1.0) -> int:
-    """Apply every tick of ``path`` to ``target`` (an Engine, a MarketView, a SimXtQuantTrader or a SimControl:
-    anything with ``set_price`` or ``market.set_price``). With ``realtime`` the gaps between tick times are
+    """Apply every tick of ``path`` to ``target`` (an Engine, a MarketView or a SimControl: anything with
+    ``set_price`` or ``market.set_price``). With ``realtime`` the gaps between tick times are
     slept (divided by ``speed``). Returns the number of ticks applied."""
     setter = getattr(target, "set_price", None)
     if setter is None:

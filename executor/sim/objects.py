@@ -73,8 +73,8 @@ class SimXtOrderError(xt.XtOrderError):
 
 
 # --- deferred construction -------------------------------------------------------------------------------------
-# A push to a single trader carries its constructor arguments (a tuple of str/int/float: the values are fixed when
-# the event happens) and the object is built on that trader's callback thread just before the callback. Same class,
+# A push to a single session carries its constructor arguments (a tuple of str/int/float: the values are fixed when
+# the event happens) and the object is built on that session's delivery thread just before the callback. Same class,
 # same field values, same attribute order as building it at once; the pending backlog holds no xttype objects
 # (tuples of atoms are untracked by the cyclic GC, which otherwise rescans every pending object).
 

@@ -94,7 +94,7 @@ def test_place_and_wait_resting_order_times_out_working(executor):
 
 def test_place_and_wait_broker_rejection(executor):
     out = _ok(run_example("place_and_wait.py", executor, "--volume", "150"), code=2)
-    assert "rejected by the broker, nothing is working: [SIM][100201]" in out, out
+    assert "rejected by the broker, nothing is working: [COUNTER] [100201]" in out, out
 
 
 # --- sync_client.py -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""End to end: `xtqueue executor --broker qmt-sim` drives the wheel's own XtQuantTrader (through the same adapter as
+"""End to end: `xtqueue executor --broker sim` drives the wheel's own XtQuantTrader (through the same adapter as
 `--broker xt`) over a simulated MiniQMT in its own process, reached by the public client over real Redis. Replies
 are checked against that MiniQMT's own records (SimControl reads its SQLite store)."""
 
@@ -24,7 +24,7 @@ def stack(redis_url, account, tmp_path, redis_client):
     log = open(tmp_path / "executor.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--broker", "qmt-sim", "--qmt-path", str(qmt_path), "--state-dir", str(tmp_path / "state"),
+         "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(tmp_path / "state"),
          "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300"],
         stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "PYTHONUNBUFFERED": "1"})
     try:
@@ -59,7 +59,7 @@ async def test_the_executor_trades_through_the_real_class_on_the_simulated_miniq
     async with Client(redis_url, account, strategy="qmtsim") as client:
         mark = await client.last_event_id()
         pong = await client.ping()  # waits until the executor serves
-        assert (pong.broker, pong.broker_connected) == ("qmt-sim", True)
+        assert (pong.broker, pong.broker_connected) == ("sim", True)
 
         filled = await client.buy("600000.SH", 100, 10.00)
         row = _row(control, account, filled.client_order_id)

@@ -138,7 +138,7 @@ LOADS_THE_BINARY_IF_IT_CAN = textwrap.dedent("""
 @pytest.mark.parametrize("how", ["launcher", "install"])
 def test_under_the_launcher_the_stand_in_wins_over_a_loadable_binary(qmt, tmp_path, how):
     """Paper trading must never reach a real MiniQMT: on Windows the .pyd loads, and the launcher's stand-in must
-    still be the one. The plain install() (used by the executor's --broker qmt-sim) yields to the binary: the
+    still be the one. The plain install() (what an ordinary program calls) yields to the binary: the
     control case, showing the test can tell them apart."""
     server, _ = qmt
     fake = tmp_path / "binary"

@@ -1,4 +1,4 @@
-"""Behaviours of the real class that the in-process twin (executor/sim/trader.py) does not have (issue #11), each
+"""Behaviours of the real class that the in-process twin (executor/sim/trader.py, removed since: issue #11) did not have, each
 shown on the wheel's own XtQuantTrader over the simulated MiniQMT. Counts come from MiniQMT's own records."""
 
 from __future__ import annotations
@@ -131,11 +131,16 @@ def test_a_sync_call_inside_a_callback_does_not_return(qmt, connect, call, relax
 
 
 def test_a_method_the_stand_in_does_not_implement_fails_loudly(connect):
+    """What a newer wheel could reach for (every entry point of the pinned one is answered: test_entry_points.py)."""
+    from xtquant import xtpythonclient
+
     trader, _ = connect()
-    with pytest.raises(MissingEntryPoint, match="QueryCreditDetailReq"):
-        trader.query_credit_detail(ACC)
     with pytest.raises(MissingEntryPoint, match="XtQuantAsyncClient.someNewEntryPoint"):
         trader.async_client.someNewEntryPoint(1)
+    with pytest.raises(MissingEntryPoint, match="xtpythonclient.SomeNewReq"):
+        xtpythonclient.SomeNewReq()
+    with pytest.raises(MissingEntryPoint, match="QueryCreditDetailReq.m_nSomeNewField"):
+        xtpythonclient.QueryCreditDetailReq().m_nSomeNewField = 1
 
 
 def test_the_constructor_installs_its_own_asyncio_loop_on_the_calling_thread(qmt):

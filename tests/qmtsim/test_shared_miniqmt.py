@@ -1,5 +1,5 @@
 """Two executors (leader and hot standby) on ONE simulated MiniQMT, as two Windows workers would share one real
-MiniQMT: the in-process simulator could not give them a shared broker. The leader is SIGKILLed while a strategy
+MiniQMT. The leader is SIGKILLed while a strategy
 places orders; the standby takes over. Duplicates are counted from that MiniQMT's own records."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _executor(redis_url, account, qmt_path, tmp_path, name):
     log = open(tmp_path / f"{name}.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--broker", "qmt-sim", "--qmt-path", str(qmt_path), "--state-dir", str(tmp_path / f"state-{name}"),
+         "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(tmp_path / f"state-{name}"),
          "--executor-id", name, *FLAGS],
         stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "PYTHONUNBUFFERED": "1"})
     log.close()

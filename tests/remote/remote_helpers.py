@@ -59,11 +59,12 @@ class QmtSim:
 
 
 class Executor:
-    """``xtqueue executor --broker qmt-sim`` for one account; ``start()`` again after ``kill()`` (same state dir)."""
+    """``xtqueue executor --broker sim`` on the simulated MiniQMT at qmt_path, for one account; ``start()`` again
+    after ``kill()`` (same state dir)."""
 
     def __init__(self, redis_url: str, account: str, qmt_path: Path, workdir: Path) -> None:
         self.args = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-                     "--broker", "qmt-sim", "--qmt-path", str(qmt_path), "--state-dir", str(workdir / "state"),
+                     "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(workdir / "state"),
                      "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000"]
         self.workdir = workdir
         self.proc: subprocess.Popen | None = None

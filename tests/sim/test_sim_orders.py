@@ -33,7 +33,7 @@ def test_main_board_lot(sim):
     oid = t.order_stock(ACC, "600000.SH", BUY, 150, FIX, 9.50)
     o = t.query_stock_order(ACC, oid)
     assert o.order_status == xc.ORDER_JUNK
-    assert o.status_msg.startswith("[SIM][100201] 委托数量不是整手 / volume 150 is not a multiple of the board lot 100")
+    assert o.status_msg.startswith("[COUNTER] [100201][委托数量不是整手] volume 150 is not a multiple of the board lot 100")
 
 
 def test_t1_stock_vs_t0_convertible_bond(sim):
@@ -183,7 +183,7 @@ def test_tier1_refusals(sim):
     settle(t)
     errs = rec.of("on_order_error")
     assert [e.error_id for e in errs] == [c[-1] for c in cases]
-    assert all(e.order_id == -1 and e.error_msg.startswith("[SIM][") and " / " in e.error_msg for e in errs)
+    assert all(e.order_id == -1 and e.error_msg.startswith("[COUNTER] [") for e in errs)
     assert t.query_stock_orders(ACC) == []
     # an unknown code becomes tradable once priced
     t.market.set_price("600036.SH", 35.00, prev_close=35.00, name="招商银行")

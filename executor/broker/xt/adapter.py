@@ -1,7 +1,7 @@
 """XtBroker: the one adapter between the engine and an ``XtQuantTrader``-shaped object.
 
-The trader comes from a factory ``(path, session) -> trader``: ``xtquant.xttrader.XtQuantTrader`` on Windows,
-``executor.sim.SimXtQuantTrader`` anywhere else. Nothing in this file knows which one it drives.
+The trader comes from a factory ``(path, session) -> trader``: ``xtquant.xttrader.XtQuantTrader``, over the real
+binary (MiniQMT) or over the stand-in of executor/sim/qmt (the simulated MiniQMT). Nothing in this file knows which.
 
 Why it is built the way it is (the facts are listed in docs/architecture.md, "Facts about xtquant"):
 - xtquant's sync calls block with no timeout and are not safe to call concurrently, and constructing a trader
@@ -49,8 +49,9 @@ class XtBroker(base.Broker):
 
     def __init__(self, *, name: str, account_id: str, trader_factory: TraderFactory, path: str,
                  session_ids: Iterable[int], executor_id: str = "", timeout_s: float = 10.0,
-                 account_type: str = "STOCK") -> None:
+                 account_type: str = "STOCK", closers: Iterable[Callable[[], None]] = ()) -> None:
         self.name = name
+        self._closers = list(closers)  # run last by close(): what the factory started (a simulated MiniQMT)
         self._account = StockAccount(account_id, account_type)
         if isinstance(self._account, str):  # xttype returns an error string instead of raising (X11)
             raise ValueError(self._account)
@@ -98,6 +99,11 @@ class XtBroker(base.Broker):
             self._generation = generation  # pushes of older traders are now stale
             callback = _Callback(self, generation)
             trader = self._factory(self._path, session)
+            if not hasattr(trader, "oldloop"):
+                # The wheel's __del__ puts back the main thread's loop from ``oldloop``, which its constructor sets
+                # only on the main thread: built here, on the broker thread, a trader collected on the main thread
+                # would raise AttributeError there. The loop it should find is the one this broker serves.
+                trader.oldloop = self._loop
             trader.register_callback(callback)
             trader.start()
             rc = trader.connect()
@@ -131,6 +137,8 @@ class XtBroker(base.Broker):
             except Exception:
                 log.warning("trader stop() did not finish in time")
         self._thread.shutdown()
+        for close in self._closers:
+            await asyncio.to_thread(close)
 
     # --- orders and cancels -----------------------------------------------------------------------------------
     async def place_order(self, cmd: c.PlaceOrder) -> base.RequestKey:

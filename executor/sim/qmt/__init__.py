@@ -10,6 +10,9 @@ See executor/sim/README.md ("Simulated MiniQMT").
 """
 
 from .install import install, is_stand_in, uninstall
-from .server import QmtSimServer, serve
+from .child import ChildMiniQmt
+from .endpoint import serving
+from .server import FolderBusyError, QmtSimServer, serve
 
-__all__ = ["QmtSimServer", "install", "is_stand_in", "serve", "uninstall"]
+__all__ = ["ChildMiniQmt", "FolderBusyError", "QmtSimServer", "install", "is_stand_in", "serve", "serving",
+           "uninstall"]

@@ -3,10 +3,10 @@
 Loaded under the name ``xtquant.xtpythonclient`` only where the real binary cannot load, it lets the wheel's own,
 unmodified ``xtquant/xttrader.py`` run on Linux against a simulated MiniQMT (``server.py``). It implements exactly
 what ``XtQuantTrader`` uses for stock accounts: the client's lifecycle (``init``/``start``/``stop``/``connect``/
-``setTimeout``/``nextSeq``), every ``bindOn...Callback`` the constructor calls, and the entry points listed in
-``wire.CALLS`` with their request structs. Anything else the wheel reaches for (credit, IPO, transfers, smt,
-export, smart algo) raises ``MissingEntryPoint`` naming it: a newer wheel, or a method not simulated yet, fails
-loudly instead of hanging on an answer that never comes.
+``setTimeout``/``nextSeq``), every ``bindOn...Callback`` the constructor calls, and every entry point the pinned
+wheel's xttrader.py calls (``wire.CALLS``: stock trading, credit, IPO, transfers, smt, export, bank, smart algo)
+with their request structs. Anything else (a newer wheel's new call, a struct field this one does not have)
+raises ``MissingEntryPoint`` naming it: it fails loudly instead of hanging on an answer that never comes.
 
 Like the binary, every call is asynchronous: it sends the request and returns; the answer comes back later through
 the callback the wheel bound for it (``bindOnOrderStockRespCallback(seq, resp)``, ...), called on this client's
@@ -72,6 +72,15 @@ def _as_bool(v: Any) -> bool:
 
 _CONVERT = {"m_n": _as_int, "m_d": _as_double, "m_s": _as_str, "m_b": _as_bool}
 _DEFAULT = {"m_n": 0, "m_d": 0.0, "m_s": "", "m_b": False}
+# the bank/CTP structs name their fields without the m_ type prefix (xtquant/xttrader.py bank_transfer_in, ...)
+_PLAIN = {"account_type": "m_n", "account_id": "m_s", "fund_pwd": "m_s", "direction": "m_n", "bank_account": "m_s",
+          "bank_no": "m_s", "bank_pwd": "m_s", "balance": "m_d", "start_date": "m_s", "end_date": "m_s",
+          "opt_account_id": "m_s", "ft_account_id": "m_s"}
+
+
+def _kind(field: str) -> str:
+    return _PLAIN.get(field) or field[:3]
+
 
 _ACCOUNT = ("m_nAccountType", "m_strAccountID")
 _STRUCTS: dict[str, tuple[str, ...]] = {
@@ -87,6 +96,36 @@ _STRUCTS: dict[str, tuple[str, ...]] = {
     "QueryStockPositionsReq": _ACCOUNT + ("m_strStockCode", "m_strStockCode1"),
     "QueryAccountInfosReq": (),
     "QueryAccountStatusReq": (),
+    "QueryCreditDetailReq": _ACCOUNT,
+    "QueryStkCompactsReq": _ACCOUNT,
+    "QueryCreditSubjectsReq": _ACCOUNT,
+    "QueryCreditSloCodeReq": _ACCOUNT,
+    "QueryCreditAssureReq": _ACCOUNT,
+    "QueryNewPurchaseLimitReq": _ACCOUNT,
+    "QueryIPODataReq": ("m_strIPOType",),
+    "TransferParam": _ACCOUNT + ("m_nOrderType", "m_dPrice", "m_strStockCode", "m_nOrderVolume",
+                                 "m_nCreditTransferType", "m_strStockCode1"),
+    "QueryComFundReq": _ACCOUNT,
+    "QueryComPositionReq": _ACCOUNT,
+    "SmtQueryQuoterReq": _ACCOUNT,
+    "SmtNegotiateOrderReq": _ACCOUNT + ("m_strSrcGroupID", "m_strOrderCode", "m_nDate", "m_nAmount", "m_dApplyRate",
+                                        "m_dSubFareRate", "m_dFineRate"),
+    "SmtAppointmentOrderReq": _ACCOUNT + ("m_strOrderCode", "m_nDate", "m_nAmount", "m_dApplyRate"),
+    "SmtAppointmentCancelReq": _ACCOUNT + ("m_strApplyId",),
+    "SmtQueryOrderReq": _ACCOUNT,
+    "SmtQueryCompactReq": _ACCOUNT,
+    "SmtCompactRenewalReq": _ACCOUNT + ("m_strCompactId", "m_strOrderCode", "m_nDeferDays", "m_nDeferNum",
+                                        "m_dApplyRate"),
+    "SmtCompactReturnReq": _ACCOUNT + ("m_strSrcGroupId", "m_strCompactId", "m_strOrderCode", "m_nOccurAmount"),
+    "QueryPositionStatisticsReq": _ACCOUNT,
+    "BankTransferReq": ("account_type", "account_id", "fund_pwd", "direction", "bank_account", "bank_no", "bank_pwd",
+                        "balance"),
+    "QueryBankInfoReq": ("account_type", "account_id"),
+    "QueryBankAmountReq": ("account_type", "account_id", "bank_no", "bank_account", "bank_pwd"),
+    "QueryBankTransferStreamReq": ("account_type", "account_id", "start_date", "end_date", "bank_no", "bank_account"),
+    "QuerySecuAccountReq": ("account_type", "account_id"),
+    "CtpInternalTransferReq": ("opt_account_id", "ft_account_id", "direction", "balance"),
+    "OperateSmartAlgoTaskReq": _ACCOUNT + ("m_nTaskId", "m_nOperateType"),
 }
 
 
@@ -95,13 +134,13 @@ class _Struct:
 
     def __init__(self) -> None:
         for f in self._fields:
-            object.__setattr__(self, f, _DEFAULT[f[:3]])
+            object.__setattr__(self, f, _DEFAULT[_kind(f)])
         object.__setattr__(self, "_set", set())
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self._fields:
             raise MissingEntryPoint(f"field {type(self).__name__}.{name}")
-        object.__setattr__(self, name, _CONVERT[name[:3]](value))
+        object.__setattr__(self, name, _CONVERT[_kind(name)](value))
         self._set.add(name)
 
     def fields(self) -> dict[str, Any]:
@@ -239,12 +278,16 @@ class XtQuantAsyncClient:
         if fn is not None:
             fn(*args)
 
-    def _call(self, entry: str, seq: int, req: Any) -> None:
+    def _call(self, entry: str, seq: int, *args: Any) -> None:
         struct, _ = CALLS[entry]
-        if type(req).__name__ != struct or not isinstance(req, _Struct):
-            raise TypeError(f"{entry} takes a {struct}, not {type(req).__name__}")
+        if struct is None:
+            fields = {"args": [_raw(entry, a) for a in args]}
+        else:
+            (req,) = args
+            if type(req).__name__ != struct or not isinstance(req, _Struct):
+                raise TypeError(f"{entry} takes a {struct}, not {type(req).__name__}")
+            fields = req.fields()
         seq = _as_int(seq)
-        fields = req.fields()
         conn = self._conn
         if conn is not None:
             try:
@@ -257,6 +300,20 @@ class XtQuantAsyncClient:
             self._fire(binding, args)
 
 
+def _raw(entry: str, a: Any) -> Any:
+    """A raw argument (export_data, smart algo, ...): BSON documents are decoded here, so a malformed one fails at the
+    call, before anything is sent; lists (of BSON documents or of names) element by element."""
+    if isinstance(a, (bytes, bytearray)):
+        from xtquant import xtbson
+
+        return xtbson.BSON(bytes(a)).decode()
+    if isinstance(a, (list, tuple)):
+        return [_raw(entry, x) for x in a]
+    if isinstance(a, str):
+        return a
+    raise TypeError(f"{entry} does not take {type(a).__name__} {a!r}")
+
+
 def _binder(name: str):
     def bind(self: XtQuantAsyncClient, callback: Any) -> None:
         self._binds[name] = callback
@@ -265,8 +322,8 @@ def _binder(name: str):
 
 
 def _caller(name: str):
-    def call(self: XtQuantAsyncClient, seq: int, req: Any) -> None:
-        self._call(name, seq, req)
+    def call(self: XtQuantAsyncClient, seq: int, *args: Any) -> None:
+        self._call(name, seq, *args)
     call.__name__ = name
     return call
 

@@ -89,7 +89,8 @@ def _entry_of_struct(name: str) -> str:
 # the request structs the wheel builds for the served entry points (typed like C++ fields): the simulated
 # MiniQMT's stand-in defines them once
 for _name in _sim._STRUCTS:
-    globals()[_name] = getattr(_sim, _name)
+    if _entry_of_struct(_name) not in UNSERVED:  # the simulated MiniQMT's stand-in also has the unserved ones
+        globals()[_name] = getattr(_sim, _name)
 del _name
 
 
@@ -186,5 +187,6 @@ def _caller(name: str):
 for _name in _sim.BINDINGS:
     setattr(XtQuantAsyncClient, _name, _binder(_name))
 for _name in CALLS:
-    setattr(XtQuantAsyncClient, _name, _caller(_name))
+    if _name not in UNSERVED:
+        setattr(XtQuantAsyncClient, _name, _caller(_name))
 del _name
