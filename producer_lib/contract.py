@@ -74,6 +74,46 @@ _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 # and xtqueue/cli.py import it. Use CODE_RE.fullmatch ("$" alone also matches before a trailing newline).
 CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
 
+# A bare six-digit code's exchange, by its leading digits (the boards of executor/sim/rules.py, plus B shares).
+# Index codes are not orders' business, so 000xxx is Shenzhen; 204xxx (SSE repo) is listed before 200 (SZSE B).
+# A prefix not listed is refused with a clear message: the user adds .SH/.SZ/.BJ.
+_EXCHANGE_OF_PREFIX: tuple[tuple[str, str], ...] = (
+    ("204", "SH"), ("900", "SH"), ("200", "SZ"),
+    ("60", "SH"), ("68", "SH"), ("50", "SH"), ("51", "SH"), ("52", "SH"), ("53", "SH"), ("56", "SH"), ("58", "SH"),
+    ("11", "SH"),
+    ("00", "SZ"), ("30", "SZ"), ("15", "SZ"), ("16", "SZ"), ("12", "SZ"),
+    ("43", "BJ"), ("83", "BJ"), ("87", "BJ"), ("92", "BJ"),
+)
+
+
+def normalize_code(value: Any) -> str:
+    """A code as a person types it, as the wire wants it: ``" 600000.sh"`` → ``"600000.SH"``, and a bare
+    ``"600000"`` → ``"600000.SH"`` by its leading digits (``_EXCHANGE_OF_PREFIX``). ValueError, saying what to
+    type, when it is not a code or its exchange cannot be told. The CLI and the producer library both use it; the
+    executor accepts only the normalized form."""
+    if not isinstance(value, str):
+        raise ValueError(f"code must be a string like '600000.SH', not {value!r}")
+    text = value.strip().upper()
+    if re.fullmatch(r"[0-9]{6}", text):
+        for prefix, exchange in _EXCHANGE_OF_PREFIX:
+            if text.startswith(prefix):
+                return f"{text}.{exchange}"
+        raise ValueError(f"cannot tell the exchange of {value.strip()!r}: give it with its suffix, e.g. "
+                         f"{text}.SH (Shanghai), {text}.SZ (Shenzhen) or {text}.BJ (Beijing)")
+    if not CODE_RE.fullmatch(text):
+        raise ValueError(f"{value!r} is not a code like 600000.SH, 000001.SZ or 830799.BJ (six digits, a dot, the "
+                         "exchange; or the six digits alone)")
+    return text
+
+
+def normalize_side(value: Any) -> str:
+    """``"BUY"``/``" Buy "``/``Side.BUY`` → ``"buy"``; ValueError for anything but buy or sell."""
+    text = str(getattr(value, "value", value)).strip().lower() if isinstance(value, str) else None
+    if text not in ("buy", "sell"):
+        raise ValueError(f"side must be buy or sell, not {value!r}")
+    return text
+
+
 # Bounds of one command entry (docs/protocol.md §2.1). A command has at most 11 fields and a few hundred bytes; an
 # entry beyond these is refused at decode before anything walks it, and what the executor copies of it (dead letter,
 # audit) is cut to them: one hostile entry must not cost the executor a Lua script (Lua 5.1's unpack() stops near
@@ -231,12 +271,22 @@ def stream_id_ms(stream_id: str | bytes) -> int:
 
 
 # --- Enums ------------------------------------------------------------------------------------------------------
-class Side(str, Enum):
+class _TextEnum(str, Enum):
+    """An enum that prints as its value (``print(ack.status)`` → ``reported``, as on the wire)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Side(_TextEnum):
     BUY = "buy"
     SELL = "sell"
 
 
-class PriceType(str, Enum):
+class PriceType(_TextEnum):
     """Price types a strategy may send. The executor maps each onto xtconstant's value."""
 
     LIMIT = "limit"  # FIX_PRICE 11, all exchanges
@@ -264,13 +314,13 @@ PRICE_TYPE_MARKETS: dict[PriceType, frozenset[str]] = {
 }
 
 
-class Market(str, Enum):
+class Market(_TextEnum):
     SH = "SH"
     SZ = "SZ"
     BJ = "BJ"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(_TextEnum):
     """Order status, one per xtconstant ORDER_* value (the number in the comment)."""
 
     UNREPORTED = "unreported"  # 48 未报
@@ -295,7 +345,7 @@ FINAL_ORDER_STATUSES = frozenset(
 )
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(_TextEnum):
     """Why a command failed. Each maps to one exception class in producer_lib (see _exceptions.py)."""
 
     INVALID_REQUEST = "invalid_request"  # malformed, wrong types, failed validation: nothing was placed
@@ -314,7 +364,7 @@ class ErrorCode(str, Enum):
     INTERNAL = "internal"  # executor bug; the command was not executed
 
 
-class OutcomeState(str, Enum):
+class OutcomeState(_TextEnum):
     """What happened to one client order id, as the executor's journal knows it."""
 
     PENDING = "pending"  # intent recorded, broker answer not yet known
@@ -1062,4 +1112,19 @@ COMMAND_STREAM_MAXLEN = 100_000
 DEAD_LETTER_MAXLEN = 100_000
 AUDIT_STREAM_MAXLEN = 2_000_000  # long retention (approximate trim); the executor's rotating file keeps more
 HEARTBEAT_TTL_S = 5
+
+
+def decode_heartbeat(raw: Any) -> dict[str, Any] | None:
+    """The executor's heartbeat (Keys.heartbeat: a JSON object the leading executor rewrites every second, expiring
+    after HEARTBEAT_TTL_S: executor_id, pid, broker, connected, last_seq, ts_ms, version, lease_token), or None when
+    the key is absent or unreadable. The one reader of it outside the executor (CLI and producer library)."""
+    import json
+
+    if raw is None:
+        return None
+    try:
+        beat = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return beat if isinstance(beat, dict) else None
 
