@@ -253,6 +253,33 @@ def model_items(model: Any, skip: Iterable[str] = ()) -> list[tuple[str, Any]]:
     return [(k, getattr(model, k)) for k in type(model).model_fields if k not in skipped]
 
 
+# --- xtqueue status ---------------------------------------------------------------------------------------------
+def status_text_block(rep: dict[str, Any]) -> str:
+    """One account of `xtqueue status`, a few lines."""
+    ex = rep["executor"]
+    if ex["alive"]:
+        broker = f"broker {ex.get('broker')} " + ("connected" if ex.get("connected") is True else "NOT connected")
+        head = (f"account {rep['account']}: executor {ex.get('executor_id')} (pid {ex.get('pid')}) up, leader; "
+                f"{broker}; last beat {ex.get('last_beat_beijing')} ({ex.get('beat_age_s')} s ago)")
+    else:
+        head = f"account {rep['account']}: NO executor (no heartbeat): commands wait (or expire) until one runs"
+    lines = [head]
+    if rep.get("halted"):
+        lines.append(f"  kill switch: HALTED ({rep.get('halt_reason') or 'no reason given'}); lift: xtqueue resume "
+                     f"{rep['account']}")
+    elif rep.get("halted") is None:
+        lines.append(f"  kill switch: {rep.get('halt_reason')}")
+    else:
+        lines.append("  kill switch: off")
+    for st in rep.get("command_streams", []):
+        waiting = "?" if st["waiting"] is None else st["waiting"]
+        unanswered = "?" if st["unanswered"] is None else st["unanswered"]
+        lines.append(f"  {st['stream']}: {st['length']} kept, {waiting} waiting, {unanswered} being executed")
+    last = rep.get("last_event")
+    lines.append(f"  last event: #{last['seq']} at {last['beijing']}" if last else "  last event: none")
+    return "\n".join(lines)
+
+
 # --- events -----------------------------------------------------------------------------------------------------
 def event_details(msg: Any) -> str:
     """The key fields of one event, as short ``name=value`` text."""

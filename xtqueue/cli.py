@@ -600,23 +600,121 @@ def asset(g: Globals, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--ping", "with_ping", is_flag=True,
+              help="Also ask the executor of --account (a round trip) for its ping and the broker's account status.")
 @_json_option
 @click.pass_obj
-def status(g: Globals, as_json: bool) -> None:
-    """Account status and executor health (账户状态).
+def status(g: Globals, with_ping: bool, as_json: bool) -> None:
+    """Is an executor up, for every account on this Redis (执行器状态).
 
-    The account status as the broker reports it, and the executor's ping.
+    Read from Redis alone, in milliseconds, whether or not an executor runs: per account its heartbeat (executor,
+    leader, broker connected, last beat in Beijing time), the kill switch, the command streams' backlog (waiting =
+    not yet read, unanswered = read, not yet acknowledged) and the last event. All accounts with a heartbeat or
+    streams unless --account is given. Exit 0 when every account shown has a live executor with its broker
+    connected, else 1.
     """
-    with _client(g) as c:
-        t0 = time.perf_counter()
-        pong = c.ping()
-        rtt_ms = (time.perf_counter() - t0) * 1000
-        account_status = c.query_account_status()
+    client = _redis_checked(g)
+    try:
+        accounts = [g.account] if g.account_given else (_accounts_on(client) or [g.account])
+        reports = [_account_report(client, account) for account in accounts]
+    finally:
+        client.close()
+    extra: dict[str, Any] = {}
+    if with_ping:
+        with _client(g) as c:
+            t0 = time.perf_counter()
+            pong = c.ping()
+            extra = {"ping": pong, "round_trip_ms": round((time.perf_counter() - t0) * 1000, 3),
+                     "account_status": c.query_account_status()}
+    healthy = all(rep["executor"]["alive"] and rep["executor"].get("connected") is True for rep in reports)
     if as_json:
-        r.print_json({"account_status": account_status, "ping": pong, "round_trip_ms": round(rtt_ms, 3)})
-        return
-    r.print_kv(f"account {g.account}", r.model_items(account_status))
-    r.print_kv("executor", [*r.model_items(pong), ("round_trip_ms", round(rtt_ms, 3))])
+        r.print_json({"accounts": reports, **extra})
+    else:
+        for rep in reports:
+            click.echo(r.status_text_block(rep))
+        if extra:
+            r.print_kv(f"account {g.account} (broker)", r.model_items(extra["account_status"]))
+            r.print_kv("executor ping", [*r.model_items(extra["ping"]), ("round_trip_ms", extra["round_trip_ms"])])
+    if not healthy:
+        sys.exit(r.EXIT_ERROR)
+
+
+def _accounts_on(client: Any) -> list[str]:
+    """Accounts with a heartbeat or a command/event stream on this Redis (SCAN; a user without SCAN sees none)."""
+    from producer_lib import contract
+
+    found: set[str] = set()
+    pattern = re.compile(re.escape(contract.KEY_PREFIX) + r":\{([^}]+)\}:(heartbeat|events|cmd)$")
+    try:
+        for key in client.scan_iter(match=f"{contract.KEY_PREFIX}:{{*}}:*", count=1000):
+            m = pattern.match(key.decode() if isinstance(key, bytes) else key)
+            if m:
+                found.add(m.group(1))
+    except Exception:  # noqa: BLE001 - an ACL user may not SCAN: the caller falls back to --account
+        return []
+    return sorted(found)
+
+
+def _account_report(client: Any, account: str) -> dict[str, Any]:
+    """What Redis alone says about one account's executor (see `status`)."""
+    import redis
+
+    from producer_lib import contract
+
+    keys = contract.Keys(account)
+    beat = read_heartbeat(client, account)
+    now_ms = time.time() * 1000
+    executor: dict[str, Any] = {"alive": beat is not None and not beat.get("unreadable")}
+    if beat and not beat.get("unreadable"):
+        ts_ms = beat.get("ts_ms") if isinstance(beat.get("ts_ms"), (int, float)) else None
+        executor.update({
+            "executor_id": beat.get("executor_id"), "pid": beat.get("pid"), "broker": beat.get("broker"),
+            "connected": beat.get("connected", beat.get("broker_connected")), "version": beat.get("version"),
+            # Only the leading executor writes the heartbeat (a standby must not look live): its writer leads.
+            "leader": beat.get("executor_id"), "last_event_seq": beat.get("last_seq"),
+            "last_beat_ms": ts_ms, "last_beat_beijing": r.fmt_beijing(ts_ms / 1000) if ts_ms else None,
+            "beat_age_s": round(max(0.0, now_ms - ts_ms) / 1000, 1) if ts_ms else None,
+        })
+    report: dict[str, Any] = {"account": account, "executor": executor}
+    try:
+        _, halted, reason = contract.halt_state(client.xrevrange(keys.halt, "+", "-", count=1))
+        report["halted"], report["halt_reason"] = halted, reason
+    except (redis.RedisError, ValueError) as exc:
+        report["halted"], report["halt_reason"] = None, f"unreadable: {exc}"
+    streams = []
+    try:
+        names = {keys.commands} | {k.decode() if isinstance(k, bytes) else k
+                                   for k in client.scan_iter(match=f"{keys.base}:cmd:*", count=1000)}
+    except redis.RedisError:
+        names = {keys.commands}
+    for name in sorted(names):
+        try:
+            length = client.xlen(name)
+            if not length and not client.exists(name):
+                continue
+            entry: dict[str, Any] = {"stream": name, "length": length, "waiting": None, "unanswered": None}
+            for group in client.xinfo_groups(name):
+                group = {(k.decode() if isinstance(k, bytes) else k): v for k, v in group.items()}
+                gname = group.get("name")
+                if (gname.decode() if isinstance(gname, bytes) else gname) == contract.COMMAND_GROUP:
+                    entry["waiting"], entry["unanswered"] = group.get("lag"), group.get("pending")
+            streams.append(entry)
+        except redis.RedisError:
+            continue
+    report["command_streams"] = streams
+    try:
+        newest = client.xrevrange(keys.events, "+", "-", count=1)
+    except redis.RedisError:
+        newest = []
+    if newest:
+        sid, fields = newest[0]
+        seq = fields.get(contract.F_SEQ.encode(), fields.get(contract.F_SEQ))
+        ms = contract.stream_id_ms(sid)
+        report["last_event"] = {"seq": int(seq) if seq else None, "stream_id": contract._text(sid),
+                                "beijing": r.fmt_beijing(ms / 1000)}
+    else:
+        report["last_event"] = None
+    return report
 
 
 @cli.command()
