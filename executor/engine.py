@@ -1013,8 +1013,7 @@ class Executor:
         it ran (a copy may come seconds later), a query's only while it runs."""
         env = job.env
         assert env is not None
-        body = c._field(job.entry.fields, c.F_BODY)
-        digest = hashlib.blake2b(body if isinstance(body, bytes) else str(body or "").encode(), digest_size=16)
+        digest = hashlib.blake2b(c.body_bytes(job.entry.fields), digest_size=16)
         key = (env.reply_to, env.command_id, env.type, digest.digest())
         first = self._firsts.get(key)
         if first is None:
@@ -1279,7 +1278,7 @@ class Executor:
             item.reply_to = reply_to
             item.reply = c.encode_reply(account=self.keys.account, command_id=env.command_id,
                                         command_type=command_type, client_order_id=coid, result=outcome.result,
-                                        error=outcome.error)
+                                        error=outcome.error, version=env.version)
         if outcome.dead_reason is not None:
             item.dead = self._dead_letter(entry, outcome, replied=reply_to is not None)
         future = asyncio.get_running_loop().create_future()

@@ -549,7 +549,7 @@ def decode_event_entry(stream_id: Any, fields: dict) -> EventMessage:
                 return ""
 
         try:
-            body = contract.unpack(contract._field(fields, contract.F_BODY) or contract.pack({}))
+            body = contract.read_body(fields)
         except Exception:
             body = None
         raw = dict(body) if isinstance(body, dict) else {"body": body}
