@@ -1097,8 +1097,9 @@ class _ExecutorCommand(click.Command):
             try:
                 self.params.extend(settings_options())
             except ImportError as exc:
-                self._load_error = (f"the executor is not installed here ({exc}); "
-                                    "install it with: pip install 'xtqueue[executor]'")
+                self._load_error = (f"the executor is not installed here ({exc}); it needs the 'executor' extra: "
+                                    "pip install '<the xtqueue wheel or checkout>[executor]' (README, Running the "
+                                    "executor on Windows, step 2)")
         return super().get_params(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -1295,3 +1296,8 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
         click.echo(f"qmt-sim: serving {qmt_path} on {host}:{port}, accounts {', '.join(config.accounts)}")
 
     serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready)
+
+
+# Commands that use neither Redis nor an account of the group's options take none of them after their name.
+acl_command.no_globals = True  # type: ignore[attr-defined]
+qmt_sim.no_globals = True  # type: ignore[attr-defined]

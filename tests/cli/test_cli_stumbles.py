@@ -74,7 +74,8 @@ def test_argument_mistakes_are_two_lines_without_traceback(args, says):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="the real xtquant client does load on Windows")
 def test_broker_xt_off_windows_is_one_line():
-    proc = xtq("executor", "--broker", "xt", "--qmt-path", str(ROOT), "--redis-url", f"redis://127.0.0.1:{_closed_port()}/0")
+    proc = xtq("executor", "--broker", "xt", "--qmt-path", str(ROOT), "--redis-url",
+               f"redis://127.0.0.1:{_closed_port()}/0")
     assert proc.returncode == 1
     _short_and_clean(proc, max_lines=1)
     assert "--broker sim" in proc.stderr and "Nothing was started" in proc.stderr
