@@ -1170,8 +1170,6 @@ def _check_real_xtquant() -> None:
 def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
                     redis_kwargs: dict[str, Any] | None = None) -> tuple[int, str]:
     """(exit code, reason) from the account's heartbeat key: 0 only if present and the broker is connected."""
-    import json
-
     import redis
     from producer_lib import contract
 
@@ -1187,12 +1185,9 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
         return 1, f"unhealthy: cannot read {key} from Redis ({exc})"
     if raw is None:
         return 1, f"unhealthy: no heartbeat at {key}: the executor is not running (or not on this Redis/account)"
-    try:
-        beat = json.loads(raw)
-        if not isinstance(beat, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        return 1, f"unhealthy: heartbeat at {key} is not readable JSON ({exc})"
+    beat = contract.decode_heartbeat(raw)  # the one reader of the heartbeat outside the executor
+    if beat is None:
+        return 1, f"unhealthy: heartbeat at {key} is not a readable JSON object"
     who = beat.get("executor_id") or "executor"
     age = ""
     ts_ms = beat.get("ts_ms")
