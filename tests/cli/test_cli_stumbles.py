@@ -299,3 +299,24 @@ def test_tail_announces_itself_on_stderr(redis_url, account):
 def test_py_typed_ships():
     for package in ("producer_lib", "xtqueue", "executor"):
         assert (ROOT / package / "py.typed").is_file()
+
+
+# --- the journal's folder does not depend on the current directory -------------------------------------------------
+def test_state_dir_and_sim_path_default_to_the_user_data_folder(tmp_path):
+    """Started from two different folders, the executor's defaults are the same per-user folder (platformdirs), not
+    ./xtqueue-state: a start from elsewhere would otherwise be a fresh journal (idempotency lost)."""
+    env = {k: v for k, v in _env(HOME=str(tmp_path / "home"), XDG_DATA_HOME="").items() if k != "XDG_DATA_HOME"}
+    code = ("from executor.config import ExecutorSettings as S; s = S(); "
+            "print(s.state_dir); print(s.sim_path); print(S(state_dir='rel').state_dir)")
+    outs = []
+    for cwd in (tmp_path, ROOT):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(cwd),
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout.splitlines())
+    (state, sim, rel), (state2, sim2, rel2) = outs
+    assert state == state2 == str(tmp_path / "home" / ".local" / "share" / "xtqueue" / "state")
+    assert sim == sim2 == str(tmp_path / "home" / ".local" / "share" / "xtqueue" / "sim")
+    assert rel == str(tmp_path / "rel") and rel2 == str(ROOT / "rel")  # a relative path is made absolute, once
+    help_text = "".join(xtq("executor", "--help", env=env).stdout.split())  # the help wraps long defaults
+    assert str(tmp_path / "home" / ".local" / "share" / "xtqueue" / "state") in help_text
