@@ -47,7 +47,8 @@ def run(settings: ExecutorSettings) -> int:
     configure(settings.log_level, settings.log_json)
     hide(*_secrets(settings))
     log.info("starting executor", account=settings.account, broker=settings.broker,
-             redis=mask_url(settings.redis_url), state_dir=str(settings.state_dir))
+             redis=mask_url(settings.redis_url), state_dir=str(settings.state_dir),
+             **({"sim_path": str(settings.sim_path)} if settings.broker == "sim" else {}))
     try:
         fenced = asyncio.run(_main(settings))
         return EXIT_LEASE_LOST if fenced else 0

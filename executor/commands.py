@@ -49,8 +49,7 @@ class Commands:
         kept after it ran (a copy may come seconds later), a query's only while it runs."""
         env = job.env
         assert env is not None
-        body = c._field(job.entry.fields, c.F_BODY)
-        digest = hashlib.blake2b(body if isinstance(body, bytes) else str(body or "").encode(), digest_size=16)
+        digest = hashlib.blake2b(c.body_bytes(job.entry.fields), digest_size=16)
         key = (env.reply_to, env.command_id, env.type, digest.digest())
         first = self._firsts.get(key)
         if first is None:

@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from producer_lib import contract as c
@@ -72,6 +72,15 @@ class RiskLimits(BaseModel):
         return max(1, math.ceil(self.max_orders_per_s_per_strategy or 1))
 
 
+def data_dir() -> Path:
+    """The per-user data folder (platformdirs): %LOCALAPPDATA%\\xtqueue on Windows, ~/.local/share/xtqueue on
+    Linux. The journal's default home: a folder relative to wherever the executor happens to be started would be
+    a fresh, empty journal after a start from elsewhere (and its idempotency lost with it)."""
+    from platformdirs import user_data_path
+
+    return user_data_path("xtqueue", appauthor=False)
+
+
 class ExecutorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="XTQUEUE_", extra="forbid", frozen=True)
 
@@ -94,8 +103,9 @@ class ExecutorSettings(BaseSettings):
     qmt_path: Path | None = Field(None, description="xt: full path of MiniQMT's userdata_mini folder")
     session_ids: list[int] = Field(default_factory=lambda: list(range(100, 200)),
                                    description="pool of xtquant session ids, one drawn per (re)connect")
-    sim_path: Path = Field(Path("xtqueue-sim"), description="sim: the folder a simulated MiniQMT serves (its SQLite "
-                                                            "state lives there); xtqueue qmt-sim --path DIR")
+    sim_path: Path = Field(default_factory=lambda: data_dir() / "sim",
+                           description="sim: the folder a simulated MiniQMT serves (its SQLite state lives there; "
+                                       "xtqueue qmt-sim --path DIR); made absolute, printed at start")
     sim_cash: float = Field(1_000_000.0, description="sim: starting cash of the account on a fresh simulator")
     sim_random_walk: bool = Field(False, description="sim: move prices by a seeded random walk (demo)")
     sim_seed: int = Field(7, description="sim: random walk seed")
@@ -137,7 +147,9 @@ class ExecutorSettings(BaseSettings):
                                                           "this often (keep it well under lease_ms)")
 
     # Local durable state (journal of order intents, event spool)
-    state_dir: Path = Field(Path("xtqueue-state"), description="folder of the executor's SQLite journal and spool")
+    state_dir: Path = Field(default_factory=lambda: data_dir() / "state",
+                            description="folder of the executor's SQLite journal and spool (made absolute, printed "
+                                        "at start; keep it the same across restarts)")
     journal_retention_days: int = Field(3, ge=1, description="keep client order id records this many days")
     journal_fsync: bool = Field(False, description="fsync every journal commit (SQLite synchronous=FULL); off = "
                                                    "durable across executor crashes, not across power loss (the "
@@ -176,6 +188,19 @@ class ExecutorSettings(BaseSettings):
     @classmethod
     def _valid_account(cls, v: str) -> str:
         return c.validate_account(v)
+
+    @field_validator("state_dir", "sim_path")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        """A relative folder is taken from the current directory once, here, and shown absolute from then on."""
+        return v.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _broker_needs_path(self) -> ExecutorSettings:
+        if self.broker == "xt" and self.qmt_path is None:
+            raise ValueError("broker xt needs qmt_path (--qmt-path): the full path of MiniQMT's userdata_mini folder "
+                             "(for the simulated MiniQMT use --broker sim --sim-path DIR)")
+        return self
 
     # Set by load(config_file=...) on a one-off subclass; XTQUEUE_CONFIG names a file otherwise.
     _config_file: ClassVar[Path | None] = None

@@ -494,9 +494,9 @@ def _record_of(fields: dict[str, Any]) -> _Record:
     """The record an encoded event keeps (a spooled one: decoded again)."""
     etype = fields.get(c.F_TYPE)
     if etype == c.OrderFilled.TYPE:
-        return _record_of_event(c.OrderFilled.model_validate(c.unpack(fields[c.F_BODY])))
+        return _record_of_event(c.OrderFilled.model_validate(c.read_body(fields)))
     if etype == c.OrderUpdated.TYPE:
-        return _record_of_event(c.OrderUpdated.model_validate(c.unpack(fields[c.F_BODY])))
+        return _record_of_event(c.OrderUpdated.model_validate(c.read_body(fields)))
     return _NOT_RECORDED
 
 

@@ -58,7 +58,7 @@ class Settler:
             item.reply_to = reply_to
             item.reply = c.encode_reply(account=self.keys.account, command_id=env.command_id,
                                         command_type=command_type, client_order_id=coid, result=outcome.result,
-                                        error=outcome.error)
+                                        error=outcome.error, version=env.version)
         if outcome.dead_reason is not None:
             item.dead = self._dead_letter(entry, outcome, replied=reply_to is not None)
         future = asyncio.get_running_loop().create_future()

@@ -17,10 +17,12 @@ from ._exceptions import (
     Conflict,
     Expired,
     ExecutorError,
+    ExecutorNotRunning,
     Halted,
     InvalidRequest,
     NotFound,
     OutcomeUnknown,
+    RedisUnavailable,
     Rejected,
     RiskRejected,
     Unauthorized,
@@ -85,6 +87,7 @@ __all__ = [
     "Event",
     "EventMessage",
     "ExecutorError",
+    "ExecutorNotRunning",
     "ExecutorStarted",
     "ExecutorStopped",
     "Expired",
@@ -107,6 +110,7 @@ __all__ = [
     "PositionReport",
     "PositionUpdated",
     "PriceType",
+    "RedisUnavailable",
     "Rejected",
     "RiskRejected",
     "Side",
@@ -120,6 +124,7 @@ __all__ = [
 # Tracebacks and reprs show the public path (producer_lib.Client), not the private module.
 for _name in ("Client", "SyncClient", "Gap", "XtqueueError", "OutcomeUnknown", "CommandTimeout", "Rejected",
               "Expired", "InvalidRequest", "BrokerRejected", "BrokerUnavailable", "RiskRejected", "Halted",
-              "Unauthorized", "Conflict", "NotFound", "ExecutorError", "ClientClosed"):
+              "Unauthorized", "Conflict", "NotFound", "ExecutorError", "ExecutorNotRunning", "RedisUnavailable",
+              "ClientClosed"):
     globals()[_name].__module__ = __name__
 del _name

@@ -24,9 +24,11 @@ from ._connections import REDIS_DOWN_ERRORS
 from ._exceptions import (
     ClientClosed,
     CommandTimeout,
+    ExecutorNotRunning,
     Expired,
     InvalidRequest,
     OutcomeUnknown,
+    RedisUnavailable,
     Rejected,
     Unauthorized,
     XtqueueError,
@@ -76,6 +78,15 @@ RECONNECT_BACKOFF_MAX_S = 2.0
 READ_BLOCK_MS = 2_000
 READ_COUNT = 256
 CONNECTION_ERRORS = REDIS_DOWN_ERRORS  # producer_lib/_connections.py
+# require_executor: a heartbeat seen this recently is not read again before the next command.
+HEARTBEAT_FRESH_S = 1.0
+
+
+def connect_failed(exc: BaseException) -> bool:
+    """True when redis-py failed to OPEN the connection (refused, unknown host, connect timeout): nothing was
+    written, so the command never reached Redis. A failure on an open connection may have delivered it."""
+    text = str(exc)
+    return "connecting to" in text or text.startswith("Timeout connecting")
 
 
 class _DefaultType:
@@ -137,6 +148,7 @@ class Prepared:
     copies: int = 1  # entries that may have reached the stream (an XADD that failed on the connection may have)
     refusals: int = 0  # Unauthorized replies received so far
     held: Reply | None = None  # a refusal that did not settle the call (see BaseClient._held)
+    connect_failures: int = 0  # XADDs that failed to open their connection (so never reached Redis)
 
     def retry_entry(self, now: float) -> dict[str, Any] | None:
         """The same entry with its ttl reduced by the time spent so far, or None when no time is left.
@@ -169,7 +181,7 @@ class BaseClient:
 
     def __init__(self, account: str | None, *, strategy: str = "", client_id: str | None = None,
                  key_prefix: str = contract.KEY_PREFIX, signing_key: str | bytes | None = None,
-                 key_id: str | None = None) -> None:
+                 key_id: str | None = None, require_executor: bool = False) -> None:
         if account is None:
             raise TypeError("account is required (the fund account id the executor serves)")
         self._keys = Keys(account, key_prefix)
@@ -193,6 +205,11 @@ class BaseClient:
         # answers only into that strategy's reply streams; contract.Keys.command_stream).
         self._command_key = self._keys.command_stream(strategy)
         self._state = ClientState.UNOPENED
+        # Read the heartbeat before sending (at most once a second): no executor → ExecutorNotRunning, nothing sent.
+        # Off by default: a command sent while a standby takes over (no heartbeat for about a second) is served by
+        # it; with this on, the caller gets the refusal and decides.
+        self.require_executor = require_executor
+        self._executor_seen_at = float("-inf")
 
     @property
     def account(self) -> str:
@@ -280,6 +297,10 @@ class BaseClient:
         if strategy not in (None, self.strategy):
             raise _local_invalid(f"this client speaks for strategy {self.strategy!r} (its command stream); "
                                  f"create a Client(strategy={strategy!r}) to send as another", coid)
+        try:  # the same normalization as the CLI (contract.normalize_code): case, bare six digits
+            code, side = contract.normalize_code(code), contract.normalize_side(side)
+        except ValueError as exc:
+            raise _local_invalid(str(exc), coid) from None
         command = self._model(PlaceOrder, coid, client_order_id=coid, code=code, side=side, volume=volume,
                               price=price, price_type=price_type, strategy=self.strategy, xt_remark=xt_remark,
                               xt_strategy_name=xt_strategy_name)
@@ -308,6 +329,11 @@ class BaseClient:
         return self._build_query(QueryAsset, AssetReport, started=started)
 
     def _build_query_positions(self, code: str | None, started: float) -> Prepared:
+        if code is not None:
+            try:
+                code = contract.normalize_code(code)
+            except ValueError as exc:
+                raise _local_invalid(str(exc)) from None
         return self._build_query(QueryPositions, PositionsResult, started=started,
                                  unwrap=lambda r: list(r.positions), code=code)
 
@@ -393,6 +419,26 @@ class BaseClient:
             message = f"no reply to {prep.command_type} within {prep.wait_s:.1f} s (is the executor running?)"
         return CommandTimeout(message, command_id=prep.command_id, client_order_id=coid)
 
+    def _heartbeat_verdict(self, raw: Any, now: float, prep: Prepared) -> None:
+        """Raise ExecutorNotRunning when the heartbeat key held nothing (``raw`` None); note a live one."""
+        if contract.decode_heartbeat(raw) is not None:
+            self._executor_seen_at = now
+            return
+        raise ExecutorNotRunning(
+            f"no executor serves account {self.account}: its heartbeat {self._keys.heartbeat} is absent (not "
+            "running, or on another Redis/database or account); nothing was sent",
+            command_id=prep.command_id, client_order_id=prep.client_order_id or None,
+            details={"raised": "locally, nothing was sent"})
+
+    @staticmethod
+    def _unreachable(prep: Prepared, exc: Exception) -> RedisUnavailable:
+        return RedisUnavailable(f"Redis did not answer ({type(exc).__name__}: {exc}): {prep.command_type} was not "
+                                "sent", command_id=prep.command_id, client_order_id=prep.client_order_id or None,
+                                details={"raised": "locally, nothing was sent"})
+
+    def _heartbeat_due(self, now: float) -> bool:
+        return self.require_executor and now - self._executor_seen_at >= HEARTBEAT_FRESH_S
+
     @staticmethod
     def _send_error(prep: Prepared, exc: Exception, attempts: int) -> XtqueueError:
         """What a failed XADD becomes. Only connection failures leave the outcome unknown."""
@@ -401,6 +447,10 @@ class BaseClient:
         if isinstance(exc, (redis_errors.AuthenticationError, redis_errors.AuthorizationError,
                             redis_errors.NoPermissionError)):
             return Unauthorized(f"Redis refused the command: {exc}", **ids)
+        if isinstance(exc, CONNECTION_ERRORS) and prep.connect_failures >= attempts:
+            return RedisUnavailable(
+                f"could not connect to Redis ({type(exc).__name__}: {exc}; {attempts} attempts): {prep.command_type} "
+                "never left, nothing was sent", **ids, details={"raised": "locally, nothing was sent"})
         if isinstance(exc, CONNECTION_ERRORS):
             return OutcomeUnknown(
                 f"sending {prep.command_type} failed {attempts} times ({type(exc).__name__}: {exc}); an attempt may "
@@ -502,7 +552,7 @@ def decode_event_entry(stream_id: Any, fields: dict) -> EventMessage:
                 return ""
 
         try:
-            body = contract.unpack(contract._field(fields, contract.F_BODY) or contract.pack({}))
+            body = contract.read_body(fields)
         except Exception:
             body = None
         raw = dict(body) if isinstance(body, dict) else {"body": body}

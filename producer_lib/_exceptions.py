@@ -12,7 +12,9 @@
     │   ├── Halted                    the account's kill switch is on
     │   ├── Unauthorized              signature or Redis permission missing / wrong
     │   ├── Conflict                  client order id reused with different order fields
-    │   └── NotFound                  the order to cancel / query does not exist
+    │   ├── NotFound                  the order to cancel / query does not exist
+    │   ├── ExecutorNotRunning        no executor's heartbeat for the account: nothing was sent (raised locally)
+    │   └── RedisUnavailable          Redis could not be connected to: the command never left (raised locally)
     └── ExecutorError                 the executor failed internally; the command was not executed
 
     ClientClosed (RuntimeError)       misuse: the client was closed (outside the tree)
@@ -105,6 +107,14 @@ class Conflict(Rejected):
 
 class NotFound(Rejected):
     """The order to cancel or query does not exist."""
+
+
+class ExecutorNotRunning(Rejected):
+    """No executor's heartbeat was found for the account before sending (``require_executor=True``), so nothing was sent."""
+
+
+class RedisUnavailable(Rejected):
+    """Every attempt failed to open a connection to Redis (refused, unknown host, connect timeout), so nothing was sent."""
 
 
 class ExecutorError(XtqueueError):

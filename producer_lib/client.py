@@ -32,6 +32,7 @@ from ._base import (
     Gap,
     Prepared,
     check_given_redis,
+    connect_failed,
     decode_event_entry,
     event_types_filter,
     normalize_from_id,
@@ -75,9 +76,9 @@ class Client(BaseClient):
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", account: str | None = None, *,
                  strategy: str = "", client_id: str | None = None, redis: aioredis.Redis | None = None,
                  key_prefix: str = contract.KEY_PREFIX, signing_key: str | bytes | None = None,
-                 key_id: str | None = None, **redis_kwargs: Any) -> None:
+                 key_id: str | None = None, require_executor: bool = False, **redis_kwargs: Any) -> None:
         super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix,
-                         signing_key=signing_key, key_id=key_id)
+                         signing_key=signing_key, key_id=key_id, require_executor=require_executor)
         if redis is not None:
             check_given_redis(redis)
             self._redis = redis
@@ -274,6 +275,8 @@ class Client(BaseClient):
     async def _call(self, build: Callable[[float], Prepared]) -> Any:
         self._check_open()
         prep = build(time.monotonic())  # validates locally: an invalid request raises before anything is sent
+        if self._heartbeat_due(time.monotonic()):
+            await self._check_executor(prep)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # Registered before the XADD: a reply arriving before we wait must find its future.
         self._pending[prep.command_id] = (future, prep)
@@ -287,6 +290,17 @@ class Client(BaseClient):
         finally:
             self._pending.pop(prep.command_id, None)
         return self._finish(prep, reply)
+
+    async def _check_executor(self, prep: Prepared) -> None:
+        """require_executor: ExecutorNotRunning (nothing sent) when the account's heartbeat key is absent."""
+        now = time.monotonic()
+        try:
+            raw = await self._redis.get(self._keys.heartbeat)
+        except CONNECTION_ERRORS as exc:  # only a GET failed: nothing was sent either way
+            raise self._unreachable(prep, exc) from exc
+        except redis_errors.NoPermissionError:  # an ACL user from before the heartbeat rule: cannot tell
+            return
+        self._heartbeat_verdict(raw, now, prep)
 
     async def _send(self, prep: Prepared) -> None:
         """XADD the entry; on a connection failure re-send the SAME entry (same command id and client order id,
@@ -303,6 +317,7 @@ class Client(BaseClient):
                 raise self._send_error(prep, exc, attempt) from exc
             except CONNECTION_ERRORS as exc:
                 error: Exception = exc
+                prep.connect_failures += connect_failed(exc)
             except redis_errors.RedisError as exc:
                 raise self._send_error(prep, exc, attempt) from exc
             if self._state is ClientState.CLOSED:

@@ -39,12 +39,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from producer_lib.ashare import CODE_RE  # the one definition of a code's shape (re-exported: contract.CODE_RE)
 
-PROTOCOL_VERSION = "2"  # 2: one command stream per strategy (Keys.command_stream)
+# 3: every scalar of a body is a plain-text field of its own (b.<name>), so `redis-cli XRANGE` shows what was ordered,
+#    filled and held; nested values and None as JSON text (j.<name>). 2: the body as one msgpack field ("body"),
+#    still read (an executor answers a v2 command with a v2 reply). 2 itself: one command stream per strategy.
+PROTOCOL_VERSION = "3"
+SUPPORTED_VERSIONS = frozenset({"2", "3"})
 KEY_PREFIX = "xtq"
 COMMAND_GROUP = "executors"
 
-# --- Envelope field names (plain-text routing fields; the body is msgpack) -------------------------------------
-F_VERSION = "v"  # protocol version, "1"
+# --- Envelope field names (plain-text routing fields; the body follows as b.* / j.* fields) --------------------
+F_VERSION = "v"  # protocol version, "3"
 F_TYPE = "type"  # command type (place_order, ...), "reply", or event type (order_updated, ...)
 F_ACCOUNT = "account"  # fund account id
 F_ID = "id"  # command id (on a reply: the id of the command it answers)
@@ -63,8 +67,13 @@ F_CMD = "cmd"  # replies: type of the command answered
 F_SEQ = "seq"  # events: per-account sequence number, 1, 2, 3, ...; a hole marks possibly missing events
 F_ORDER_ID = "order_id"  # events: broker order id ("" if unknown)
 F_TS_MS = "ts_ms"  # replies / events: executor wall clock when written
-F_BODY = "body"  # msgpack payload
-F_SIG = "sig"  # reserved: HMAC signature of a signed command
+F_BODY = "body"  # protocol 2 only: the whole body as msgpack
+F_SIG = "sig"  # HMAC signature of a signed command (producer_lib/signing.py)
+# Protocol 3 body fields: "b.<path>" holds a scalar as text (str as is, numbers in decimal, bools true/false), and
+# "j.<path>" a list, dict or None as JSON; <path> names a nested report's field as "order.code". Prefixed, so a body
+# field never takes an envelope field's name (an event's body has its own order_id and seq).
+F_SCALAR_PREFIX = "b."
+F_JSON_PREFIX = "j."
 _ENVELOPE_NAMES = (F_VERSION, F_TYPE, F_ACCOUNT, F_ID, F_COID, F_REPLY_TO, F_TTL_MS, F_SENT_MS, F_STRATEGY, F_BODY,
                    F_SIG)  # a command's fields
 
@@ -72,6 +81,46 @@ CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the cl
 _COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+
+# A bare six-digit code's exchange, by its leading digits (the boards of executor/sim/rules.py, plus B shares).
+# Index codes are not orders' business, so 000xxx is Shenzhen; 204xxx (SSE repo) is listed before 200 (SZSE B).
+# A prefix not listed is refused with a clear message: the user adds .SH/.SZ/.BJ.
+_EXCHANGE_OF_PREFIX: tuple[tuple[str, str], ...] = (
+    ("204", "SH"), ("900", "SH"), ("200", "SZ"),
+    ("60", "SH"), ("68", "SH"), ("50", "SH"), ("51", "SH"), ("52", "SH"), ("53", "SH"), ("56", "SH"), ("58", "SH"),
+    ("11", "SH"),
+    ("00", "SZ"), ("30", "SZ"), ("15", "SZ"), ("16", "SZ"), ("12", "SZ"),
+    ("43", "BJ"), ("83", "BJ"), ("87", "BJ"), ("92", "BJ"),
+)
+
+
+def normalize_code(value: Any) -> str:
+    """A code as a person types it, as the wire wants it: ``" 600000.sh"`` → ``"600000.SH"``, and a bare
+    ``"600000"`` → ``"600000.SH"`` by its leading digits (``_EXCHANGE_OF_PREFIX``). ValueError, saying what to
+    type, when it is not a code or its exchange cannot be told. The CLI and the producer library both use it; the
+    executor accepts only the normalized form."""
+    if not isinstance(value, str):
+        raise ValueError(f"code must be a string like '600000.SH', not {value!r}")
+    text = value.strip().upper()
+    if re.fullmatch(r"[0-9]{6}", text):
+        for prefix, exchange in _EXCHANGE_OF_PREFIX:
+            if text.startswith(prefix):
+                return f"{text}.{exchange}"
+        raise ValueError(f"cannot tell the exchange of {value.strip()!r}: give it with its suffix, e.g. "
+                         f"{text}.SH (Shanghai), {text}.SZ (Shenzhen) or {text}.BJ (Beijing)")
+    if not CODE_RE.fullmatch(text):
+        raise ValueError(f"{value!r} is not a code like 600000.SH, 000001.SZ or 830799.BJ (six digits, a dot, the "
+                         "exchange; or the six digits alone)")
+    return text
+
+
+def normalize_side(value: Any) -> str:
+    """``"BUY"``/``" Buy "``/``Side.BUY`` → ``"buy"``; ValueError for anything but buy or sell."""
+    text = str(getattr(value, "value", value)).strip().lower() if isinstance(value, str) else None
+    if text not in ("buy", "sell"):
+        raise ValueError(f"side must be buy or sell, not {value!r}")
+    return text
+
 
 # Bounds of one command entry (docs/protocol.md §2.1). A command has at most 11 fields and a few hundred bytes; an
 # entry beyond these is refused at decode before anything walks it, and what the executor copies of it (dead letter,
@@ -232,12 +281,22 @@ def stream_id_ms(stream_id: str | bytes) -> int:
 
 
 # --- Enums ------------------------------------------------------------------------------------------------------
-class Side(str, Enum):
+class _TextEnum(str, Enum):
+    """An enum that prints as its value (``print(ack.status)`` → ``reported``, as on the wire)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Side(_TextEnum):
     BUY = "buy"
     SELL = "sell"
 
 
-class PriceType(str, Enum):
+class PriceType(_TextEnum):
     """Price types a strategy may send. The executor maps each onto xtconstant's value."""
 
     LIMIT = "limit"  # FIX_PRICE 11, all exchanges
@@ -265,13 +324,13 @@ PRICE_TYPE_MARKETS: dict[PriceType, frozenset[str]] = {
 }
 
 
-class Market(str, Enum):
+class Market(_TextEnum):
     SH = "SH"
     SZ = "SZ"
     BJ = "BJ"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(_TextEnum):
     """Order status, one per xtconstant ORDER_* value (the number in the comment)."""
 
     UNREPORTED = "unreported"  # 48 未报
@@ -319,7 +378,7 @@ def is_ahead(report: OrderReport, last: OrderReport) -> bool:
     return STATUS_RANK.get(report.status, 0) > STATUS_RANK.get(last.status, 0)
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(_TextEnum):
     """Why a command failed. Each maps to one exception class in producer_lib (see _exceptions.py)."""
 
     INVALID_REQUEST = "invalid_request"  # malformed, wrong types, failed validation: nothing was placed
@@ -338,7 +397,7 @@ class ErrorCode(str, Enum):
     INTERNAL = "internal"  # executor bug; the command was not executed
 
 
-class OutcomeState(str, Enum):
+class OutcomeState(_TextEnum):
     """What happened to one client order id, as the executor's journal knows it."""
 
     PENDING = "pending"  # intent recorded, broker answer not yet known
@@ -872,7 +931,7 @@ def encode_command(command: Command, *, account: str, command_id: str, reply_to:
     data = command.model_dump(mode="json", exclude_none=True)
     coid = data.pop("client_order_id", "") if "client_order_id" in command.ENVELOPE_FIELDS else ""
     strategy = data.pop("strategy", "") if "strategy" in command.ENVELOPE_FIELDS else ""
-    return {
+    entry = {
         F_VERSION: PROTOCOL_VERSION,
         F_TYPE: command.TYPE,
         F_ACCOUNT: account,
@@ -882,8 +941,120 @@ def encode_command(command: Command, *, account: str, command_id: str, reply_to:
         F_REPLY_TO: reply_to,
         F_TTL_MS: str(int(ttl_ms)),
         F_SENT_MS: str(now_ms() if sent_ms is None else sent_ms),
-        F_BODY: pack(data),
     }
+    for name, value in data.items():  # a command body is flat and None-free (exclude_none)
+        entry[F_SCALAR_PREFIX + name] = _scalar_text(value)
+    return entry
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+_NESTED: dict[type, frozenset[str]] = {}  # per model class: its fields that hold a nested report (flattened)
+
+
+def _nested_fields(cls: type) -> frozenset[str]:
+    found = _NESTED.get(cls)
+    if found is None:
+        found = frozenset(name for name, info in cls.model_fields.items()  # type: ignore[attr-defined]
+                          if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel))
+        _NESTED[cls] = found
+    return found
+
+
+def _put_body(entry: dict[str, Any], model: BaseModel, data: dict[str, Any], prefix: str = "") -> None:
+    """``model`` (dumped as ``data``) into ``entry`` as b.* / j.* fields; a nested report is flattened."""
+    nested = _nested_fields(type(model))
+    scalar, as_json = F_SCALAR_PREFIX + prefix, F_JSON_PREFIX + prefix
+    for name, value in data.items():
+        kind = type(value)
+        if kind is str:
+            entry[scalar + name] = value
+        elif kind is int or kind is float:
+            entry[scalar + name] = str(value)
+        elif kind is bool:
+            entry[scalar + name] = "true" if value else "false"
+        elif kind is dict and name in nested:
+            _put_body(entry, getattr(model, name), value, f"{prefix}{name}.")
+        else:  # None, a list, a dict that is not a report
+            entry[as_json + name] = _json_text(value)
+
+
+# Per field name (as read from Redis): (0 not a body field / 1 b.* / 2 j.*, the name as text, its path). Field
+# names of replies and events are a small fixed set; the bound keeps garbage names from growing it.
+_PATHS: dict[Any, tuple[int, str, tuple[str, ...]]] = {}
+_PATHS_MAX = 4_096
+
+
+def _path_of(key: Any) -> tuple[int, str, tuple[str, ...]]:
+    hit = _PATHS.get(key)
+    if hit is None:
+        name = key.decode("utf-8") if type(key) is bytes else str(key)
+        kind = 1 if name[:2] == F_SCALAR_PREFIX else 2 if name[:2] == F_JSON_PREFIX else 0
+        hit = (kind, name, tuple(name[2:].split(".")) if kind else ())
+        if len(_PATHS) < _PATHS_MAX:
+            _PATHS[key] = hit
+    return hit
+
+
+def read_body(fields: dict, *, flat: bool = False) -> dict[str, Any]:
+    """The body of an entry: its msgpack ``body`` field (protocol 2) or its b.* / j.* fields (3) as a dict for the
+    models to validate (pydantic turns "100" into 100 where the model says int). ``flat`` (commands: written by
+    producers, untrusted) allows b.<name> fields only. ValueError for anything unreadable."""
+    raw = _field(fields, F_BODY)
+    if raw is not None and _text(_field(fields, F_VERSION)) != "3":  # protocol 2 (or an entry naming none)
+        return unpack_body(raw)
+    body: dict[str, Any] = {}
+    for key, value in fields.items():
+        kind, name, parts = _path_of(key)
+        if kind == 1:
+            item: Any = value.decode("utf-8") if type(value) is bytes else value
+        elif kind == 2 and not flat:
+            try:  # written by the executor (replies, events); a hostile depth ends in RecursionError, not a crash
+                item = json.loads(value)
+            except RecursionError:
+                raise ValueError(f"{name} is nested too deeply") from None
+        elif kind == 2 or (flat and name == F_BODY):
+            raise ValueError(f"a command's body is b.<name> text fields only, not {name!r}")
+        else:
+            continue
+        if len(parts) == 1:  # the common case: a top-level field
+            leaf, node = parts[0], body
+        else:
+            if flat or not all(parts):
+                raise ValueError(f"bad body field name {name!r}")
+            node = body
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if type(node) is not dict:
+                    raise ValueError(f"body field {name!r} clashes with another")
+            leaf = parts[-1]
+        if not leaf or leaf in node:
+            raise ValueError(f"bad or repeated body field {name!r}")
+        node[leaf] = item
+    return body
+
+
+def body_bytes(fields: dict) -> bytes:
+    """An entry's body as bytes, for comparing two entries' content: the msgpack field (protocol 2) or the b.* /
+    j.* fields, sorted, as netstrings (3)."""
+    raw = _field(fields, F_BODY)
+    if raw is not None and _text(_field(fields, F_VERSION)) != "3":  # protocol 2 (or an entry naming none)
+        return raw if isinstance(raw, bytes) else str(raw).encode()
+    items = []
+    for key, value in fields.items():
+        name = key if isinstance(key, bytes) else str(key).encode()
+        if name.startswith((F_SCALAR_PREFIX.encode(), F_JSON_PREFIX.encode())):
+            data = value if isinstance(value, bytes) else str(value).encode()
+            items.append(b"%d:%s,%d:%s," % (len(name), name, len(data), data))
+    return b"".join(sorted(items))
 
 
 class ContractError(Exception):
@@ -937,10 +1108,10 @@ def decode_envelope(fields: dict) -> Envelope:
         raise ContractError(ErrorCode.INVALID_REQUEST, "routing fields are not UTF-8 text", **known) from None
     if not command_id:
         raise ContractError(ErrorCode.INVALID_REQUEST, f"missing field {F_ID!r}", **known)
-    if version != PROTOCOL_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise ContractError(ErrorCode.UNSUPPORTED_VERSION,
                             f"protocol version {version!r} is not supported (this executor speaks "
-                            f"{PROTOCOL_VERSION!r})", **known)
+                            f"{', '.join(sorted(SUPPORTED_VERSIONS))})", **known)
     try:
         ttl_ms = int(ttl_raw) if ttl_raw else -1
         sent_ms = int(sent_raw) if sent_raw else 0
@@ -963,16 +1134,22 @@ def decode_command(fields: dict, envelope: Envelope | None = None) -> tuple[Enve
     cls = COMMAND_TYPES.get(env.type)
     if cls is None:
         raise ContractError(ErrorCode.UNKNOWN_COMMAND, f"unknown command type {env.type!r}", **known)
-    raw = _field(fields, F_BODY)
-    try:
-        data = unpack_body(raw) if raw else {}
-    except NestingTooDeep as exc:
-        raise BodyTooDeep(ErrorCode.INVALID_REQUEST, f"body is {exc}", **known,
-                          details={"max_nesting": MAX_BODY_NESTING}) from None
-    except Exception:
-        raise ContractError(ErrorCode.INVALID_REQUEST, "body is not valid msgpack", **known) from None
-    if not isinstance(data, dict):
-        raise ContractError(ErrorCode.INVALID_REQUEST, "body must be a msgpack map", **known)
+    if env.version == "2":
+        raw = _field(fields, F_BODY)
+        try:
+            data = unpack_body(raw) if raw else {}
+        except NestingTooDeep as exc:
+            raise BodyTooDeep(ErrorCode.INVALID_REQUEST, f"body is {exc}", **known,
+                              details={"max_nesting": MAX_BODY_NESTING}) from None
+        except Exception:
+            raise ContractError(ErrorCode.INVALID_REQUEST, "body is not valid msgpack", **known) from None
+        if not isinstance(data, dict):
+            raise ContractError(ErrorCode.INVALID_REQUEST, "body must be a msgpack map", **known)
+    else:
+        try:
+            data = read_body(fields, flat=True)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError(ErrorCode.INVALID_REQUEST, f"body: {exc}"[:300], **known) from None
     for name in cls.ENVELOPE_FIELDS:
         if name in data:
             raise ContractError(ErrorCode.INVALID_REQUEST, f"{name!r} belongs in the envelope, not the body", **known)
@@ -995,13 +1172,16 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def encode_reply(*, account: str, command_id: str, command_type: str, client_order_id: str = "",
-                 result: BaseModel | None = None, error: ErrorInfo | None = None) -> dict[str, Any]:
-    """Build the stream entry of a reply: exactly one of ``result`` / ``error``."""
+                 result: BaseModel | None = None, error: ErrorInfo | None = None,
+                 version: str = PROTOCOL_VERSION) -> dict[str, Any]:
+    """Build the stream entry of a reply: exactly one of ``result`` / ``error``; in the protocol ``version`` of the
+    command it answers (a v2 client reads only v2 replies)."""
     if (result is None) == (error is None):
         raise ValueError("a reply carries exactly one of result and error")
-    body = (result if result is not None else error).model_dump(mode="json")  # type: ignore[union-attr]
-    return {
-        F_VERSION: PROTOCOL_VERSION,
+    model = result if result is not None else error
+    body = model.model_dump(mode="json")  # type: ignore[union-attr]
+    entry = {
+        F_VERSION: version if version in SUPPORTED_VERSIONS else PROTOCOL_VERSION,
         F_TYPE: "reply",
         F_ACCOUNT: account,
         F_ID: command_id,
@@ -1010,8 +1190,12 @@ def encode_reply(*, account: str, command_id: str, command_type: str, client_ord
         F_OK: "1" if error is None else "0",
         F_ERROR: "" if error is None else error.code.value,
         F_TS_MS: str(now_ms()),
-        F_BODY: pack(body),
     }
+    if entry[F_VERSION] == "2":
+        entry[F_BODY] = pack(body)
+    else:
+        _put_body(entry, model, body)  # type: ignore[arg-type]
+    return entry
 
 
 class Reply(_Model):
@@ -1034,7 +1218,7 @@ class Reply(_Model):
 def decode_reply(stream_id: str | bytes, fields: dict) -> Reply:
     ctype = _text(_field(fields, F_CMD))
     ok = _text(_field(fields, F_OK)) == "1"
-    body = unpack(_field(fields, F_BODY) or pack({}))
+    body = read_body(fields)
     result: Any = None
     error: ErrorInfo | None = None
     if ok:
@@ -1049,7 +1233,7 @@ def decode_reply(stream_id: str | bytes, fields: dict) -> Reply:
 
 def encode_event(event: Event, *, account: str, seq: int, client_order_id: str = "", order_id: int | None = None,
                  ts_ms: int | None = None) -> dict[str, Any]:
-    return {
+    entry = {
         F_VERSION: PROTOCOL_VERSION,
         F_TYPE: event.TYPE,
         F_ACCOUNT: account,
@@ -1057,8 +1241,9 @@ def encode_event(event: Event, *, account: str, seq: int, client_order_id: str =
         F_COID: client_order_id or "",
         F_ORDER_ID: "" if order_id is None else str(order_id),
         F_TS_MS: str(now_ms() if ts_ms is None else ts_ms),
-        F_BODY: pack(event.model_dump(mode="json")),
     }
+    _put_body(entry, event, event.model_dump(mode="json"))
+    return entry
 
 
 class EventMessage(_Model):
@@ -1078,7 +1263,7 @@ class EventMessage(_Model):
 
 def decode_event(stream_id: str | bytes, fields: dict) -> EventMessage:
     etype = _text(_field(fields, F_TYPE))
-    body = unpack(_field(fields, F_BODY) or pack({}))
+    body = read_body(fields)
     cls = EVENT_TYPES.get(etype)
     data = cls.model_validate(body) if cls else None
     order_id = _text(_field(fields, F_ORDER_ID))
@@ -1131,3 +1316,10 @@ class Heartbeat(_Model):
             return cls.model_validate(data)
         except (ValueError, ValidationError):
             return None
+
+
+def decode_heartbeat(raw: Any) -> dict[str, Any] | None:
+    """The heartbeat as a plain dict (``Heartbeat.decode``, the one reader), or None when absent or unreadable: the
+    CLI's and the library's view of it."""
+    beat = Heartbeat.decode(raw)
+    return None if beat is None else beat.model_dump()

@@ -27,7 +27,9 @@ decimal byte count, no leading zeros), so no two different commands share their 
     strategy
     reply_to
     ttl_ms
-    body                     the raw msgpack bytes of the body field
+    body                     protocol 2: the raw msgpack bytes of the body field; protocol 3 (format 2, domain
+                             tag "xtq-cmd-sig-2"): every b.* / j.* field, each as the netstrings of its name and
+                             value, sorted (contract.body_bytes), all of it as one netstring
 
 ``sent_ms`` is not covered (it is informational). The secret is the UTF-8 bytes of the key string
 (``xtqueue acl`` generates ``secrets.token_urlsafe(32)``); at least 16 bytes are required.
@@ -48,7 +50,8 @@ from typing import Any
 
 from . import contract
 
-SIG_DOMAIN = b"xtq-cmd-sig-1"
+SIG_DOMAIN = b"xtq-cmd-sig-1"  # protocol 2 entries (the msgpack body field)
+SIG_DOMAIN_3 = b"xtq-cmd-sig-2"  # protocol 3 entries (b.* / j.* body fields)
 SIGNED_FIELDS = (contract.F_VERSION, contract.F_TYPE, contract.F_ACCOUNT, contract.F_ID, contract.F_COID,
                  contract.F_STRATEGY, contract.F_REPLY_TO, contract.F_TTL_MS)  # then F_BODY
 MIN_SECRET_BYTES = 16
@@ -87,11 +90,20 @@ def _netstring(data: bytes) -> bytes:
 
 
 def canonical_bytes(fields: dict, key_id: str, ts_ms: int) -> bytes:
-    """The bytes the MAC covers, for a stream entry whose keys/values may be str or bytes."""
-    parts = [SIG_DOMAIN, key_id.encode("ascii"), str(int(ts_ms)).encode("ascii")]
+    """The bytes the MAC covers, for a stream entry whose keys/values may be str or bytes. Protocol 3 (v "3")
+    entries use format 2: the domain tag ``xtq-cmd-sig-2`` and, in place of ``body``, every b.* / j.* field as
+    netstrings of name and value, sorted (contract.body_bytes): no body field can be added, dropped or altered."""
+    v3 = _bytes(contract._field(fields, contract.F_VERSION)) != b"2"
+    parts = [SIG_DOMAIN_3 if v3 else SIG_DOMAIN, key_id.encode("ascii"), str(int(ts_ms)).encode("ascii")]
     parts.extend(_bytes(contract._field(fields, name)) for name in SIGNED_FIELDS)
-    parts.append(_bytes(contract._field(fields, contract.F_BODY)))
+    parts.append(_body(fields))
     return b"".join(_netstring(p) for p in parts)
+
+
+def _body(fields: dict) -> bytes:
+    if _bytes(contract._field(fields, contract.F_VERSION)) == b"2":
+        return _bytes(contract._field(fields, contract.F_BODY))
+    return contract.body_bytes(fields)
 
 
 def content_digest(fields: dict, key_id: str) -> bytes:
@@ -99,7 +111,7 @@ def content_digest(fields: dict, key_id: str) -> bytes:
     re-send reduces it and signs again; executor/safety/auth.py tells a repeat from a replayed id by this digest)."""
     parts = [key_id.encode("ascii")]
     parts.extend(_bytes(contract._field(fields, name)) for name in SIGNED_FIELDS if name != contract.F_TTL_MS)
-    parts.append(_bytes(contract._field(fields, contract.F_BODY)))
+    parts.append(_body(fields))
     return hashlib.sha256(b"".join(_netstring(p) for p in parts)).digest()
 
 

@@ -33,6 +33,7 @@ from ._base import (
     Gap,
     Prepared,
     check_given_redis,
+    connect_failed,
     decode_event_entry,
     event_types_filter,
     normalize_from_id,
@@ -71,9 +72,9 @@ class SyncClient(BaseClient):
     def __init__(self, redis_url: str = "redis://127.0.0.1:6379/0", account: str | None = None, *,
                  strategy: str = "", client_id: str | None = None, redis: syncredis.Redis | None = None,
                  key_prefix: str = contract.KEY_PREFIX, signing_key: str | bytes | None = None,
-                 key_id: str | None = None, **redis_kwargs: Any) -> None:
+                 key_id: str | None = None, require_executor: bool = False, **redis_kwargs: Any) -> None:
         super().__init__(account, strategy=strategy, client_id=client_id, key_prefix=key_prefix,
-                         signing_key=signing_key, key_id=key_id)
+                         signing_key=signing_key, key_id=key_id, require_executor=require_executor)
         if redis is not None:
             check_given_redis(redis)
             self._redis = redis
@@ -254,6 +255,8 @@ class SyncClient(BaseClient):
         with self._lock:
             self._check_open()
         prep = build(time.monotonic())  # validates locally: an invalid request raises before anything is sent
+        if self._heartbeat_due(time.monotonic()):
+            self._check_executor(prep)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
             if self._state is ClientState.CLOSED:
@@ -272,6 +275,17 @@ class SyncClient(BaseClient):
                 self._pending.pop(prep.command_id, None)
         return self._finish(prep, reply)
 
+    def _check_executor(self, prep: Prepared) -> None:
+        """require_executor: ExecutorNotRunning (nothing sent) when the account's heartbeat key is absent."""
+        now = time.monotonic()
+        try:
+            raw = self._redis.get(self._keys.heartbeat)
+        except CONNECTION_ERRORS as exc:  # only a GET failed: nothing was sent either way
+            raise self._unreachable(prep, exc) from exc
+        except redis_errors.NoPermissionError:  # an ACL user from before the heartbeat rule: cannot tell
+            return
+        self._heartbeat_verdict(raw, now, prep)
+
     def _send(self, prep: Prepared) -> None:
         """XADD the entry; on a connection failure re-send the SAME entry (same command id and client order id,
         ttl reduced by the time spent) a bounded number of times. The executor de-duplicates by client order id."""
@@ -287,6 +301,7 @@ class SyncClient(BaseClient):
                 raise self._send_error(prep, exc, attempt) from exc
             except CONNECTION_ERRORS as exc:
                 error: Exception = exc
+                prep.connect_failures += connect_failed(exc)
             except redis_errors.RedisError as exc:
                 raise self._send_error(prep, exc, attempt) from exc
             if self._state is ClientState.CLOSED:

@@ -21,6 +21,18 @@ import redis
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An executor a test starts without --state-dir/--sim-path writes under this session's temporary folder, not
+    the user's data folder (executor.config.data_dir): runs and parallel sessions never share a journal. Inherited
+    by the executors tests start as subprocesses."""
+    import os
+
+    base = tmp_path_factory.mktemp("xtqueue-data")
+    os.environ.setdefault("XTQUEUE_STATE_DIR", str(base / "state"))
+    os.environ.setdefault("XTQUEUE_SIM_PATH", str(base / "sim"))
+
+
 def _answers(port: int) -> bool:
     try:
         return bool(redis.Redis(host=REDIS_HOST, port=port, socket_connect_timeout=0.5).ping())

@@ -8,10 +8,11 @@ Nothing in this module talks to Redis.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
-import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Iterable, Sequence
 
@@ -33,13 +34,64 @@ def use_rich() -> bool:
     return sys.stdout.isatty()
 
 
+# --- language and time ------------------------------------------------------------------------------------------
+# Times a person reads are Beijing time (the exchanges' clock), whatever the machine's zone; China keeps no summer
+# time, so a fixed +08:00 is exact (and needs no tz database, which Windows lacks).
+BEIJING = timezone(timedelta(hours=8), "CST")
+
+# Chinese for the words a person reads: column headers, status and side names (--lang zh, or a zh_* locale).
+ZH = {
+    # columns
+    "code": "代码", "name": "名称", "volume": "数量", "can_use": "可用", "frozen": "冻结", "on_road": "在途",
+    "yesterday": "昨仓", "avg_price": "成本价", "last_price": "最新价", "market_value": "市值",
+    "order_id": "委托号", "client_order_id": "客户委托号", "side": "方向", "price": "价格", "filled": "成交量",
+    "fill_price": "成交均价", "status": "状态", "time": "时间", "strategy": "策略", "message": "说明",
+    "trade_id": "成交号", "amount": "成交额", "commission": "佣金",
+    # order statuses (contract.OrderStatus values; the xtconstant names in the comments there)
+    "unreported": "未报", "wait_reporting": "待报", "reported": "已报", "reported_cancel": "已报待撤",
+    "partsucc_cancel": "部成待撤", "part_cancel": "部撤", "canceled": "已撤", "part_succ": "部成",
+    "succeeded": "已成", "junk": "废单", "unknown": "未知",
+    # sides, outcome states, words of the order line
+    "buy": "买入", "sell": "卖出", "placed": "已下单", "pending": "处理中", "rejected": "已拒绝", "expired": "已过期",
+    "refused": "未下单", "not_found": "未找到",
+}
+_lang = "en"
+
+
+def lang_from_env() -> str:
+    """"zh" when the locale asks for Chinese (LC_ALL, LC_MESSAGES or LANG starting with zh), else "en"."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return "zh" if value.lower().startswith("zh") else "en"
+    return "en"
+
+
+def set_lang(lang: str) -> None:
+    global _lang
+    _lang = "zh" if lang == "zh" else "en"
+
+
+def t(word: str) -> str:
+    """``word`` in the chosen language (unchanged in English or when there is no translation)."""
+    return ZH.get(word, word) if _lang == "zh" else word
+
+
+def status_text(value: Any) -> str:
+    return t(str(getattr(value, "value", value)))
+
+
+def side_text(value: Any) -> str:
+    return t(str(getattr(value, "value", value)))
+
+
 # --- values -----------------------------------------------------------------------------------------------------
 def fmt(value: Any) -> str:
-    """One cell: enums by value, floats without noise, None as empty."""
+    """One cell: enums by value (in Chinese with --lang zh), floats without noise, None as empty."""
     if value is None:
         return ""
     if isinstance(value, Enum):
-        value = value.value
+        value = t(str(value.value))
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -49,15 +101,22 @@ def fmt(value: Any) -> str:
 
 
 def fmt_epoch_s(value: int | float | None) -> str:
+    """Seconds since the epoch → Beijing time of day."""
     if not value:
         return ""
-    return time.strftime("%H:%M:%S", time.localtime(value))
+    return datetime.fromtimestamp(value, BEIJING).strftime("%H:%M:%S")
 
 
 def fmt_ts_ms(value: int | None) -> str:
+    """Milliseconds since the epoch → Beijing time of day with milliseconds."""
     if not value:
         return "--:--:--.---"
-    return time.strftime("%H:%M:%S", time.localtime(value / 1000)) + f".{int(value) % 1000:03d}"
+    return datetime.fromtimestamp(value / 1000, BEIJING).strftime("%H:%M:%S") + f".{int(value) % 1000:03d}"
+
+
+def fmt_beijing(value_s: float) -> str:
+    """A full Beijing date and time, labelled (for one-off moments: a heartbeat, a halt)."""
+    return datetime.fromtimestamp(value_s, BEIJING).strftime("%Y-%m-%d %H:%M:%S") + " 北京时间 (UTC+8)"
 
 
 def dump(obj: Any) -> Any:
@@ -130,7 +189,7 @@ def print_table(title: str, rows: Sequence[Any], columns: Sequence[Column], *, e
 
         table = Table(title=title, title_justify="left")
         for c in columns:
-            table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True)
+            table.add_column(t(c.header), justify="right" if c.right else "left", no_wrap=True)
         for r in cells:
             table.add_row(*r)
         Console().print(table if cells else f"{title}: {empty}")
@@ -139,7 +198,7 @@ def print_table(title: str, rows: Sequence[Any], columns: Sequence[Column], *, e
         click.echo(f"{title}: {empty}")
         return
     click.echo(f"{title} ({len(cells)})")
-    click.echo(plain_table([c.header for c in columns], cells, [c.right for c in columns]))
+    click.echo(plain_table([t(c.header) for c in columns], cells, [c.right for c in columns]))
 
 
 def print_kv(title: str, items: Sequence[tuple[str, Any]]) -> None:
@@ -192,6 +251,33 @@ TRADE_COLUMNS = [
 def model_items(model: Any, skip: Iterable[str] = ()) -> list[tuple[str, Any]]:
     skipped = set(skip)
     return [(k, getattr(model, k)) for k in type(model).model_fields if k not in skipped]
+
+
+# --- xtqueue status ---------------------------------------------------------------------------------------------
+def status_text_block(rep: dict[str, Any]) -> str:
+    """One account of `xtqueue status`, a few lines."""
+    ex = rep["executor"]
+    if ex["alive"]:
+        broker = f"broker {ex.get('broker')} " + ("connected" if ex.get("connected") is True else "NOT connected")
+        head = (f"account {rep['account']}: executor {ex.get('executor_id')} (pid {ex.get('pid')}) up, leader; "
+                f"{broker}; last beat {ex.get('last_beat_beijing')} ({ex.get('beat_age_s')} s ago)")
+    else:
+        head = f"account {rep['account']}: NO executor (no heartbeat): commands wait (or expire) until one runs"
+    lines = [head]
+    if rep.get("halted"):
+        lines.append(f"  kill switch: HALTED ({rep.get('halt_reason') or 'no reason given'}); lift: xtqueue resume "
+                     f"{rep['account']}")
+    elif rep.get("halted") is None:
+        lines.append(f"  kill switch: {rep.get('halt_reason')}")
+    else:
+        lines.append("  kill switch: off")
+    for st in rep.get("command_streams", []):
+        waiting = "?" if st["waiting"] is None else st["waiting"]
+        unanswered = "?" if st["unanswered"] is None else st["unanswered"]
+        lines.append(f"  {st['stream']}: {st['length']} kept, {waiting} waiting, {unanswered} being executed")
+    last = rep.get("last_event")
+    lines.append(f"  last event: #{last['seq']} at {last['beijing']}" if last else "  last event: none")
+    return "\n".join(lines)
 
 
 # --- events -----------------------------------------------------------------------------------------------------

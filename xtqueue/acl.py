@@ -173,13 +173,21 @@ def strategy_rules(prefix: str, name: str, accounts: list[str]) -> list[str]:
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION,
             _selector([f"~{b}:cmd:{name}" for b in bases], ["+xadd"]),
             _selector([f"~{b}:reply:{name}.*" for b in bases], ["+xread", "+xadd", "+xdel", "+del", "+expire"]),
-            _selector([f"%R~{b}:events" for b in bases], ["+xread", "+xrange", "+xrevrange", "+xinfo|stream"])]
+            _selector([f"%R~{b}:events" for b in bases], ["+xread", "+xrange", "+xrevrange", "+xinfo|stream"]),
+            _heartbeat_read(bases)]
 
 
 def subscriber_rules(prefix: str, accounts: list[str]) -> list[str]:
     bases = [_base(prefix, a) for a in accounts]
     return ["resetkeys", "resetchannels", "-@all", *_CONNECTION,
-            _selector([f"%R~{b}:events" for b in bases], ["+xread", "+xrange", "+xrevrange", "+xinfo|stream"])]
+            _selector([f"%R~{b}:events" for b in bases], ["+xread", "+xrange", "+xrevrange", "+xinfo|stream"]),
+            _heartbeat_read(bases)]
+
+
+def _heartbeat_read(bases: list[str]) -> str:
+    """Read the executor's heartbeat: "no executor serves this account" answered at once, before sending
+    (xtqueue CLI, Client(require_executor=True)). It holds no secret (docs/protocol.md, heartbeat)."""
+    return _selector([f"%R~{b}:heartbeat" for b in bases], ["+get", "+pttl"])
 
 
 def operator_rules(prefix: str, accounts: list[str]) -> list[str]:

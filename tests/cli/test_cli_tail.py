@@ -30,7 +30,7 @@ def test_tail_all_count(run, redis_url, account, redis_client):
     _xadd_all(redis_client, account)
     result = run("--redis-url", redis_url, "--account", account, "tail", "--all", "--count", "3")
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stdout.strip().splitlines()  # stderr carries the "following events of ..." line
     assert len(lines) == 3
     assert "#1" in lines[0] and "order_updated" in lines[0] and "coid=c1" in lines[0] and "order=1001" in lines[0]
     assert "status=reported" in lines[0]
@@ -43,7 +43,7 @@ def test_tail_type_filter_and_json(run, redis_url, account, redis_client):
     result = run("--redis-url", redis_url, "--account", account, "tail", "--all", "--type", "order_filled",
                  "--count", "1", "--json")
     assert result.exit_code == 0, result.output
-    (line,) = result.output.strip().splitlines()
+    (line,) = result.stdout.strip().splitlines()
     data = json.loads(line)
     assert data["type"] == "order_filled" and data["seq"] == 2 and data["data"]["trade"]["volume"] == 100
 

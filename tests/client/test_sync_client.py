@@ -166,7 +166,7 @@ def test_invalid_client_order_id_raises_before_sending(client, redis_client, acc
 
 
 @pytest.mark.parametrize("kwargs", [
-    dict(code="600000", side="buy", volume=100, price=1.0),
+    dict(code="990000", side="buy", volume=100, price=1.0),  # a bare code of no known exchange
     dict(code="600000.SH", side="hold", volume=100, price=1.0),
     dict(code="600000.SH", side="buy", volume=0, price=1.0),
     dict(code="600000.SH", side="buy", volume=100),  # a limit order needs a price

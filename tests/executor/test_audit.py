@@ -40,7 +40,7 @@ async def test_audit_stream_and_file(make_executor, client, r, account, settings
     # every command as received
     assert {d["id"] for d in by("command")} >= {ok, refused, rejected}
     cmd = by("command", id=refused)[0]
-    assert cmd["type"] == "place_order" and cmd["fields"]["body"]["volume"] == 600 and cmd["coid"] == "big"
+    assert cmd["type"] == "place_order" and cmd["fields"]["b.volume"] == "600" and cmd["coid"] == "big"
     # decisions: accepted, refused (with the rule and numbers)
     assert by("decision", id=ok)[0]["decision"] == "accepted"
     d = by("decision", id=refused)[0]

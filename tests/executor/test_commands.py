@@ -174,8 +174,15 @@ async def test_conflict(make_executor, client):
 def _raw(acc, **over):
     fields = c.encode_command(c.QueryAsset(), account=acc, command_id="bad1",
                               reply_to=c.Keys(acc).replies("tc"), ttl_ms=10_000)
+    if "body" in over:  # a msgpack body is protocol 2, which the executor still reads
+        fields[c.F_VERSION] = "2"
     fields.update(over)
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def _v3(acc, **body):
+    """A protocol 3 place_order whose b.* fields are given as they would be typed into redis-cli."""
+    return _raw(acc, type="place_order", coid="x1", **{k.replace("__", "."): v for k, v in body.items()})
 
 
 @pytest.mark.parametrize("name, build, code", [
@@ -191,6 +198,20 @@ def _raw(acc, **over):
     ("bad code", lambda a: _raw(a, type="place_order", coid="x1",
                                 body=c.pack({"code": "600000", "side": "buy", "volume": 100, "price": 10.0})),
      E.INVALID_REQUEST),
+    ("v3 wrong types", lambda a: _v3(a, b__code="600000.SH", b__side="buy", b__volume="many", b__price="10"),
+     E.INVALID_REQUEST),
+    ("v3 bare code", lambda a: _v3(a, b__code="600000", b__side="buy", b__volume="100", b__price="10"),
+     E.INVALID_REQUEST),  # the wire takes only the normalized form (the library normalizes before sending)
+    ("v3 lower-case side", lambda a: _v3(a, b__code="600000.SH", b__side="BUY", b__volume="100", b__price="10"),
+     E.INVALID_REQUEST),
+    ("v3 JSON in a command", lambda a: _v3(a, b__code="600000.SH", b__side="buy", b__volume="100",
+                                           j__price="10"), E.INVALID_REQUEST),
+    ("v3 nested name", lambda a: _v3(a, b__code="600000.SH", b__side="buy", b__volume="100", b__price__x="10"),
+     E.INVALID_REQUEST),
+    ("v3 with a msgpack body too", lambda a: {**_v3(a, b__code="600000.SH", b__side="buy", b__volume="100",
+                                                    b__price="10"), "body": c.pack({})}, E.INVALID_REQUEST),
+    ("v3 unknown body field", lambda a: _v3(a, b__code="600000.SH", b__side="buy", b__volume="100",
+                                            b__price="10", b__leverage="10"), E.INVALID_REQUEST),
     ("bad ttl", lambda a: _raw(a, ttl_ms="soon"), E.INVALID_REQUEST),
     ("bad version", lambda a: _raw(a, v="9"), E.UNSUPPORTED_VERSION),
     ("other account in envelope", lambda a: _raw(a, account="SOMEONE"), E.INVALID_REQUEST),
@@ -256,3 +277,31 @@ async def test_broker_down_orders_and_queries_unavailable(make_executor, client)
     assert reps[a].error.code is E.BROKER_UNAVAILABLE and reps[b].error.code is E.BROKER_UNAVAILABLE
     assert reps[p].result.broker_connected is False
     assert broker.placed == []
+
+
+async def test_readable_v3_command_as_typed_in_redis_cli_is_placed(make_executor, client):
+    """Protocol 3: a place_order written field by field (what an operator could XADD with redis-cli) is placed."""
+    broker = FakeBroker()
+    ex = make_executor(broker)
+    await client.send_raw(_v3(client.keys.account, b__code="600000.SH", b__side="buy", b__volume="100",
+                              b__price="10.5"))
+    await ex.run_until_idle()
+    (rep,) = await client.replies(1)
+    assert rep.ok and rep.result.order_id > 0
+    (placed,) = broker.placed
+    assert (placed.code, placed.side, placed.volume, placed.price) == ("600000.SH", c.Side.BUY, 100, 10.5)
+
+
+async def test_a_protocol_2_command_gets_a_protocol_2_reply(make_executor, client, r):
+    """A client of the previous protocol (msgpack body) is still served, and answered in its own form."""
+    broker = FakeBroker()
+    ex = make_executor(broker)
+    fields = _raw(client.keys.account, type="place_order", coid="old1",
+                  body=c.pack({"code": "600000.SH", "side": "buy", "volume": 100, "price": 10.0}))
+    await client.send_raw(fields)
+    await ex.run_until_idle()
+    ((sid, raw),) = await r.xrange(client.keys.replies("tc"))
+    assert raw[b"v"] == b"2" and b"body" in raw and not any(k.startswith(b"b.") for k in raw)
+    assert c.unpack(raw[b"body"])["client_order_id"] == "old1"
+    rep = c.decode_reply(sid, raw)
+    assert rep.ok and rep.result.client_order_id == "old1" and rep.result.order_id > 0

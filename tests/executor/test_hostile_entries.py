@@ -63,7 +63,8 @@ async def _queued(r: aioredis.Redis, key: str, n: int) -> None:
 
 
 def _hostile_fields(account: str, reply_to: str, command_id: str, **extra) -> dict:
-    fields = {c.F_VERSION: c.PROTOCOL_VERSION, c.F_TYPE: "ping", c.F_ACCOUNT: account, c.F_ID: command_id,
+    # Protocol 2 (a msgpack body): the executor still reads it, so its hostile forms must still be refused.
+    fields = {c.F_VERSION: "2", c.F_TYPE: "ping", c.F_ACCOUNT: account, c.F_ID: command_id,
               c.F_COID: "", c.F_STRATEGY: "", c.F_REPLY_TO: reply_to, c.F_TTL_MS: "30000", c.F_BODY: b"\x80"}
     fields.update(extra)
     return fields

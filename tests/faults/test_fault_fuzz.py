@@ -26,8 +26,10 @@ from producer_lib import contract as c
 ACCOUNT = "FUZZ01"
 KEYS = c.Keys(ACCOUNT)
 REPLY = KEYS.replies("fuzzer")
+# Protocol 3 body fields too (b.* text, j.* JSON that a command may not carry, dotted names it may not use).
+BODY_FIELDS = ["b.code", "b.side", "b.volume", "b.price", "b.price_type", "b.order_id", "j.price", "b.order.code"]
 FIELD_NAMES = [c.F_VERSION, c.F_TYPE, c.F_ACCOUNT, c.F_ID, c.F_COID, c.F_REPLY_TO, c.F_TTL_MS, c.F_SENT_MS,
-               c.F_STRATEGY, c.F_BODY, c.F_SIG]
+               c.F_STRATEGY, c.F_BODY, c.F_SIG, *BODY_FIELDS]
 # Shrinking a failure costs one bounded wait per step: on by default, XTQ_FAULT_FUZZ_SHRINK=0 turns it off.
 PHASES = ([Phase.explicit, Phase.reuse, Phase.generate] if os.environ.get("XTQ_FAULT_FUZZ_SHRINK") == "0"
           else [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
@@ -48,7 +50,7 @@ bodies = st.one_of(
     st.integers(17, 1_200).map(lambda depth: b"\x81\xa1a" * depth + b"\xc0"),  # nested past the bound (issue #10)
 )
 values = {
-    c.F_VERSION: st.one_of(st.just("1"), junk_text, junk_bytes),
+    c.F_VERSION: st.one_of(st.just("1"), st.just("2"), st.just("3"), junk_text, junk_bytes),
     c.F_TYPE: st.one_of(st.sampled_from(sorted(c.COMMAND_TYPES) + ["reply", ""]), junk_text, junk_bytes),
     c.F_ACCOUNT: st.one_of(st.just(ACCOUNT), junk_text, junk_bytes),
     c.F_ID: st.one_of(*[st.text("0123456789abcdef", min_size=1, max_size=24)] * 4, junk_text, junk_bytes,
@@ -60,6 +62,8 @@ values = {
     c.F_STRATEGY: st.one_of(junk_text, junk_bytes),
     c.F_BODY: bodies,
     c.F_SIG: junk_bytes,
+    **{name: st.one_of(junk_text, junk_bytes, st.integers(-10, 10**12).map(str), st.just("600000.SH"))
+       for name in BODY_FIELDS},
 }
 
 

@@ -159,7 +159,9 @@ def test_strategy_user(server, generated):
     refused(r.xtrim, K1.command_stream("alpha"), maxlen=0)
     refused(r.xdel, K1.command_stream("alpha"), "1-1")
     refused(r.xadd, K1.dead_letter, {"x": "1"})
-    refused(r.get, K1.heartbeat)
+    assert r.get(K1.heartbeat) is None  # read-only: "no executor" answered before sending (issue #14)
+    refused(r.set, K1.heartbeat, "{}")
+    refused(r.get, K2.heartbeat)  # another account's
     refused(r.set, K1.halt, "stop")
     refused(r.xadd, K1.halt, c.halt_entry(False))  # a strategy cannot lift (or set) the kill switch
     refused(r.set, K1.lease, "1:me")
@@ -181,7 +183,9 @@ def test_subscriber_user(server, generated):
     refused(r.xrange, K2.events)
     refused(r.xread, {K1.replies("alpha.x"): "0"})
     refused(r.xrange, K1.dead_letter)
-    refused(r.get, K1.heartbeat)
+    assert r.get(K1.heartbeat) is None  # read-only
+    refused(r.set, K1.heartbeat, "{}")
+    refused(r.get, K2.heartbeat)
     refused(r.delete, K1.events)
     refused(r.xtrim, K1.events, maxlen=0)
 

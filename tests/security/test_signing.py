@@ -33,15 +33,24 @@ def entry(cmd: c.Command | None = None, *, strategy: str = "alpha", command_id: 
 
 # --- the format ----------------------------------------------------------------------------------------------------
 def test_canonical_bytes_are_netstrings_in_the_documented_order():
-    fields = {"v": "1", "type": "ping", "account": "A", "id": "x", "coid": "", "strategy": "", "reply_to": "r",
+    fields = {"v": "2", "type": "ping", "account": "A", "id": "x", "coid": "", "strategy": "", "reply_to": "r",
               "ttl_ms": "5", "sent_ms": "99", "body": b"\x80"}
     assert signing.canonical_bytes(fields, "k1", 1700000000000) == (
-        b"13:xtq-cmd-sig-1,2:k1,13:1700000000000,1:1,4:ping,1:A,1:x,0:,0:,1:r,1:5,1:\x80,")
+        b"13:xtq-cmd-sig-1,2:k1,13:1700000000000,1:2,4:ping,1:A,1:x,0:,0:,1:r,1:5,1:\x80,")
     # bytes keys/values (as the executor reads them) give the same bytes; sent_ms is not covered
     as_bytes = {k.encode(): (v if isinstance(v, bytes) else v.encode()) for k, v in fields.items()}
     as_bytes[b"sent_ms"] = b"12345"
     assert signing.canonical_bytes(as_bytes, "k1", 1700000000000) == signing.canonical_bytes(fields, "k1",
                                                                                              1700000000000)
+
+
+def test_canonical_bytes_of_protocol_3_cover_every_body_field_sorted():
+    fields = {"v": "3", "type": "place_order", "account": "A", "id": "x", "coid": "c1", "strategy": "", "reply_to": "r",
+              "ttl_ms": "5", "sent_ms": "99", "b.volume": "100", "b.code": "600000.SH", "other": "not covered"}
+    body = b"6:b.code,9:600000.SH,8:b.volume,3:100,"
+    assert signing.canonical_bytes(fields, "k1", 1700000000000) == (
+        b"13:xtq-cmd-sig-2,2:k1,13:1700000000000,1:3,11:place_order,1:A,1:x,2:c1,0:,1:r,1:5,"
+        + b"%d:%s," % (len(body), body))
 
 
 def test_sign_and_verify_every_covered_field():
@@ -52,10 +61,16 @@ def test_sign_and_verify_every_covered_field():
     assert sig.key_id == "alpha-1" and abs(sig.ts_ms - time.time() * 1000) < 5_000
     assert signing.verify_mac(secret, signed, sig)
     assert not signing.verify_mac(signing.secret_bytes(KEY_B), signed, sig)
-    for name in (*signing.SIGNED_FIELDS, c.F_BODY):
+    body_names = [k for k in signed if k.startswith(c.F_SCALAR_PREFIX)]
+    assert {"b.code", "b.side", "b.volume", "b.price"} <= set(body_names)
+    for name in (*signing.SIGNED_FIELDS, *body_names):
         altered = dict(signed)
         altered[name] = (altered[name] + "x") if isinstance(altered[name], str) else altered[name] + b"\x00"
         assert not signing.verify_mac(secret, altered, sig), name
+    for added in ({"b.price_type": "latest"}, {"j.price": "null"}):  # a body field added is not the signed command
+        assert not signing.verify_mac(secret, {**signed, **added}, sig), added
+    dropped = {k: v for k, v in signed.items() if k != "b.price"}
+    assert not signing.verify_mac(secret, dropped, sig)
     assert not signing.verify_mac(secret, signed, signing.ParsedSig(sig.key_id, sig.ts_ms + 1, sig.mac))
     assert "alpha-secret" not in repr(signer)
 
@@ -187,7 +202,7 @@ async def test_executor_refuses_bad_signatures_and_runs_good_ones(make_executor,
     good = a.sign(entry(order("good")))
     wrong_key = signing.Signer(KEY_B, "alpha-1").sign(entry(order("wrongkey")))
     altered = a.sign(entry(order("altered", volume=100)))
-    altered[c.F_BODY] = entry(order("altered", volume=10_000))[c.F_BODY]
+    altered["b.volume"] = entry(order("altered", volume=10_000))["b.volume"]
     unknown_key = signing.Signer(KEY_A, "nobody").sign(entry(order("unknownkey")))
     unsigned = entry(order("unsigned"))
     unsigned_cancel = entry(c.CancelOrder(client_order_id="good"))

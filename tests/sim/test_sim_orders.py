@@ -184,6 +184,9 @@ def test_tier1_refusals(sim):
     errs = rec.of("on_order_error")
     assert [e.error_id for e in errs] == [c[-1] for c in cases]
     assert all(e.order_id == -1 and e.error_msg.startswith("[COUNTER] [") for e in errs)
+    # 999999.SH is well formed: the message says no board has it, not "malformed"
+    assert "malformed" not in errs[0].error_msg and "no security 999999.SH" in errs[0].error_msg
+    assert "no price" in errs[1].error_msg
     assert t.query_stock_orders(ACC) == []
     # an unknown code becomes tradable once priced
     t.market.set_price("600036.SH", 35.00, prev_close=35.00, name="招商银行")
