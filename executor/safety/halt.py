@@ -133,7 +133,10 @@ class HaltSwitch:
             if not self.unknown:
                 log.warning("kill switch unreadable; refusing orders", error=repr(raw))
             self.unknown = True
-            self._unknown_tick = self.begin_read()  # only a read sent after this may clear it
+            # Only a read sent after the failed one may clear it. Not "after now": a failure observed late (the
+            # background read that went out just before Redis came back) must not outvote a read sent after it
+            # that Redis answered, or the first orders after an outage are refused as halted for nothing.
+            self._unknown_tick = max(self._unknown_tick, sent)
             return True
         if self.unknown and sent > self._unknown_tick:
             self.unknown = False

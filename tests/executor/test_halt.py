@@ -219,6 +219,26 @@ async def test_a_failed_read_is_cleared_only_by_a_read_sent_after_it(r, account,
     assert sw.observe_read(await r.xrevrange(key, count=1), sw.begin_read()) is False  # a newer read clears it
 
 
+async def test_a_failure_seen_late_does_not_outvote_a_read_sent_after_it(r, account, tmp_path):
+    """Right after a Redis outage: the background read went out before Redis came back and failed, the batch's read
+    went out after and was answered, but the failure is observed in between. The first orders after the outage
+    must not be refused as halted for nothing (seen in tests/faults/test_fault_redis_outage.py under load)."""
+    sw = _switch(r, account, tmp_path, [])
+    key = c.Keys(account).halt
+    watch_sent = sw.begin_read()  # fails: Redis still down
+    batch_sent = sw.begin_read()  # answered: Redis back
+    batch_answer = await r.xrevrange(key, count=1)
+    assert sw.observe_read(ConnectionError("read failed"), watch_sent) is True
+    assert sw.observe_read(batch_answer, batch_sent) is False and not sw.unknown
+    # ... but a halt written meanwhile is still seen by the read that saw it
+    watch_sent = sw.begin_read()
+    await halt_on(r, account, "runaway")
+    batch_sent = sw.begin_read()
+    batch_answer = await r.xrevrange(key, count=1)
+    assert sw.observe_read(ConnectionError("read failed"), watch_sent) is True
+    assert sw.observe_read(batch_answer, batch_sent) is True and sw.reason == "runaway"
+
+
 async def test_the_watch_answering_late_does_not_lift_the_halt(r, account, tmp_path):
     """``watch`` itself, its read held between Redis' answer and the switch (an adversarial scheduling)."""
     announced: list = []

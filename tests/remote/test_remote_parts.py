@@ -141,4 +141,4 @@ def test_the_contract_bounds_a_programs_texts():
     with pytest.raises(ValueError):
         c.PlaceOrder(**base, xt_remark="x" * (c.XT_TEXT_MAX_CHARS + 1))
     fields = c.encode_command(c.PlaceOrder(**base), account="A", command_id="x", reply_to="r", ttl_ms=1)
-    assert "xt_remark" not in c.unpack(fields[c.F_BODY])  # absent when not given: older executors still accept it
+    assert "xt_remark" not in c.read_body(fields)  # absent when not given: older executors still accept it
