@@ -35,6 +35,7 @@ from xtquant import xttype as xt
 
 from executor.sim.config import SimConfig
 from executor.sim.control import ControlPoller
+from executor.sim.credit import DIRECT_CASH_REPAY
 from executor.sim.engine import Engine
 from executor.sim.market import RandomWalk, replay_csv
 from executor.sim.objects import SimXtAccountInfo
@@ -179,8 +180,8 @@ class _Connection:
         if ok:
             # MiniQMT reports the account's login state to a subscribed session; the simulator's accounts are
             # logged in, so one on_account_status(ACCOUNT_STATUS_OK) follows a successful subscribe.
-            self.session.deliver([(0, "on_account_status",
-                                   xt.XtAccountStatus(aid, xc.SECURITY_ACCOUNT, xc.ACCOUNT_STATUS_OK))])
+            kind = xc.CREDIT_ACCOUNT if eng.credit.is_credit(aid) else xc.SECURITY_ACCOUNT
+            self.session.deliver([(0, "on_account_status", xt.XtAccountStatus(aid, kind, xc.ACCOUNT_STATUS_OK))])
         self._reply("bindOnSubscribeRespCallback", seq, 0 if ok else -1)
 
     def _unsubscribeWithSeq(self, seq: int, f: dict) -> None:
@@ -193,8 +194,10 @@ class _Connection:
         self._reply("bindOnUnsubscribeRespCallback", seq, 0 if ok else -1)
 
     def _orderStockWithSeq(self, seq: int, f: dict) -> None:
+        # a direct cash repayment's "volume" is yuan: the wheel sends it whole only in m_dOrderAmount (reference 2.1)
+        volume = f.get("m_dOrderAmount") if f["m_nOrderType"] in DIRECT_CASH_REPAY else f["m_nOrderVolume"]
         self.engine.place(self.session, f["m_strAccountID"], f["m_strStockCode"], f["m_nOrderType"],
-                          f["m_nOrderVolume"], f["m_nPriceType"], f["m_dPrice"], f["m_strStrategyName"],
+                          volume, f["m_nPriceType"], f["m_dPrice"], f["m_strStrategyName"],
                           f["m_strOrderRemark"], seq, True)
 
     def _cancelOrderStockWithSeq(self, seq: int, f: dict) -> None:
