@@ -842,7 +842,7 @@ class Executor:
             return _error(E.OUTCOME_UNKNOWN, f"client order id {base.coid!r} is already used by an order at the "
                                              "broker that this executor cannot attribute to you; nothing was placed "
                                              "now; never resend it with a new id before you know (docs/security.md)")
-        if (report.code, report.side, report.volume) != (cmd.code, cmd.side, cmd.volume):
+        if (report.code, report.side, report.volume) != (cmd.code, cmd.side, cmd.broker_volume):
             return self._conflict(base.coid, f"{report.code}|{report.side}|{report.volume} at the broker",
                                   cmd.fingerprint())
         # Its owner is the broker's record of it (the account-wide stream answering it does not become the owner).
@@ -1081,6 +1081,8 @@ class Executor:
             return c.TradesResult(trades=await b.query_trades())
         if isinstance(cmd, c.QueryAccountStatus):
             return await b.query_account_status()
+        if type(cmd) in c.CREDIT_QUERY_TYPES:
+            return await b.query_credit(cmd)
         raise TypeError(f"no handler for {type(cmd).__name__}")
 
     async def _broker_call(self, aw: Awaitable[Any]) -> Any:
@@ -1738,6 +1740,13 @@ class Executor:
                 self.risk.set_positions(await self._broker_call(self.broker.query_positions()), t0)
             except (BrokerError, asyncio.TimeoutError) as exc:
                 log.warning("positions unavailable for the sellable-volume check", error=repr(exc))
+        if self._broker_up and self.risk.needs_credit(cmds):  # type: ignore[arg-type]
+            t0 = self.risk.clock()
+            try:
+                result = await self._broker_call(self.broker.query_credit(c.QueryCreditDetail()))
+                self.risk.set_credit(result.details, t0)
+            except (BrokerError, asyncio.TimeoutError) as exc:
+                log.warning("credit detail unavailable for the maintenance-ratio check", error=repr(exc))
 
     def _risk_commit(self) -> None:
         try:

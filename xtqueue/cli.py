@@ -860,6 +860,8 @@ def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None
               help="A simulated account (repeatable) [default: SIM001]. Used when the folder is new.")
 @click.option("--cash", type=float, default=1_000_000.0, show_default=True, help="Starting cash of each account.")
 @click.option("--session-clock", is_flag=True, help="Enforce A-share trading sessions.")
+@click.option("--credit", is_flag=True, help="Make the accounts margin (两融) accounts with the default terms "
+              "(executor/sim/credit.py).")
 @click.option("--random-walk", is_flag=True, help="Move prices by a seeded random walk.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the random walk.")
 @click.option("--empty-as-none", is_flag=True,
@@ -868,7 +870,7 @@ def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None
               help="Also stop when standard input closes (a parent holding a pipe to it takes this process down "
                    "with it; xtqueue executor --broker sim starts its own this way).")
 def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_clock: bool, random_walk: bool,
-            seed: int, empty_as_none: bool, exit_on_stdin_eof: bool) -> None:
+            seed: int, empty_as_none: bool, exit_on_stdin_eof: bool, credit: bool = False) -> None:
     """A simulated MiniQMT, in a process of its own, until Ctrl+C (模拟 MiniQMT).
 
     Programs using xtquant's own XtQuantTrader reach it through the stand-in for the Windows binary
@@ -880,7 +882,10 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
     from executor.sim.config import AccountSeed, RandomWalkConfig
     from executor.sim.qmt import serve
 
-    config = SimConfig(accounts={a: AccountSeed(cash=cash) for a in (accounts or (DEFAULT_ACCOUNT,))},
+    from executor.sim.credit import CreditTerms
+
+    config = SimConfig(accounts={a: AccountSeed(cash=cash, credit=CreditTerms() if credit else None)
+                                 for a in (accounts or (DEFAULT_ACCOUNT,))},
                        session_clock=session_clock,
                        random_walk=RandomWalkConfig(seed=seed) if random_walk else None)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from producer_lib import contract as c
 
@@ -148,6 +148,10 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def query_account_status(self) -> c.AccountStatusResult: ...
+
+    async def query_credit(self, cmd: c.Command) -> Any:
+        """One of the five credit queries (contract.CREDIT_QUERY_TYPES) -> its result model."""
+        raise BrokerUnavailableError(f"{self.name} answers no credit queries")
 
     @abc.abstractmethod
     async def probe(self) -> bool:
