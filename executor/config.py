@@ -30,7 +30,7 @@ class ExecutorSettings(BaseSettings):
     redis_client_cert: Path | None = Field(None, description="rediss://: client certificate (PEM) for mutual TLS")
     redis_client_key: Path | None = Field(None, description="rediss://: private key (PEM) of the client certificate")
     account: str = Field("SIM001", description="fund account id this executor trades (one account per process)")
-    account_type: c.AccountType = Field(c.AccountType.STOCK, description="STOCK (普通) or CREDIT (信用, 两融): "
+    account_type: Literal["STOCK", "CREDIT"] = Field("STOCK", description="STOCK (普通) or CREDIT (信用, 两融): "
                                         "what xtquant's StockAccount is built with; sim: CREDIT makes the simulated "
                                         "account a margin account")
     key_prefix: str = Field(c.KEY_PREFIX, description="prefix of every Redis key")

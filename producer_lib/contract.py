@@ -291,13 +291,6 @@ _HOLDING_SIDES = frozenset({Side.SELL, Side.SELL_SECU_REPAY, Side.DIRECT_SECU_RE
 _DEBT_SIDES = frozenset({Side.FIN_BUY, Side.SLO_SELL, Side.FIN_BUY_SPECIAL, Side.SLO_SELL_SPECIAL})
 
 
-class AccountType(str, Enum):
-    """The kind of fund account an executor trades (xtquant ``StockAccount(id, account_type)``, reference 4.1)."""
-
-    STOCK = "STOCK"  # 普通账户 cash account
-    CREDIT = "CREDIT"  # 信用账户 margin (两融) account
-
-
 class PriceType(str, Enum):
     """Price types a strategy may send. The executor maps each onto xtconstant's value."""
 

@@ -31,7 +31,7 @@ def sim_config_for(settings: ExecutorSettings) -> Any:
 
     from executor.sim.credit import CreditTerms
 
-    credit = CreditTerms() if settings.account_type is settings.account_type.CREDIT else None
+    credit = CreditTerms() if settings.account_type == "CREDIT" else None
     return SimConfig(
         accounts={settings.account: AccountSeed(cash=settings.sim_cash, credit=credit)},
         session_clock=settings.sim_session_clock,
@@ -44,7 +44,7 @@ def _qmt_sim_args(settings: ExecutorSettings) -> list[str]:
     args = ["--account", settings.account, "--cash", repr(float(settings.sim_cash))]
     if settings.sim_session_clock:
         args.append("--session-clock")
-    if settings.account_type is settings.account_type.CREDIT:
+    if settings.account_type == "CREDIT":
         args.append("--credit")
     if settings.sim_random_walk:
         args += ["--random-walk", "--seed", str(settings.sim_seed)]
@@ -87,5 +87,5 @@ def make_broker(settings: ExecutorSettings) -> Broker:
         path = str(settings.qmt_path)
     return XtBroker(name=settings.broker, account_id=settings.account, trader_factory=factory, path=path,
                     session_ids=settings.session_ids, executor_id=settings.executor_id or default_executor_id(),
-                    timeout_s=settings.broker_timeout_ms / 1000, account_type=settings.account_type.value,
+                    timeout_s=settings.broker_timeout_ms / 1000, account_type=settings.account_type,
                     closers=closers)
