@@ -32,3 +32,39 @@ def margin(tmp_path, wheel_loop):
     for trader, server in reversed(made):
         trader.stop()
         server.close()
+
+
+
+from credit_helpers import QmtSim, start_executor  # noqa: E402
+
+
+@pytest.fixture
+def credit_stack(redis_url, account, tmp_path, redis_client):
+    """A simulated MiniQMT whose ``account`` is a margin account (cash 100,000, 600000.SH at 10.00) and a CREDIT
+    executor on it: yields (start_executor(), SimControl); every executor started is stopped at the end."""
+    from executor.sim import SimControl
+
+    qmt_path = tmp_path / "userdata_mini"
+    server = QmtSim(qmt_path, "--account", account, "--credit", "--cash", "100000")
+    control = SimControl(qmt_path)
+    assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
+    procs = []
+
+    def start(*extra: str):
+        proc = start_executor(redis_url, account, qmt_path, tmp_path / "state", tmp_path / "executor.log", *extra)
+        procs.append(proc)
+        return proc
+
+    try:
+        yield start, control
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        control.close()
+        server.stop()
