@@ -267,9 +267,9 @@ class CreditDesk:
 
     # --- tier 1 / tier 2 -------------------------------------------------------------------------------------
     def tier1(self, account_id: str, order_type: int, volume: Any) -> tuple[int, str] | None:
-        from .engine import E_BAD_ORDER_TYPE, msg
+        from .engine import msg
         if order_type in CREDIT_ONLY and account_id not in self.books:
-            return E_BAD_ORDER_TYPE, msg(E_NOT_CREDIT, "非信用账号不允许信用交易",
+            return E_NOT_CREDIT, msg(E_NOT_CREDIT, "非信用账号不允许信用交易",
                                          f"order_type {order_type} needs a credit account; {account_id!r} is not one")
         if order_type in DIRECT_CASH_REPAY:
             ok = isinstance(volume, (int, float)) and not isinstance(volume, bool) and volume == volume \
