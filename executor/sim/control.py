@@ -114,6 +114,16 @@ class SimControl:
             rows = [dict(zip(cols, r)) for r in cur.fetchall()]
         return [r for r in rows if account_id is None or r["account_id"] == account_id]
 
+    def trades(self, account_id: str | None = None) -> list[dict]:
+        """Committed trades of the current day, as dicts (column names of the ``trades`` table)."""
+        with self._lock:
+            day = self._conn.execute("SELECT value FROM meta WHERE key='day'").fetchone()
+            cur = self._conn.execute("SELECT * FROM trades WHERE day=? ORDER BY trade_seq",
+                                     (int(day[0]) if day else 1,))
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        return [r for r in rows if account_id is None or r["account_id"] == account_id]
+
     def cash(self, account_id: str) -> tuple[float, float] | None:
         """(available cash, frozen cash) as committed."""
         with self._lock:

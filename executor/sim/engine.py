@@ -493,14 +493,14 @@ class Engine:
     _ANSWERS = frozenset({"on_order_stock_async_response", "on_cancel_order_stock_async_response"})
 
     def _push_order(self, mark: int, answer_last: bool, trades_first: bool) -> None:
-        """Faults.push_order: re-sort the running operation's pushes (``self._pushes[mark:]``), stably, per trader:
+        """Faults.push_order: re-sort the running operation's pushes (``self._pushes[mark:]``), stably, per session:
         trades first and/or answers last; everything else keeps its order."""
-        flat = []  # (trader, nb, deferred, name, payload)
-        for trader, nb, fn, arg in self._pushes[mark:]:
+        flat = []  # (session, nb, deferred, name, payload)
+        for session, nb, fn, arg in self._pushes[mark:]:
             if fn is GROUP:
-                flat.extend((trader, nb, True, name, args) for name, args in arg)
+                flat.extend((session, nb, True, name, args) for name, args in arg)
             else:
-                flat.append((trader, nb, False, fn, arg))
+                flat.append((session, nb, False, fn, arg))
 
         def rank(e: tuple) -> int:
             name = e[3]
@@ -512,15 +512,15 @@ class Engine:
 
         flat.sort(key=rank)
         out: list[tuple] = []
-        for trader, nb, deferred, name, payload in flat:
+        for session, nb, deferred, name, payload in flat:
             if deferred:
                 last = out[-1] if out else None
-                if last is not None and last[2] is GROUP and last[0] is trader and last[1] == nb:
+                if last is not None and last[2] is GROUP and last[0] is session and last[1] == nb:
                     last[3].append((name, payload))
                 else:
-                    out.append((trader, nb, GROUP, [(name, payload)]))
+                    out.append((session, nb, GROUP, [(name, payload)]))
             else:
-                out.append((trader, nb, name, payload))
+                out.append((session, nb, name, payload))
         self._pushes[mark:] = out
         self._grp = None  # nothing later may extend a re-sorted group
 
@@ -1119,7 +1119,7 @@ class Engine:
                 f.late_cancel_n -= 1
                 if f.late_cancel_ms > 0:
                     self._nb = max(self._nb, time.monotonic()) + f.late_cancel_ms / 1000.0
-                self._emit(trader, "on_cancel_error",
+                self._emit(session, "on_cancel_error",
                            xt.XtCancelError(account_id, oid, o.inst.market if sysid is None else mkt, resp_sysid,
                                             E_CANCEL_LATE, f.late_cancel_text))
                 return 0, self._bump()

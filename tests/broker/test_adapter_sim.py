@@ -1,4 +1,5 @@
-"""XtBroker on the simulator: the same adapter code that drives the real XtQuantTrader, end to end in-process."""
+"""XtBroker on the simulator: the adapter driving xtquant's own XtQuantTrader (over the stand-in binary) against a
+simulated MiniQMT hosted in a thread of the test process, end to end."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import pytest
 
 from executor.broker import BrokerUnavailableError
 from executor.broker.xt.adapter import XtBroker
-from executor.sim import AccountSeed, SimConfig, SimControl, SimXtQuantTrader
+from executor.sim import AccountSeed, MarketView, SimConfig, SimControl
+from executor.sim.qmt import QmtSimServer, install
 from producer_lib import contract as c
+
+install()
+from xtquant.xttrader import XtQuantTrader  # noqa: E402
 
 ACCOUNT = "SIM001"
 
@@ -38,16 +43,19 @@ class Recorder:
 @pytest.fixture
 async def broker(tmp_path):
     config = SimConfig(accounts={ACCOUNT: AccountSeed(cash=1_000_000.0, positions={"000001.SZ": 1000})})
+    server = QmtSimServer(tmp_path, config).start()
     b = XtBroker(name="sim", account_id=ACCOUNT, path=str(tmp_path), session_ids=[101, 102, 103],
-                 trader_factory=lambda p, s: SimXtQuantTrader(p, s, config=config), timeout_s=5.0)
+                 trader_factory=XtQuantTrader, timeout_s=5.0)
     rec = Recorder()
     b.set_event_sink(rec)
     await b.connect()
     b.recorder = rec
     b.control = SimControl(tmp_path)
+    b.market = MarketView(server.engine)
     yield b
     await b.close()
     b.control.close()
+    server.close()
 
 
 def _order(coid, code="600000.SH", side="buy", volume=100, price=None, **kw):
@@ -56,7 +64,7 @@ def _order(coid, code="600000.SH", side="buy", volume=100, price=None, **kw):
 
 
 async def test_marketable_buy_flows_response_then_reported_then_fill(broker):
-    price = round(broker._trader.market.last("600000.SH") * 1.02, 2)  # above the market: fills at once
+    price = round(broker.market.last("600000.SH") * 1.02, 2)  # above the market: fills at once
     key = await broker.place_order(_order("buy-1", price=price))
     filled = await broker.recorder.wait_for(
         lambda e: isinstance(e, c.OrderUpdated) and e.order.status is c.OrderStatus.SUCCEEDED)

@@ -1,5 +1,5 @@
-"""Builds the XtQuantTrader under test: the simulator by default (twice: the in-process twin, and the wheel's own
-XtQuantTrader over a simulated MiniQMT, executor/sim/qmt), the real one on Windows when XTQUEUE_QMT_PATH and
+"""Builds the XtQuantTrader under test: always the wheel's own class; by default over the stand-in binary on a
+simulated MiniQMT (executor/sim/qmt), on Windows over the real binary and MiniQMT when XTQUEUE_QMT_PATH and
 XTQUEUE_QMT_ACCOUNT are set (see README.md here)."""
 
 from __future__ import annotations
@@ -48,12 +48,20 @@ class Venue:
             trader, rec, account, code, rest_buy_price, real
 
 
-def _build(tmp_path, kind: str = "sim"):
+def _build(tmp_path):
     from xtquant import xttype
 
     rec = ContractRecorder()
     server = None
-    if kind == "qmt-sim":
+    if REAL:
+        from xtquant.xttrader import XtQuantTrader  # Windows only
+
+        trader = XtQuantTrader(os.environ["XTQUEUE_QMT_PATH"], random.randint(100000, 999999), rec)
+        account = xttype.StockAccount(os.environ["XTQUEUE_QMT_ACCOUNT"])
+        code = os.environ.get("XTQUEUE_QMT_CODE", "600000.SH")
+        # a limit buy far below the market but inside the daily band: rests, never fills
+        rest = float(os.environ.get("XTQUEUE_QMT_REST_PRICE", "0"))
+    else:  # the wheel's own class over the stand-in binary, on a simulated MiniQMT in a thread of this process
         from executor.sim.qmt import QmtSimServer, install
 
         server = QmtSimServer(tmp_path / "userdata_mini").start()
@@ -62,20 +70,6 @@ def _build(tmp_path, kind: str = "sim"):
 
         trader = XtQuantTrader(str(server.path), 101, rec)
         assert type(trader).__module__ == "xtquant.xttrader"
-        account = xttype.StockAccount("SIM001")
-        code, rest = "600000.SH", 9.01
-    elif REAL:
-        from xtquant.xttrader import XtQuantTrader  # Windows only
-
-        trader = XtQuantTrader(os.environ["XTQUEUE_QMT_PATH"], random.randint(100000, 999999), rec)
-        account = xttype.StockAccount(os.environ["XTQUEUE_QMT_ACCOUNT"])
-        code = os.environ.get("XTQUEUE_QMT_CODE", "600000.SH")
-        # a limit buy far below the market but inside the daily band: rests, never fills
-        rest = float(os.environ.get("XTQUEUE_QMT_REST_PRICE", "0"))
-    else:
-        from executor.sim import SimXtQuantTrader
-
-        trader = SimXtQuantTrader(str(tmp_path / "contract"), 101, rec)
         account = xttype.StockAccount("SIM001")
         code, rest = "600000.SH", 9.01  # prev close 10.00, limit down 9.00
     trader.start()
@@ -88,13 +82,12 @@ def _build(tmp_path, kind: str = "sim"):
     return v
 
 
-@pytest.fixture(params=["real"] if REAL else ["sim", "qmt-sim"])
+@pytest.fixture(params=["real"] if REAL else ["qmt-sim"])
 def venue(tmp_path, request):
     if REAL:
         request.applymarker(pytest.mark.qmt)
-    if request.param != "sim":  # the wheel's own class is built here (tests/conftest.py::wheel_loop)
-        request.getfixturevalue("wheel_loop")
-    v = _build(tmp_path, request.param)
+    request.getfixturevalue("wheel_loop")  # the wheel's own class is built here (tests/conftest.py::wheel_loop)
+    v = _build(tmp_path)
     yield v
     try:
         orders = v.trader.query_stock_orders(v.account, True) or []

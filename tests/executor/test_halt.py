@@ -283,15 +283,15 @@ async def test_no_order_written_after_the_halt_is_placed_while_the_watch_answers
     from executor.sim import SimConfig
     from executor.sim.config import AccountSeed
     from executor.sim.control import SimControl
-    from executor.sim.engine import acquire_engine, release_engine
+    from executor.sim.qmt import QmtSimServer
     from xtqueue import cli as cli_mod
 
     for name in [n for n in os.environ if n.startswith("XTQUEUE_")]:
         monkeypatch.delenv(name)
     sim_path = tmp_path / "sim"
     sim_path.mkdir()
-    seeded = acquire_engine(sim_path, SimConfig(accounts={account: AccountSeed(cash=1e6,
-                                                                               positions={"600000.SH": 10_000})}))
+    seeded = QmtSimServer(sim_path, SimConfig(accounts={account: AccountSeed(cash=1e6,  # the executor trades on it
+                                                                             positions={"600000.SH": 10_000})})).start()
     settings = settings_for(broker="sim", sim_path=sim_path, halt_poll_ms=10, ack_wait_ms=2_000,
                             broker_timeout_ms=5_000, risk={"sell_within_sellable": True, "positions_cache_ms": 0})
     ex = build_executor(settings)
@@ -349,4 +349,4 @@ async def test_no_order_written_after_the_halt_is_placed_while_the_watch_answers
         ex.request_stop()
         await asyncio.wait_for(serving, 10)
         ctl.close()
-        release_engine(seeded)
+        seeded.close()

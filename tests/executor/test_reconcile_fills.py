@@ -17,7 +17,7 @@ import producer_lib as pl
 from executor.app import build_executor
 from executor.broker import sim_config_for
 from executor.events import EventPublisher
-from executor.sim import SimXtQuantTrader
+from executor.sim.qmt import QmtSimServer
 from producer_lib import contract as c
 
 CODE = "600000.SH"  # simulator last price 10.00
@@ -39,13 +39,9 @@ def fill_events(events: list[c.EventMessage]) -> Counter:
 
 def broker_moves_price(settings, last: float) -> None:
     """The broker (MiniQMT) goes on while no executor runs: the price moves, resting orders fill there."""
-    trader = SimXtQuantTrader(str(settings.sim_path), 999, config=sim_config_for(settings))
-    trader.start()
-    try:
-        trader.market.set_price(CODE, last)
-        trader.flush()
-    finally:
-        trader.stop()
+    with QmtSimServer(settings.sim_path, sim_config_for(settings)) as server:
+        server.engine.set_price(CODE, last)
+        server.engine.flush()
 
 
 async def _serve_once(settings) -> None:

@@ -37,14 +37,18 @@ class Rig:
 async def sim_rig(settings_for, tmp_path, account):
     """``rig(**settings)``: an executor on the simulator, serving in the background, and a public client."""
     from executor.app import build_executor
+    from executor.broker import sim_config_for
     from executor.sim.control import SimControl
-    from executor.sim.engine import acquire_engine, release_engine
+    from executor.sim.qmt import QmtSimServer
 
     stack = contextlib.AsyncExitStack()
 
     async def rig(**kw) -> Rig:
         sim_path = tmp_path / "sim"
         settings = settings_for(broker="sim", sim_path=sim_path, **{"ack_wait_ms": 2_000, **kw})
+        # the simulated MiniQMT the executor connects to, in a thread of this process: its engine is in reach
+        server = QmtSimServer(sim_path, sim_config_for(settings)).start()
+        stack.callback(server.close)
         ex = build_executor(settings)
         serving = asyncio.create_task(ex.run())
 
@@ -54,8 +58,7 @@ async def sim_rig(settings_for, tmp_path, account):
         stack.push_async_callback(stop)
         client = await stack.enter_async_context(pl.Client(settings.redis_url, account))
         await client.ping()  # serving, broker connected
-        engine = acquire_engine(sim_path, None)  # the executor's own simulator (one engine per path)
-        stack.callback(release_engine, engine)
+        engine = server.engine
         ctl = SimControl(sim_path)
         stack.callback(ctl.close)
         return Rig(ex, client, ctl, engine, account)

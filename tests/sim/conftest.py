@@ -3,6 +3,12 @@ import pytest
 from sim_helpers import make_trader
 
 
+@pytest.fixture(autouse=True)
+def _main_thread_loop(wheel_loop):
+    """The wheel's XtQuantTrader is built on the main thread here (see tests/conftest.py::wheel_loop)."""
+    yield
+
+
 @pytest.fixture
 def sim(tmp_path):
     """A started, connected, subscribed simulator on a fresh path, with a Recorder callback."""

@@ -1,14 +1,25 @@
-"""Shared helpers for the simulator tests: a recording callback and a trader factory."""
+"""Shared helpers for the simulator tests: a recording callback and a trader factory.
+
+Every trader here is xtquant's own ``XtQuantTrader`` (the wheel's class, over the stand-in binary) connected to a
+simulated MiniQMT (``QmtSimServer``) hosted in a thread of the test process, so a test can steer that MiniQMT's
+engine directly (prices, faults, day roll) while its client goes through the same wire as any other program.
+"""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
-from xtquant import xtconstant as xc
-from xtquant.xttype import StockAccount
+from executor.sim.qmt import QmtSimServer, install
 
-from executor.sim import SimConfig, SimXtQuantTrader
+install()  # before the wheel's xttrader is imported anywhere in this process
+
+from xtquant import xtconstant as xc  # noqa: E402
+from xtquant.xttrader import XtQuantTrader  # noqa: E402
+from xtquant.xttype import StockAccount  # noqa: E402
+
+from executor.sim import MarketView, SimConfig  # noqa: E402
 
 ACC = StockAccount("SIM001")
 CALLBACKS = ("on_connected", "on_disconnected", "on_account_status", "on_stock_asset", "on_stock_order",
@@ -75,9 +86,79 @@ class Recorder:
             self.events.clear()
 
 
+_servers: dict[str, list[Any]] = {}  # resolved path -> [server, users]
+_servers_lock = threading.Lock()
+
+
+def acquire_server(path: Path, config: SimConfig | None = None) -> QmtSimServer:
+    """The in-process simulated MiniQMT serving ``path`` (started on first use; the first config wins)."""
+    key = str(Path(path).resolve())
+    with _servers_lock:
+        ent = _servers.get(key)
+        if ent is None:
+            ent = _servers[key] = [QmtSimServer(path, config).start(), 0]
+        ent[1] += 1
+        return ent[0]
+
+
+def release_server(server: QmtSimServer) -> None:
+    key = str(server.path.resolve())
+    with _servers_lock:
+        ent = _servers.get(key)
+        if ent is None or ent[0] is not server:
+            return
+        ent[1] -= 1
+        if ent[1] > 0:
+            return
+        del _servers[key]
+    server.close()
+
+
+class SimTrader:
+    """The wheel's trader (every xtquant call is forwarded to it: ``self.xt``) beside the simulated MiniQMT it
+    talks to (``market``, ``faults``, ``flush``, ``end_of_day``, ``new_day``, ``engine``: the test's hands on the
+    broker, not part of any trader API). ``stop()`` stops the trader and lets go of the server."""
+
+    def __init__(self, path: Path, session: int, callback: Any, config: SimConfig | None = None) -> None:
+        self.server = acquire_server(path, config)
+        self.engine = self.server.engine
+        self.path = Path(path)
+        self.xt = XtQuantTrader(str(path), session, callback)
+        self._stopped = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.xt, name)
+
+    @property
+    def market(self) -> MarketView:
+        return MarketView(self.engine)
+
+    @property
+    def faults(self):
+        return self.engine.faults
+
+    def flush(self) -> None:
+        self.engine.flush()
+
+    def end_of_day(self) -> int:
+        return self.engine.end_of_day()
+
+    def new_day(self) -> None:
+        self.engine.new_day()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.xt.stop()
+        finally:
+            release_server(self.server)
+
+
 def make_trader(path: Path, config: SimConfig | None = None, session: int = 101, subscribe: bool = True):
     rec = Recorder()
-    t = SimXtQuantTrader(str(path), session, rec, config=config)
+    t = SimTrader(path, session, rec, config)
     t.start()
     assert t.connect() == 0
     if subscribe:

@@ -1,4 +1,4 @@
-"""A trader killed with SIGKILL leaves exactly its committed day behind."""
+"""A simulated MiniQMT killed with SIGKILL leaves exactly its committed day behind."""
 
 import json
 import os
@@ -10,14 +10,17 @@ import textwrap
 import pytest
 from xtquant import xtconstant as xc
 
-from executor.sim import SimXtQuantTrader
-from sim_helpers import ACC, Recorder
+from sim_helpers import ACC, Recorder, SimTrader
 
 CHILD = textwrap.dedent("""
     import json, sys, threading
+    from executor.sim.qmt import QmtSimServer, install
+    install()
     from xtquant import xtconstant as xc
+    from xtquant.xttrader import XtQuantTrader
     from xtquant.xttype import StockAccount
-    from executor.sim import SimXtQuantTrader
+
+    server = QmtSimServer(sys.argv[1]).start()  # the simulated MiniQMT, in this process: the one killed
 
     acc = StockAccount("SIM001")
     responses = {}
@@ -31,7 +34,7 @@ CHILD = textwrap.dedent("""
         def __getattr__(self, name):
             return lambda *a: None
 
-    t = SimXtQuantTrader(sys.argv[1], 7, CB())
+    t = XtQuantTrader(sys.argv[1], 7, CB())
     t.start(); assert t.connect() == 0; t.subscribe(acc)
     sync_id = t.order_stock(acc, "600000.SH", xc.STOCK_BUY, 1000, xc.FIX_PRICE, 10.00, "dur", "sync-fill")
     seqs = [t.order_stock_async(acc, "600000.SH", xc.STOCK_BUY, 500, xc.FIX_PRICE, 9.00, "dur", "rest-买"),
@@ -60,7 +63,7 @@ def test_sigkill_durability(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     rec = Recorder()
-    t = SimXtQuantTrader(str(path), 8, rec)
+    t = SimTrader(path, 8, rec)
     t.start()
     assert t.connect() == 0
     try:

@@ -8,9 +8,9 @@ import time
 
 from xtquant import xtconstant as xc
 
-from executor.sim import RandomWalk, RandomWalkConfig, SimControl, SimXtQuantTrader, replay_csv
+from executor.sim import RandomWalk, RandomWalkConfig, SimControl, replay_csv
 from executor.sim import engine as E
-from sim_helpers import ACC, BUY, FIX, Recorder, make_trader, settle
+from sim_helpers import ACC, BUY, FIX, Recorder, SimTrader, make_trader, settle
 
 
 def test_disconnect_in_process(tmp_path):
@@ -30,10 +30,10 @@ def test_disconnect_in_process(tmp_path):
         assert ra.seq() == ["response", "order_error"]
         assert a.cancel_order_stock(ACC, resting) == -1
         assert a.query_stock_orders(ACC) is None and a.query_stock_asset(ACC) is None
-        assert a.subscribe(ACC) == -1 and a.connect() == -1  # one-shot
+        assert a.subscribe(ACC) == -1  # the session is dead for good: a new instance is needed (reference §8.1)
         assert a.connected is True  # like the real attribute, never cleared
         # a new instance cannot connect while MiniQMT is "down"
-        c = SimXtQuantTrader(str(tmp_path / "p"), 3, Recorder())
+        c = SimTrader(tmp_path / "p", 3, Recorder())
         c.start()
         assert c.connect() == -1
         c.stop()
@@ -48,7 +48,7 @@ def test_reconnect_with_new_instance_needs_subscribe(tmp_path):
         a.faults.disconnect(down_ms=0)
         assert ra.wait_count("on_disconnected")
         rec = Recorder()
-        n = SimXtQuantTrader(str(tmp_path / "p"), 2, rec)
+        n = SimTrader(tmp_path / "p", 2, rec)
         n.start()
         assert n.connect() == 0
         n.order_stock_async(ACC, "600000.SH", BUY, 100, FIX, 10.00)

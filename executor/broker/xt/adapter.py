@@ -99,6 +99,11 @@ class XtBroker(base.Broker):
             self._generation = generation  # pushes of older traders are now stale
             callback = _Callback(self, generation)
             trader = self._factory(self._path, session)
+            if not hasattr(trader, "oldloop"):
+                # The wheel's __del__ puts back the main thread's loop from ``oldloop``, which its constructor sets
+                # only on the main thread: built here, on the broker thread, a trader collected on the main thread
+                # would raise AttributeError there. The loop it should find is the one this broker serves.
+                trader.oldloop = self._loop
             trader.register_callback(callback)
             trader.start()
             rc = trader.connect()
