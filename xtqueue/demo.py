@@ -6,7 +6,9 @@ What runs, in order:
    ships; Linux/macOS), else a ``redis-server`` on PATH, on a free loopback port with a temp dir and no
    persistence.
 2. The executor, as a child process: ``python -m xtqueue executor --broker sim --sim-random-walk ...`` with its
-   simulator file and journal in the same temp dir; the demo waits (bounded) until it answers ``ping``.
+   journal and the simulated MiniQMT's folder in the same temp dir. It drives xtquant's own ``XtQuantTrader`` over
+   the simulated MiniQMT, which it starts as a process of its own (``xtqueue qmt-sim``) that ends with it; the demo
+   waits (bounded) until the executor answers ``ping``.
 3. The strategy, with the async ``producer_lib.Client``, while a second task follows ``events()``:
    limit buys near the market (they fill), one order far below the market (cancelled a few seconds later), a sell
    of today's buy (refused: T+1), an odd-lot buy (refused by the broker, with its own text), and a small buy every

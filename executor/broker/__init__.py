@@ -7,6 +7,7 @@ simulated MiniQMT), so every line above the binary runs identically in tests and
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,8 @@ from .base import Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedEr
 
 if TYPE_CHECKING:
     from executor.config import ExecutorSettings
+
+log = logging.getLogger("executor.broker")
 
 __all__ = ["Broker", "BrokerDeadlinePassedError", "BrokerError", "BrokerFencedError", "BrokerRefusedError", "BrokerTimeoutError", "BrokerUnavailableError",
            "EventSink", "default_executor_id", "make_broker", "sim_config_for"]
@@ -68,6 +71,10 @@ def make_broker(settings: ExecutorSettings) -> Broker:
         settings.sim_path.mkdir(parents=True, exist_ok=True)
         child = ChildMiniQmt(settings.sim_path, _qmt_sim_args(settings))
         closers.append(child.close)
+        try:  # now, so that starting it (seconds) is not counted against the first connect's broker timeout
+            child.ensure()
+        except RuntimeError as exc:  # the connects will try again (and report it)
+            log.warning("simulated MiniQMT did not start", extra={"error": str(exc)})
 
         def factory(path: str, session: int) -> Any:
             try:

@@ -182,11 +182,60 @@ class RedisServer:
 
 
 # =====================================================================================================================
+# simulated MiniQMT processes
+# =====================================================================================================================
+class MiniQmtProc:
+    """A simulated MiniQMT of its own (``python -m xtqueue qmt-sim --path DIR``) serving ``sim_path``, shared by
+    every executor started on that path while it runs (they find it serving and start none of their own), and
+    outliving any of them, as MiniQMT outlives the executors that connect to it. Without one, each executor starts
+    its own as a child that ends with it (``--broker sim``)."""
+
+    def __init__(self, sim_path: Path, account: str, *, cash: str = "1000000000") -> None:
+        self.sim_path = Path(sim_path)
+        self.account = account
+        self.cash = cash
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.sim_path.parent / f"miniqmt-{self.sim_path.name}.log"
+
+    def start(self) -> MiniQmtProc:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+        self.sim_path.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(self.sim_path),
+                                      "--account", self.account, "--cash", self.cash],
+                                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(SRC))
+        log.close()
+        wait_until(lambda: "qmt-sim: serving" in self.log_tail() or self.proc.poll() is not None, 60,
+                   f"the simulated MiniQMT on {self.sim_path}")
+        assert self.proc.poll() is None, self.log_tail()
+        return self
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+# =====================================================================================================================
 # executor processes
 # =====================================================================================================================
 class ExecutorProc:
-    """One ``python -m xtqueue executor`` process on the simulator (its own --sim-path and --state-dir), logging to
-    a file. Several processes may be started one after another (kills) or side by side (standby)."""
+    """One ``python -m xtqueue executor --broker sim`` process (its own --sim-path and --state-dir), logging to a
+    file. Several processes may be started one after another (kills) or side by side (standby: give them one
+    ``MiniQmtProc``). On a path no MiniQmtProc serves, each starts its own simulated MiniQMT, ending with it."""
 
     def __init__(self, redis_url: str, account: str, workdir: Path, *, name: str = "ex",
                  sim_path: Path | None = None, state_dir: Path | None = None, extra: tuple[str, ...] = (),
@@ -1200,7 +1249,8 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
                        redis_kwargs: dict[str, Any] | None = None, producer_url: str | None = None,
                        commands_lost: bool = False, ttl_range: tuple[float, float] = (1.0, 6.0),
                        executor_extra: tuple[str, ...] = (), supervise: bool = False, slow_broker: bool = False,
-                       acl: AclSetup | None = None, hostile_attacks: int = 0) -> dict[str, Any]:
+                       acl: AclSetup | None = None, hostile_attacks: int = 0,
+                       shared_miniqmt: bool = False) -> dict[str, Any]:
     """Start an executor, run ``n_orders`` through ``producers`` clients, call ``await fault(ctx)`` at
     ``n_faults`` random progress points (number of calls started), then drain, resolve unknowns and check.
 
@@ -1209,6 +1259,9 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
     ``acl``: the executor and each producer (strategy ``p<i>``) connect as their own ACL users (``make_acl``).
     ``hostile_attacks``: a HostileStrategy with its own ACL user (``acl`` must have strategy HOSTILE) attacks that
     many times during the run.
+    ``shared_miniqmt``: one simulated MiniQMT process (``MiniQmtProc``) serves the run's sim path for its whole
+    length, shared by every executor of the run (leader and standby) and outliving each; otherwise every executor
+    start brings its own, ending with that executor.
 
     ``ctx`` is a dict with ``ex`` (the current ExecutorProc), ``server``, ``rng``, ``report``, ``work``."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -1218,14 +1271,21 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
                       client_kwargs={**acl.strategy_kwargs("p0"), "strategy": "p0"} if acl else None)
     if slow_broker:
         apply_slow_broker(ex.sim_path, rng.randrange(1 << 30))
-    ex.start()
-    await ex.wait_serving()
+    miniqmt = MiniQmtProc(ex.sim_path, account).start() if shared_miniqmt else None
+    try:
+        ex.start()
+        await ex.wait_serving()
+    except BaseException:
+        ex.terminate()
+        if miniqmt is not None:
+            miniqmt.stop()
+        raise
     orders = make_orders(rng, n_orders, ttl_range=ttl_range)
     work = Workload(producer_url or server.url, account, orders, producers=producers, concurrency=concurrency,
                     redis_kwargs=redis_kwargs,
                     producer_kwargs=[acl.strategy_kwargs(f"p{i}") for i in range(producers)] if acl else None)
     ctx: dict[str, Any] = {"ex": ex, "server": server, "rng": rng, "report": report, "work": work,
-                           "keys": keys, "workdir": workdir}
+                           "keys": keys, "workdir": workdir, "miniqmt": miniqmt}
     r = server.client()
     supervisor = asyncio.create_task(_supervise(ctx)) if supervise else None
     hostile = hostile_task = None
@@ -1294,6 +1354,8 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         ctx["ex"].terminate()
         for extra in ctx.get("others", []):
             extra.terminate()
+        if miniqmt is not None:
+            miniqmt.stop()
         r.close()
 
 

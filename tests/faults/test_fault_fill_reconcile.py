@@ -17,7 +17,7 @@ from collections import Counter
 
 import producer_lib as pl
 from executor.sim.control import SimControl
-from harness import (CODE, SHORT_LEASE, ExecutorProc, await_until, read_events, sim_trades)
+from harness import (CODE, SHORT_LEASE, ExecutorProc, MiniQmtProc, await_until, read_events, sim_trades)
 from producer_lib import contract as c
 
 LEASE = ("--lease-ms", "2000", "--lease-renew-ms", "250")
@@ -134,8 +134,9 @@ def allow_all_keys(r) -> None:
 async def test_takeover_by_a_standby_with_another_state_dir_and_the_fenced_leaders_spool(tmp_path, redis_server):
     account = f"F{secrets.token_hex(4)}"
     keys = c.Keys(account)
-    a = ExecutorProc(redis_server.url, account, tmp_path / "ex", name="A", extra=LEASE)
-    b = ExecutorProc(redis_server.url, account, tmp_path / "ex", name="B", sim_path=a.sim_path, extra=LEASE)
+    miniqmt = MiniQmtProc(tmp_path / "ex" / "sim", account).start()  # one MiniQMT for A and B, outliving both
+    a = ExecutorProc(redis_server.url, account, tmp_path / "ex", name="A", sim_path=miniqmt.sim_path, extra=LEASE)
+    b = ExecutorProc(redis_server.url, account, tmp_path / "ex", name="B", sim_path=miniqmt.sim_path, extra=LEASE)
     assert a.state_dir != b.state_dir
     a.start("exA-1")
     await a.wait_serving()
@@ -192,3 +193,4 @@ async def test_takeover_by_a_standby_with_another_state_dir_and_the_fenced_leade
         r.close()
         for ex in (a, b):
             ex.terminate()
+        miniqmt.stop()

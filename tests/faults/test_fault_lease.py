@@ -1,5 +1,6 @@
 """5. The leader is paused (SIGSTOP) past its lease while producers send orders; the hot standby (a second
-executor on the same account and the same broker) takes over; the old leader is resumed (SIGCONT).
+executor on the same account and the same broker: ONE simulated MiniQMT process serving both, harness.MiniQmtProc)
+takes over; the old leader is resumed (SIGCONT). Duplicates are counted from that MiniQMT's own records.
 
 Proves: the standby serves within a bounded time, the resumed old leader steps down (exits with code 3) without
 placing, answering or acknowledging anything more, and over the whole run no client order id is twice at the
@@ -20,8 +21,8 @@ import secrets
 import pytest
 
 import producer_lib as pl
-from harness import (HAS_LEASE, CuttingProxy, ExecutorProc, Report, await_until, env_int, iterations,
-                     run_scenario)
+from harness import (HAS_LEASE, CuttingProxy, ExecutorProc, MiniQmtProc, Report, await_until, env_int,
+                     iterations, run_scenario)
 
 pytestmark = pytest.mark.xfail(not HAS_LEASE, strict=False, reason="lease not landed")
 
@@ -99,7 +100,7 @@ async def _run(tmp_path, redis_server, seed, record_property, *, shared_state, c
                                n_orders=n_orders, producers=producers, concurrency=6, n_faults=pauses,
                                fault=make_pause_fault(shared_state), account=f"L{secrets.token_hex(4)}",
                                producer_url=proxy.url if proxy else None, executor_extra=LEASE,
-                               ttl_range=(2.0, 8.0))
+                               ttl_range=(2.0, 8.0), shared_miniqmt=True)
         finally:
             if proxy is not None:
                 await proxy.close()
@@ -147,7 +148,8 @@ async def test_resent_entry_read_by_a_leader_with_another_state_dir_is_not_place
 
     account = f"L{secrets.token_hex(4)}"
     keys = c.Keys(account)
-    a = ExecutorProc(redis_server.url, account, tmp_path, name="A", extra=LEASE).start()
+    miniqmt = MiniQmtProc(tmp_path / "sim", account).start()  # A and B trade on this one MiniQMT
+    a = ExecutorProc(redis_server.url, account, tmp_path, name="A", sim_path=miniqmt.sim_path, extra=LEASE).start()
     b = None
     r = redis_server.client()
     try:
@@ -170,4 +172,5 @@ async def test_resent_entry_read_by_a_leader_with_another_state_dir_is_not_place
         for ex in (a, b):
             if ex is not None:
                 ex.terminate()
+        miniqmt.stop()
         r.close()

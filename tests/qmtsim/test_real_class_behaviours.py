@@ -1,4 +1,4 @@
-"""Behaviours of the real class that the in-process twin (executor/sim/trader.py) does not have (issue #11), each
+"""Behaviours of the real class that the in-process twin (executor/sim/trader.py, removed since: issue #11) did not have, each
 shown on the wheel's own XtQuantTrader over the simulated MiniQMT. Counts come from MiniQMT's own records."""
 
 from __future__ import annotations

@@ -170,6 +170,13 @@ class _Connection:
         # behind the pushes already generated, with the call latency fault applied (engine.emit_reply)
         self.engine.emit_reply(self.session, lambda v: self.send(binding, (seq, v)), value)
 
+    def _answer_session_call(self, binding: str, seq: int, value: Any) -> None:
+        # (un)subscribe: answered after the call latency only, not behind the push delay fault (delay_pushes slows
+        # the account's pushes and the answers of orders, cancels and queries; a session can still subscribe)
+        ms = self.engine.faults.call_latency()
+        nb = time.monotonic() + ms / 1000.0 if ms > 0 else 0.0
+        self.session.deliver([(nb, lambda v: self.send(binding, (seq, v)), value)])
+
     def _subscribeWithSeq(self, seq: int, f: dict) -> None:
         aid, eng = f.get("m_strAccountID", ""), self.engine
         with eng.lock:
@@ -182,7 +189,7 @@ class _Connection:
             # logged in, so one on_account_status(ACCOUNT_STATUS_OK) follows a successful subscribe.
             kind = xc.CREDIT_ACCOUNT if eng.credit.is_credit(aid) else xc.SECURITY_ACCOUNT
             self.session.deliver([(0, "on_account_status", xt.XtAccountStatus(aid, kind, xc.ACCOUNT_STATUS_OK))])
-        self._reply("bindOnSubscribeRespCallback", seq, 0 if ok else -1)
+        self._answer_session_call("bindOnSubscribeRespCallback", seq, 0 if ok else -1)
 
     def _unsubscribeWithSeq(self, seq: int, f: dict) -> None:
         aid, eng = f.get("m_strAccountID", ""), self.engine
@@ -191,7 +198,7 @@ class _Connection:
             if ok:
                 self.session.subs.discard(aid)
                 eng.invalidate_targets()
-        self._reply("bindOnUnsubscribeRespCallback", seq, 0 if ok else -1)
+        self._answer_session_call("bindOnUnsubscribeRespCallback", seq, 0 if ok else -1)
 
     def _orderStockWithSeq(self, seq: int, f: dict) -> None:
         # a direct cash repayment's "volume" is yuan: the wheel sends it whole only in m_dOrderAmount (reference 2.1)
