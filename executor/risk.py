@@ -31,8 +31,9 @@ is allowed, ``value > limit`` is refused (for the sell side of the price band: `
 Credit sides (contract.Side): margin buys and buy-to-repay are buys and short sells sells for the band and the
 notional; sell-to-repay and direct share repayment count against the sellable volume like a sell; a direct cash
 repayment (no volume, no price) is valued at its amount and passes the per-order volume and band rules. The
-maintenance ratio comes from a credit detail query cached ``credit_cache_ms``; while none could be obtained, new
-debt is refused (repayments never are). The ratio checked is the account's before the order (the counter's own
+maintenance ratio comes from a credit detail query cached ``credit_cache_ms`` and asked again after every batch
+that admitted new debt (orders of one batch share one snapshot); while none could be obtained, new debt is refused
+(repayments never are). The ratio checked is the account's before the order (the counter's own
 available-margin check covers what the order adds).
 
 The rate limit's strategy is the owner of the command stream the order came from (only that strategy's ACL user
@@ -425,6 +426,8 @@ class RiskGate:
             self.financing_today += notional or 0.0
         elif cmd.side in _SHORT:
             self.short_today += notional or 0.0
+        if cmd.side.opens_debt:
+            self.credit_t0 = -math.inf  # the snapshot predates this debt: the next batch asks the broker again
         return None
 
     def _credit(self, cmd: c.PlaceOrder, notional: float | None) -> Refusal | None:

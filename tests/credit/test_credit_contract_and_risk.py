@@ -137,6 +137,7 @@ def test_new_debt_below_the_maintenance_ratio_is_refused_repayments_never():
     assert verdict(g, o(side=S.BUY_SECU_REPAY, volume=100)) is None
     g.set_credit([c.CreditDetailReport(account="A1", maintenance_ratio=1.5, total_debt=10_000.0)], 1000.0)
     assert verdict(g, o()) is None
+    assert g.needs_credit([o()])  # that margin buy made the snapshot stale
     g.set_credit([c.CreditDetailReport(account="A1", maintenance_ratio=0.0, total_debt=0.0)], 1000.0)
     assert verdict(g, o()) is None  # no debt: no ratio to fall below
 

@@ -137,9 +137,27 @@ async def test_sigkill_during_a_repayment_leaves_exactly_one_repayment_at_the_br
         assert again.duplicate and again.client_order_id == coid
         outcome = await client.query_outcome(coid)
         assert outcome.state is c.OutcomeState.PLACED and outcome.order_id == again.order_id
+        with pytest.raises(pl.Conflict):  # the same id for another amount: nothing new is repaid
+            await client.repay_cash("600000.SH", 1000.52, client_order_id=coid)
     (row,) = [r for r in control.orders(account) if r["order_remark"] == coid]
     assert (row["order_type"], row["order_status"]) == (DIRECT_CASH_REPAY, 56)
     assert len(_rows(control, account, DIRECT_CASH_REPAY)) == 1
     (compact,) = control.credit(account)["compacts"]
     assert (round(compact["repaid_balance"], 2), round(compact["real_balance"], 2)) == (1_000.51, 8_999.49)
     assert control.cash(account)[0] == round(100_000 - 5.10 - 1_000.51, 2)
+
+
+async def test_the_executor_refuses_new_debt_below_its_maintenance_ratio(credit_stack, redis_url, account):
+    start, control = credit_stack
+    start("--risk", json.dumps({"min_maintenance_ratio_for_new_debt": 20, "max_financing_per_order_cny": 10_000}))
+    async with pl.Client(redis_url, account, strategy="margin") as client:
+        await _served(client)
+        with pytest.raises(pl.RiskRejected) as big:
+            await client.place_order("600000.SH", pl.Side.FIN_BUY, 1100, 10.00)
+        assert big.value.details == {"rule": "max_financing_per_order_cny", "limit": 10_000, "value": 11_000.0}
+        await client.place_order("600000.SH", pl.Side.FIN_BUY, 1000, 10.00)  # no debt yet: no ratio to fall below
+        with pytest.raises(pl.RiskRejected) as low:  # ratio now (99,994.90 + 10,000) / 10,000 = 10.9995 < 20
+            await client.place_order("600000.SH", pl.Side.FIN_BUY, 100, 10.00)
+        assert low.value.details == {"rule": "min_maintenance_ratio_for_new_debt", "limit": 20, "value": 10.9995}
+        await client.repay_cash("600000.SH", 100.00)  # repaying is never refused
+    assert [len(_rows(control, account, t)) for t in (FIN_BUY, DIRECT_CASH_REPAY)] == [1, 1]

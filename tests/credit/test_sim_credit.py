@@ -207,3 +207,10 @@ def test_compacts_survive_a_restart(margin, tmp_path):
     t2, acc2, server2 = margin()
     (c,) = t2.query_stk_compacts(acc2)
     assert (c.real_compact_balance, c.real_compact_fare) == (10_000.00, 2.00)
+
+
+def test_miniqmt_reports_the_margin_account_as_credit(margin):
+    t, acc, _ = margin()
+    kinds = {s.account_id: s.account_type for s in t.query_account_status()}
+    assert kinds == {"CRD001": xc.CREDIT_ACCOUNT, "SIM001": xc.SECURITY_ACCOUNT}
+    assert {i.account_id: i.account_type for i in t.query_account_infos()}["CRD001"] == xc.CREDIT_ACCOUNT

@@ -54,6 +54,11 @@ class FolderBusyError(RuntimeError):
     """Another simulated MiniQMT serves this folder (it holds the folder's lock file)."""
 
 
+def _kind(engine: Engine, account_id: str) -> int:
+    """The xtconstant account type MiniQMT reports for an account: CREDIT for a margin account."""
+    return xc.CREDIT_ACCOUNT if engine.credit.is_credit(account_id) else xc.SECURITY_ACCOUNT
+
+
 class _Forward:
     """A session's sink: turns each push of the engine into the binding call the binary makes."""
 
@@ -187,8 +192,8 @@ class _Connection:
         if ok:
             # MiniQMT reports the account's login state to a subscribed session; the simulator's accounts are
             # logged in, so one on_account_status(ACCOUNT_STATUS_OK) follows a successful subscribe.
-            kind = xc.CREDIT_ACCOUNT if eng.credit.is_credit(aid) else xc.SECURITY_ACCOUNT
-            self.session.deliver([(0, "on_account_status", xt.XtAccountStatus(aid, kind, xc.ACCOUNT_STATUS_OK))])
+            self.session.deliver([(0, "on_account_status",
+                                   xt.XtAccountStatus(aid, _kind(eng, aid), xc.ACCOUNT_STATUS_OK))])
         self._answer_session_call("bindOnSubscribeRespCallback", seq, 0 if ok else -1)
 
     def _unsubscribeWithSeq(self, seq: int, f: dict) -> None:
@@ -248,12 +253,12 @@ class _Connection:
     def _queryAccountInfosWithSeq(self, seq: int, f: dict) -> None:
         e = self.engine
         self._query("bindOnQueryAccountInfosCallback", seq,
-                    lambda: [SimXtAccountInfo(a, xc.ACCOUNT_STATUS_OK) for a in e.accounts], False)
+                    lambda: [SimXtAccountInfo(a, xc.ACCOUNT_STATUS_OK, _kind(e, a)) for a in e.accounts], False)
 
     def _queryAccountStatusWithSeq(self, seq: int, f: dict) -> None:
         e = self.engine
         self._query("bindOnQueryAccountStatusCallback", seq,
-                    lambda: [xt.XtAccountStatus(a, xc.SECURITY_ACCOUNT, xc.ACCOUNT_STATUS_OK) for a in e.accounts],
+                    lambda: [xt.XtAccountStatus(a, _kind(e, a), xc.ACCOUNT_STATUS_OK) for a in e.accounts],
                     False)
 
     # --- entry points beyond stock trading: credit, IPO, transfers, smt, export, bank, CTP, smart algo ----------
