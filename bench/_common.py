@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -103,3 +105,37 @@ def percentiles(samples_ns: Sequence[int]) -> dict[str, float]:
 
     return {"n": n, "p50_us": rank(50), "p99_us": rank(99), "p999_us": rank(99.9), "max_us": s[-1] / 1000.0,
             "mean_us": sum(s) / n / 1000.0}
+
+
+THREADS_ENV = "BENCH_THREADS_FILE"
+STAND_IN_THREAD = "xtpythonclient-"  # the stand-in binary's reader thread (executor/sim/qmt/xtpythonclient.py)
+
+
+def publish_thread_ids(path: str) -> None:
+    """In a measured process: a thread of its own writes ``{thread name: native id}`` to ``path`` every half second
+    (when it changed), so the bench can read each thread's CPU with psutil. Off the measured process's paths."""
+
+    def run() -> None:
+        last = None
+        while True:
+            ids = {t.name: t.native_id for t in threading.enumerate() if t.native_id is not None}
+            if ids != last:
+                tmp = f"{path}.tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(ids, f)
+                os.replace(tmp, path)
+                last = ids
+            time.sleep(0.5)
+
+    threading.Thread(target=run, name="bench-thread-ids", daemon=True).start()
+
+
+def thread_cpu_s(pid: int, threads_file: Path, prefix: str) -> float:
+    """CPU seconds (user + system) of the threads of ``pid`` whose name starts with ``prefix`` (0 if none yet)."""
+    import psutil
+
+    try:
+        ids = {tid for name, tid in json.loads(threads_file.read_text()).items() if name.startswith(prefix)}
+    except (OSError, ValueError):
+        return 0.0
+    return sum(t.user_time + t.system_time for t in psutil.Process(pid).threads() if t.id in ids)

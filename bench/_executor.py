@@ -1,16 +1,24 @@
-"""Runs ``xtqueue executor`` (the real CLI, all guarantees on) with one bench-only probe: each event entry gets an
-extra field ``bench_push_ns``, the wall clock (ns) at which the simulator's callback thread handed that callback
-to the adapter. Clients ignore unknown fields. The probe costs a few microseconds per event.
+"""Runs ``xtqueue executor`` (the real CLI, all guarantees on) with two bench-only probes:
 
-    python -m bench._executor --redis-url URL executor --broker sim ...
+* each event entry gets an extra field ``bench_push_ns``, the wall clock (ns) at which the broker's callback thread
+  (the wheel's push executor) handed that callback to the adapter. Clients ignore unknown fields. It costs a few
+  microseconds per event.
+* with ``BENCH_THREADS_FILE`` set, a thread of its own writes ``{thread name: native id}`` there every half second
+  (when it changed), so the bench can read each thread's CPU (psutil) and tell the stand-in binary's reader thread
+  apart from the executor's own. Off the executor's path.
+
+    python -m bench._executor --redis-url URL executor --broker sim --sim-path DIR ...
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
+
+from bench._common import THREADS_ENV, publish_thread_ids
 
 
 def install_probe() -> None:
@@ -57,6 +65,8 @@ def install_probe() -> None:
 
 if __name__ == "__main__":
     install_probe()
+    if os.environ.get(THREADS_ENV):
+        publish_thread_ids(os.environ[THREADS_ENV])
     from xtqueue.cli import main
 
     main(sys.argv[1:])

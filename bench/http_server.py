@@ -1,14 +1,17 @@
-"""The usual HTTP wrapper around XtQuantTrader: a Sanic app calling the (simulated) trader synchronously.
+"""The usual HTTP wrapper around XtQuantTrader: a Sanic app calling the trader synchronously.
 
 One process, one worker; every request runs the blocking trader call on the event loop (``order_stock`` blocks
-until the broker answers), which is how such wrappers are commonly written.
+until the broker answers), which is how such wrappers are commonly written. The trader is xtquant's own
+``XtQuantTrader`` over the stand-in binary, connected to a simulated MiniQMT in its own process (bench/broker.py),
+as xtqueue's executor is.
 
-    python -m bench.http_server PORT SIM_PATH ACCOUNT
+    python -m bench.http_server PORT QMT_PATH ACCOUNT
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from sanic import Sanic
@@ -16,7 +19,8 @@ from sanic.response import json
 from xtquant import xtconstant as xc
 from xtquant.xttype import StockAccount
 
-from executor.sim import AccountSeed, SimConfig, SimXtQuantTrader
+from bench import broker
+from bench._common import THREADS_ENV, publish_thread_ids
 
 
 class _Callback:
@@ -26,12 +30,8 @@ class _Callback:
         return lambda *a, **k: None
 
 
-def build(sim_path: str, account_id: str) -> Sanic:
-    cfg = SimConfig(accounts={account_id: AccountSeed(cash=1e13)})
-    trader = SimXtQuantTrader(sim_path, 7, _Callback(), config=cfg)
-    trader.start()
-    if trader.connect() != 0:
-        raise SystemExit("http_server: simulator connect failed")
+def build(qmt_path: str, account_id: str) -> Sanic:
+    trader = broker.trader(qmt_path, 7, _Callback())
     account = StockAccount(account_id)
     trader.subscribe(account)
     app = Sanic("xtq_bench_http")
@@ -67,9 +67,11 @@ def build(sim_path: str, account_id: str) -> Sanic:
 
 
 def main() -> None:
-    port, sim_path, account_id = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    port, qmt_path, account_id = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     logging.getLogger("sanic").setLevel(logging.WARNING)
-    app = build(sim_path, account_id)
+    if os.environ.get(THREADS_ENV):
+        publish_thread_ids(os.environ[THREADS_ENV])
+    app = build(qmt_path, account_id)
     app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False, debug=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import Any, Protocol
 
@@ -21,12 +22,30 @@ class Requester(Protocol):
     async def close(self) -> None: ...
 
 
+class Sent:
+    """What a requester records of each order it sends, for the time to broker (bench/README.md): the phase, the
+    order's remark at MiniQMT and the wall clock (ns) at the strategy's call. Kept on the requester's side only."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}{secrets.token_hex(3)}"  # unique across requesters on one MiniQMT
+        self.phase = ""
+        self.calls: list[tuple[str, str, int]] = []
+        self._n = 0
+
+    def next(self) -> str:
+        self._n += 1
+        remark = f"{self.prefix}{self._n}"
+        self.calls.append((self.phase, remark, time.time_ns()))
+        return remark
+
+
 class HttpRequester:
     """A kept-alive aiohttp session against the Sanic wrapper: GET /order per call (a blocking order_stock)."""
 
     name = "http"
 
     def __init__(self, base: str, limit: int = 256) -> None:
+        self.sent = Sent("h")
         self.base = base
         self.limit = limit
         self.session: aiohttp.ClientSession | None = None
@@ -41,7 +60,8 @@ class HttpRequester:
 
     async def call(self, i: int) -> Any:
         assert self.session is not None
-        async with self.session.get(self.url, params=self.params) as resp:
+        params = {**self.params, "remark": self.sent.next()}
+        async with self.session.get(self.url, params=params) as resp:
             body = await resp.json()
         if not body.get("ok"):
             raise RuntimeError(f"http order refused: {body}")

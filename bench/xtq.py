@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from bench.runner import Sent
 from producer_lib import Client
 from producer_lib import client as client_module
 
@@ -23,12 +24,14 @@ class XtqRequester:
 
     def __init__(self, url: str, account: str = ACCOUNT, **redis_kwargs: Any) -> None:
         self.client = Client(url, account, strategy="bench", **redis_kwargs)
+        self.sent = Sent("x")
 
     async def start(self) -> None:
         await self.client.ping()
 
     async def call(self, i: int) -> Any:
-        ack = await self.client.buy(CODE, 100, REST_PRICE)
+        # the client order id travels to MiniQMT as the order remark, where bench._qmt_sim stamps its arrival
+        ack = await self.client.buy(CODE, 100, REST_PRICE, client_order_id=self.sent.next())
         if not ack.order_id:
             raise RuntimeError(f"no order id: {ack}")
         return ack

@@ -71,7 +71,7 @@ def _secrets(settings: ExecutorSettings) -> list[str]:
     if password:
         found += [password, unquote(password)]
     try:
-        from executor.auth import AuthPolicy
+        from executor.safety.auth import AuthPolicy
 
         found += [key.secret.decode("utf-8", "replace") for key in AuthPolicy.from_settings(settings).keys.values()]
     except Exception:  # an unusable signing configuration: the engine refuses to start and says why

@@ -7,15 +7,78 @@ then the defaults below. Units are in the names.
 
 from __future__ import annotations
 
+import math
 import os
+import socket
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from executor.risk import RiskLimits
 from producer_lib import contract as c
+
+
+def default_executor_id() -> str:
+    """The consumer name (and executor id) when none is configured: this host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+# --- the [risk] table (executor/safety/risk.py applies it) -----------------------------------------------------
+Board = Literal["main", "star", "chinext", "bse", "etf", "lof", "cb", "other"]  # risk.classify_board
+
+
+class RiskLimits(BaseModel):
+    """The ``[risk]`` section of the executor's settings. Every limit is off by default (None / empty list)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trading_enabled: bool = Field(True, description="false: every new order is refused (rule trading_enabled)")
+    allowed_codes: list[str] = Field(default_factory=list, description="only these codes (empty = any)")
+    blocked_codes: list[str] = Field(default_factory=list, description="never these codes")
+    allowed_boards: list[Board] = Field(default_factory=list, description="only these boards (empty = any): "
+                                        "main, star, chinext, bse, etf, lof, cb, other")
+    blocked_boards: list[Board] = Field(default_factory=list, description="never these boards")
+    max_order_volume: int | None = Field(None, ge=1, description="shares (张 for bonds) per order, inclusive")
+    max_order_notional_cny: float | None = Field(None, gt=0, description="price x volume per order, inclusive")
+    max_daily_orders: int | None = Field(None, ge=0, description="orders admitted per day (China date)")
+    max_daily_notional_cny: float | None = Field(None, ge=0, description="sum of price x volume admitted per day")
+    max_open_orders: int | None = Field(None, ge=0, description="non-final orders at once, incl. in flight")
+    max_orders_per_s_per_strategy: float | None = Field(None, gt=0, description="token bucket refill rate per "
+                                                        "strategy name (\"\" is one strategy)")
+    orders_burst_per_strategy: int | None = Field(None, ge=1, description="token bucket capacity; default "
+                                                  "ceil(rate), at least 1")
+    price_band_pct: float | None = Field(None, gt=0, description="fat finger: a limit buy more than this % above, "
+                                         "or a limit sell more than this % below, the reference price is refused")
+    price_band_without_reference: Literal["allow", "refuse"] = Field(
+        "allow", description="what the band does when no reference price is known")
+    sell_within_sellable: bool = Field(False, description="refuse sells above can_use_volume minus own sells in "
+                                       "flight (needs a position query, cached positions_cache_ms)")
+    positions_cache_ms: int = Field(1_000, ge=0, description="age up to which a position snapshot is reused")
+    # credit (两融) accounts
+    max_financing_per_order_cny: float | None = Field(None, gt=0, description="融资: a margin buy's price x volume")
+    max_short_per_order_cny: float | None = Field(None, gt=0, description="融券: a short sell's price x volume")
+    max_financing_daily_cny: float | None = Field(None, ge=0, description="sum of margin buys admitted per day")
+    max_short_daily_cny: float | None = Field(None, ge=0, description="sum of short sells admitted per day")
+    min_maintenance_ratio_for_new_debt: float | None = Field(
+        None, gt=0, description="refuse margin buys and short sells while the maintenance ratio (维持担保比例, "
+        "1.5 = 150 %) is below this (needs a credit detail query, cached credit_cache_ms)")
+    credit_cache_ms: int = Field(1_000, ge=0, description="age up to which a credit detail snapshot is reused")
+
+    @field_validator("allowed_codes", "blocked_codes")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        out = [x.strip().upper() for x in v]
+        for x in out:
+            if not c.CODE_RE.fullmatch(x):
+                raise ValueError(f"{x!r} is not a code like 600000.SH")
+        return out
+
+    @property
+    def burst(self) -> int:
+        if self.orders_burst_per_strategy is not None:
+            return self.orders_burst_per_strategy
+        return max(1, math.ceil(self.max_orders_per_s_per_strategy or 1))
 
 
 class ExecutorSettings(BaseSettings):
@@ -111,7 +174,7 @@ class ExecutorSettings(BaseSettings):
     audit_file_max_mb: int = Field(100, ge=1, description="rotate the audit file at this size (MB)")
     audit_file_backups: int = Field(20, ge=0, description="rotated audit files kept")
 
-    # Signed commands (executor/auth.py); secrets are never logged
+    # Signed commands (executor/safety/auth.py); secrets are never logged
     signing_keys_file: Path | None = Field(None, description="TOML file of strategies' signing keys (mode 0600)")
     signing_keys: SecretStr | None = Field(None, description="key_id:strategy:secret,... (prefer the file or env "
                                                              "XTQUEUE_SIGNING_KEYS to a flag)")

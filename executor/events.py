@@ -12,7 +12,7 @@ Guarantees:
   The record lives next to the stream, written atomically with it, so both survive or vanish together (a Redis
   restart without persistence loses both, and reconciliation then publishes the day's fills again on the new
   stream), and any executor of the account, whatever its state dir, reconciles the broker's lists against it
-  (``recorded()``; executor/engine.py ``_publish_missed_pushes``);
+  (``recorded()``; executor/supervision.py ``_publish_missed_pushes``);
 * when Redis cannot be reached, or this executor is not the leader, events go to a SQLite spool in ``state_dir``
   and are published, in order and before any newer event, when Redis is back (or when an executor on this state
   dir leads again). None is dropped;
@@ -39,24 +39,16 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
-import redis.exceptions as rex
 import structlog
 
 from executor.sqlite_files import open_wal_db
 from producer_lib import contract as c
+from producer_lib._connections import REDIS_DOWN_OR_IO_ERRORS
 
 log = structlog.get_logger("executor.events")
 
-#: Errors that mean "Redis is not reachable now" (retry later), as opposed to a bug.
-REDIS_DOWN_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError)
-
-#: How far an order has come: with the traded volume, what "never backwards" compares (OrderUpdated).
-STATUS_RANK = {
-    c.OrderStatus.UNREPORTED: 0, c.OrderStatus.WAIT_REPORTING: 0, c.OrderStatus.UNKNOWN: 0,
-    c.OrderStatus.REPORTED: 1, c.OrderStatus.PART_SUCC: 2, c.OrderStatus.REPORTED_CANCEL: 2,
-    c.OrderStatus.PARTSUCC_CANCEL: 3,
-    c.OrderStatus.PART_CANCEL: 4, c.OrderStatus.CANCELED: 4, c.OrderStatus.SUCCEEDED: 4, c.OrderStatus.JUNK: 4,
-}
+#: Errors that mean "Redis is not reachable now" (retry later), as opposed to a bug (producer_lib/_connections.py).
+REDIS_DOWN_ERRORS = REDIS_DOWN_OR_IO_ERRORS
 
 #: The record of a trading day is kept this long (a restart the next morning still finds yesterday's).
 RECORD_TTL_S = 3 * 86_400
@@ -183,11 +175,6 @@ _SPOOL_COLUMNS = {"writer": "TEXT", "serial": "INTEGER", "gap": "INTEGER NOT NUL
 def trading_day(epoch_s: float | int = 0) -> int:
     """Days since the epoch in China time (``epoch_s`` 0: now)."""
     return int(((epoch_s or time.time()) + _CN_OFFSET_S) // 86_400)
-
-
-def order_rank(order: c.OrderReport) -> int:
-    """How far an order has come, as one number: more filled, then a later status, is larger."""
-    return order.traded_volume * 10 + STATUS_RANK.get(order.status, 0)
 
 
 _Record = tuple[int, int, str, int, int]  # record kind, trading day, member, rank, status code
@@ -519,5 +506,5 @@ def _record_of_event(event: c.Event) -> _Record:
         return _FILL, trading_day(event.trade.traded_time), _fill_member(event.trade), 0, 0
     if isinstance(event, c.OrderUpdated):
         order = event.order
-        return _ORDER, trading_day(order.order_time), str(order.order_id), order_rank(order), order.status_code
+        return _ORDER, trading_day(order.order_time), str(order.order_id), c.order_rank(order), order.status_code
     return _NOT_RECORDED

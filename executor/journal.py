@@ -3,7 +3,7 @@
 One row per (account, client order id). The intent (state PENDING) is committed BEFORE the order is handed to the
 broker; the first final outcome (the reply body) is recorded before that reply is written to Redis. A repeated
 client order id is answered from here, never with a second broker call.
-The row also records the id's owner: the strategy whose command stream sent it (executor/engine.py, ownership).
+The row also records the id's owner: the strategy whose command stream sent it (executor/orderbook.py, ownership).
 
 Durability: WAL, ``synchronous=NORMAL`` by default: a commit survives an executor crash (the process), not a power
 loss. For the power-loss case recovery does not trust the journal alone: an order without a record is still looked
@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_ms     INTEGER NOT NULL,
     rejection_seen INTEGER NOT NULL DEFAULT 0,  -- an OrderRejected event was published for it
     owner          TEXT,               -- the strategy (command stream owner) that sent it; NULL = not recorded
+    xt_remark      TEXT,               -- PlaceOrder.xt_remark: an xtquant program's own remark; NULL = not given
+    xt_strategy    TEXT,               -- PlaceOrder.xt_strategy_name; NULL = not given
     PRIMARY KEY (account, coid)
 );
 CREATE INDEX IF NOT EXISTS orders_state ON orders (account, state);
@@ -48,7 +50,7 @@ CREATE INDEX IF NOT EXISTS orders_updated ON orders (updated_ms);
 """
 
 _COLUMNS = ("coid, fingerprint, state, order_id, reply, command_id, stream_id, deadline_ms, created_ms, "
-            "updated_ms, rejection_seen, owner")
+            "updated_ms, rejection_seen, owner, xt_remark, xt_strategy")
 
 UNRESOLVED = (c.OutcomeState.PENDING, c.OutcomeState.UNKNOWN)
 
@@ -87,8 +89,11 @@ class Record:
     updated_ms: int = 0
     rejection_seen: bool = False
     # The strategy whose command stream sent the id ("" = the stream without a strategy); None = not recorded (a
-    # row written before ownership was: the broker's record decides, see Executor._owner in executor/engine.py).
+    # row written before ownership was: the broker's record decides, see OrderBook.owner in executor/orderbook.py).
     owner: str | None = None
+    # An xtquant program's own order_remark / strategy_name (PlaceOrder.xt_*), recorded with the intent, never changed
+    xt_remark: str | None = None
+    xt_strategy_name: str | None = None
 
     @property
     def final(self) -> bool:
@@ -140,20 +145,13 @@ class Journal:
                                (self.account, *(s.value for s in UNRESOLVED))).fetchall()
         return [_record(r) for r in rows]
 
-    def placed_unrejected(self, since_ms: int) -> list[Record]:
-        """PLACED records updated since ``since_ms`` for which no OrderRejected event has been published."""
-        rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM orders WHERE account=? AND state=? AND rejection_seen=0 AND updated_ms>=?",
-            (self.account, c.OutcomeState.PLACED.value, since_ms)).fetchall()
-        return [_record(r) for r in rows]
-
     # --- writes ---------------------------------------------------------------------------------------------
     def save(self, records: Iterable[Record], now_ms: int) -> None:
         """Insert or replace whole records, in ONE transaction. ``created_ms`` of an existing row is kept."""
         rows = [(self.account, r.coid, r.fingerprint, r.state.value, r.order_id,
                  None if r.reply is None else c.pack({"ok": r.reply.ok, "body": r.reply.body}),
                  r.command_id, r.stream_id, r.deadline_ms, r.created_ms or now_ms, now_ms, int(r.rejection_seen),
-                 r.owner)
+                 r.owner, r.xt_remark, r.xt_strategy_name)
                 for r in records]
         if not rows:
             return
@@ -162,12 +160,15 @@ class Journal:
         try:
             db.executemany(
                 "INSERT INTO orders (account, coid, fingerprint, state, order_id, reply, command_id, stream_id, "
-                "deadline_ms, created_ms, updated_ms, rejection_seen, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "deadline_ms, created_ms, updated_ms, rejection_seen, owner, xt_remark, xt_strategy) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(account, coid) DO UPDATE SET fingerprint=excluded.fingerprint, state=excluded.state, "
                 "order_id=excluded.order_id, reply=excluded.reply, command_id=excluded.command_id, "
                 "stream_id=excluded.stream_id, deadline_ms=excluded.deadline_ms, updated_ms=excluded.updated_ms, "
                 "rejection_seen=MAX(rejection_seen, excluded.rejection_seen), "
-                "owner=COALESCE(orders.owner, excluded.owner) "  # recorded once, with the intent; never changed
+                "owner=COALESCE(orders.owner, excluded.owner), "  # recorded once, with the intent; never changed
+                "xt_remark=COALESCE(orders.xt_remark, excluded.xt_remark), "
+                "xt_strategy=COALESCE(orders.xt_strategy, excluded.xt_strategy) "
                 # A final outcome is never downgraded to PENDING/UNKNOWN (e.g. by a late, racing write).
                 "WHERE orders.state IN ('pending', 'unknown') OR excluded.state NOT IN ('pending', 'unknown')",
                 rows)
@@ -186,18 +187,21 @@ class Journal:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Journal files written before the owner column existed get it, NULL in their rows ("not recorded")."""
-    if "owner" not in {row[1] for row in db.execute("PRAGMA table_info(orders)")}:
-        db.execute("ALTER TABLE orders ADD COLUMN owner TEXT")
+    """Journal files written before a column existed (owner, xt_remark, xt_strategy) get it, NULL in their rows."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(orders)")}
+    for name in ("owner", "xt_remark", "xt_strategy"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE orders ADD COLUMN {name} TEXT")
 
 
 def _record(row: tuple) -> Record:
     (coid, fingerprint, state, order_id, reply, command_id, stream_id, deadline_ms, created_ms, updated_ms,
-     rejection_seen, owner) = row
+     rejection_seen, owner, xt_remark, xt_strategy) = row
     stored = None
     if reply is not None:
         data = c.unpack(reply)
         stored = StoredReply(ok=bool(data["ok"]), body=data["body"])
     return Record(coid=coid, fingerprint=fingerprint, state=c.OutcomeState(state), order_id=order_id, reply=stored,
                   command_id=command_id, stream_id=stream_id, deadline_ms=deadline_ms, created_ms=created_ms,
-                  updated_ms=updated_ms, rejection_seen=bool(rejection_seen), owner=owner)
+                  updated_ms=updated_ms, rejection_seen=bool(rejection_seen), owner=owner,
+                  xt_remark=xt_remark, xt_strategy_name=xt_strategy)

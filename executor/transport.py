@@ -22,7 +22,6 @@ streams are logged and left unread, so a deployment without ACL users cannot be 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,7 +284,7 @@ class CommandTransport:
         """XREADGROUP ``>`` on every command stream (``count`` per stream): entries never delivered to any consumer
         of the group; and the kill switch's latest entry (or the exception reading it raised) as Redis saw it right
         after that read returned: the XREVRANGE is pipelined behind the (possibly blocking) read on one connection,
-        so it runs after the read, in the same round trip (executor/halt.py reads the answer)."""
+        so it runs after the read, in the same round trip (executor/safety/halt.py reads the answer)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.xreadgroup(self.group, self.consumer, {k: ">" for k in self.streams}, count=count, block=block_ms)
         pipe.xrevrange(self.keys.halt, "+", "-", count=1)
@@ -457,17 +456,11 @@ class CommandTransport:
         self.clock.last_sync_mono = t1
         return self.clock
 
-    async def heartbeat(self, payload: dict[str, Any]) -> None:
-        await self.redis.set(self.keys.heartbeat, json.dumps(payload, separators=(",", ":")), ex=c.HEARTBEAT_TTL_S)
+    async def heartbeat(self, beat: c.Heartbeat) -> None:
+        await self.redis.set(self.keys.heartbeat, beat.encode(), ex=c.HEARTBEAT_TTL_S)
 
-    async def read_heartbeat(self) -> dict[str, Any] | None:
-        raw = await self.redis.get(self.keys.heartbeat)
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
+    async def read_heartbeat(self) -> c.Heartbeat | None:
+        return c.Heartbeat.decode(await self.redis.get(self.keys.heartbeat))
 
 
 def _pack(value: Any) -> bytes:

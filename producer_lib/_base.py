@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from redis import exceptions as redis_errors
 
 from . import contract
+from ._connections import REDIS_DOWN_ERRORS
 from ._exceptions import (
     ClientClosed,
     CommandTimeout,
@@ -75,7 +76,7 @@ RECONNECT_BACKOFF_MAX_S = 2.0
 # One XREAD BLOCK of the reply reader; bounds how long a closed SyncClient's thread may linger if it cannot be woken.
 READ_BLOCK_MS = 2_000
 READ_COUNT = 256
-CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+CONNECTION_ERRORS = REDIS_DOWN_ERRORS  # producer_lib/_connections.py
 
 
 class _DefaultType:
@@ -271,7 +272,8 @@ class BaseClient:
 
     def _build_place_order(self, code: str, side: Any, volume: int | None, price: float | None, *, price_type: Any,
                            strategy: str | None, client_order_id: str | None, deadline: Any,
-                           timeout: float | None, started: float, amount: float | None = None) -> Prepared:
+                           timeout: float | None, started: float, xt_remark: str | None = None,
+                           xt_strategy_name: str | None = None, amount: float | None = None) -> Prepared:
         coid = self._client_order_id(client_order_id, generate=True)
         assert coid is not None
         if isinstance(volume, bool):
@@ -282,7 +284,8 @@ class BaseClient:
         if isinstance(amount, bool):
             raise _local_invalid("amount must be a number of yuan", coid)
         command = self._model(PlaceOrder, coid, client_order_id=coid, code=code, side=side, volume=volume,
-                              price=price, price_type=price_type, strategy=self.strategy, amount=amount)
+                              price=price, price_type=price_type, strategy=self.strategy, xt_remark=xt_remark,
+                              xt_strategy_name=xt_strategy_name, amount=amount)
         ttl_ms = self._order_ttl_ms(deadline, coid)
         wait_s = self._wait_s(timeout, ttl_ms / 1000 + ORDER_REPLY_MARGIN_S, coid)
         return self._prepare(command, ttl_ms=ttl_ms, wait_s=wait_s, result_type=OrderAck, started=started)

@@ -148,17 +148,21 @@ class Client(BaseClient):
     async def place_order(self, code: str, side: Side | str, volume: int, price: float | None = None, *,
                           price_type: PriceType | str = PriceType.LIMIT, strategy: str | None = None,
                           client_order_id: str | None = None, deadline: Any = DEFAULT,
-                          timeout: float | None = None) -> OrderAck:
+                          timeout: float | None = None, xt_remark: str | None = None,
+                          xt_strategy_name: str | None = None) -> OrderAck:
         """Place one order and wait until the broker has it (an order id) or refused it.
 
         ``deadline``: seconds from now or an aware datetime (default 10 s); the executor refuses the order as
         Expired once it has passed. ``client_order_id`` (≤ 24 ASCII bytes) is generated when not given; it is the
         idempotency key. ``timeout`` defaults to the deadline plus 3 s, so a CommandTimeout means the deadline
-        has passed: ask ``query_outcome(client_order_id)``, never resend with a new id.
+        has passed: ask ``query_outcome(client_order_id)``, never resend with a new id. ``xt_remark`` /
+        ``xt_strategy_name``: an xtquant program's own texts, kept by the executor and returned by query_outcome
+        (the broker sees the client order id and the strategy; xtqueue/compat/remote uses them).
         """
         return await self._call(lambda started: self._build_place_order(
             code, side, volume, price, price_type=price_type, strategy=strategy, client_order_id=client_order_id,
-            deadline=deadline, timeout=timeout, started=started))
+            deadline=deadline, timeout=timeout, started=started, xt_remark=xt_remark,
+            xt_strategy_name=xt_strategy_name))
 
     async def buy(self, code: str, volume: int, price: float | None = None, **kw: Any) -> OrderAck:
         """place_order(code, "buy", volume, price, **kw)."""

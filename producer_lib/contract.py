@@ -27,6 +27,7 @@ field is msgpack. Field names are the constants below (``F_*``). See docs/protoc
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -35,6 +36,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from producer_lib.ashare import CODE_RE  # the one definition of a code's shape (re-exported: contract.CODE_RE)
 
 PROTOCOL_VERSION = "2"  # 2: one command stream per strategy (Keys.command_stream)
 KEY_PREFIX = "xtq"
@@ -69,10 +72,6 @@ CLIENT_ORDER_ID_MAX_BYTES = 24  # MiniQMT keeps 24 bytes of order_remark; the cl
 _COID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,24}$")
 _ACCOUNT_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
-# A stock code: six ASCII digits (never \d: it also matches full-width and other Unicode digits, which would slip
-# past blocked codes and boards), a dot, the exchange. The one definition: executor/risk.py, executor/sim/rules.py
-# and xtqueue/cli.py import it. Use CODE_RE.fullmatch ("$" alone also matches before a trailing newline).
-CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
 
 # Bounds of one command entry (docs/protocol.md §2.1). A command has at most 11 fields and a few hundred bytes; an
 # entry beyond these is refused at decode before anything walks it, and what the executor copies of it (dead letter,
@@ -81,6 +80,8 @@ CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
 MAX_ENTRY_FIELDS = 32  # fields (name/value pairs) of one command entry
 MAX_ENTRY_BYTES = 64 * 1024  # names and values of one command entry, added up
 MAX_BODY_NESTING = 16  # maps/arrays inside one another in a body (a command body is one flat map)
+
+XT_TEXT_MAX_CHARS = 64  # PlaceOrder.xt_remark / xt_strategy_name: an xtquant program's own texts, kept as given
 
 DEFAULT_ORDER_TTL_MS = 10_000  # an order not reached within 10 s is refused as expired
 DEFAULT_COMMAND_TTL_MS = 30_000  # queries and cancels; cancels are executed even when late
@@ -345,9 +346,32 @@ class OrderStatus(str, Enum):
         return self in FINAL_ORDER_STATUSES
 
 
-FINAL_ORDER_STATUSES = frozenset(
-    {OrderStatus.PART_CANCEL, OrderStatus.CANCELED, OrderStatus.SUCCEEDED, OrderStatus.JUNK}
-)
+#: How far an order has come, by status: the one table of status order, finality and allowed moves. With the traded
+#: volume it is what "a published status never moves backwards" compares (``is_ahead``): MiniQMT can push an older
+#: state after a newer one, e.g. a partial fill after "filled" (docs/architecture.md, "Facts about xtquant").
+STATUS_RANK = {
+    OrderStatus.UNREPORTED: 0, OrderStatus.WAIT_REPORTING: 0, OrderStatus.UNKNOWN: 0,
+    OrderStatus.REPORTED: 1, OrderStatus.PART_SUCC: 2, OrderStatus.REPORTED_CANCEL: 2,
+    OrderStatus.PARTSUCC_CANCEL: 3,
+    OrderStatus.PART_CANCEL: 4, OrderStatus.CANCELED: 4, OrderStatus.SUCCEEDED: 4, OrderStatus.JUNK: 4,
+}
+FINAL_RANK = 4  # the final statuses: nothing follows them
+FINAL_ORDER_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == FINAL_RANK)
+
+
+def order_rank(order: OrderReport) -> int:
+    """How far an order has come, as one number: more filled, then a later status, is larger."""
+    return order.traded_volume * 10 + STATUS_RANK.get(order.status, 0)
+
+
+def is_ahead(report: OrderReport, last: OrderReport) -> bool:
+    """True if ``report`` is a later state of the order than ``last`` (more filled, or further along): the allowed
+    moves. A final status is never followed by a non-final one."""
+    if last.status.is_final and not report.status.is_final:
+        return False
+    if report.traded_volume != last.traded_volume:
+        return report.traded_volume > last.traded_volume
+    return STATUS_RANK.get(report.status, 0) > STATUS_RANK.get(last.status, 0)
 
 
 class ErrorCode(str, Enum):
@@ -418,6 +442,12 @@ class PlaceOrder(Command):
     strategy: str = Field(default="", max_length=64)
     amount: float | None = Field(default=None, gt=0, le=1_000_000_000,
                                  description="yuan, at most two decimals: a direct cash repayment only")
+    # An xtquant program's own order_remark and strategy_name (xtqueue/compat/remote): the broker gets the client
+    # order id and the strategy above instead (the executor finds orders by them); the executor keeps these with
+    # the intent and gives them back in query_outcome, so the program sees its own values. None = not given.
+    # Not part of the fingerprint: they never reach the broker.
+    xt_remark: str | None = Field(default=None, max_length=XT_TEXT_MAX_CHARS)
+    xt_strategy_name: str | None = Field(default=None, max_length=XT_TEXT_MAX_CHARS)
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> PlaceOrder:
@@ -623,6 +653,9 @@ class OutcomeResult(_Model):
     order_id: int | None = None
     message: str = ""
     order: OrderReport | None = None
+    # PlaceOrder.xt_remark / xt_strategy_name as journaled with the intent (None: not given, or not in the journal)
+    xt_remark: str | None = None
+    xt_strategy_name: str | None = None
 
 
 class PingResult(_Model):
@@ -850,11 +883,12 @@ class OrderResponded(Event):
     TYPE: ClassVar[str] = "order_responded"
     order_id: int
     client_order_id: str = ""
-    seq: int
+    # xtquant's request number: diagnostic only (nothing should rely on it; it may be left out in a later protocol,
+    # hence optional). The adapter matches answers by (trader, seq) itself: executor/broker/answers.py.
+    seq: int = 0
     error_msg: str = ""
     strategy: str = ""
-    # Executor-internal, never published: the trader instance (the adapter's connection generation) that answered.
-    # xtquant's seqs restart with every XtQuantTrader, so the executor matches an answer by (trader, seq).
+    # Adapter-internal, never published: the trader instance (the adapter's connection generation) that answered.
     trader: int = Field(0, exclude=True)
 
 
@@ -865,7 +899,7 @@ class CancelResponded(Event):
     order_id: int
     order_sysid: str = ""
     cancel_result: int
-    seq: int
+    seq: int = 0  # as OrderResponded.seq
     error_msg: str = ""
     trader: int = Field(0, exclude=True)  # as OrderResponded.trader
 
@@ -1274,3 +1308,37 @@ DEAD_LETTER_MAXLEN = 100_000
 AUDIT_STREAM_MAXLEN = 2_000_000  # long retention (approximate trim); the executor's rotating file keeps more
 HEARTBEAT_TTL_S = 5
 
+
+
+class Heartbeat(_Model):
+    """The executor's heartbeat (``Keys.heartbeat``, JSON, expires after HEARTBEAT_TTL_S): written by the leading
+    executor every heartbeat interval, read by ``xtqueue executor --check`` and by an executor starting without a
+    lease (a fresh beat of another executor id = a live rival). ``connected``: its broker is connected."""
+
+    executor_id: str = ""
+    pid: int = 0
+    broker: str = ""
+    connected: bool = False
+    last_seq: int = 0
+    ts_ms: int = 0
+    version: str = ""
+    lease_token: int | None = None
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str | None) -> Heartbeat | None:
+        """None for a missing or unreadable beat. ``broker_connected`` (PingResult's name) is read as
+        ``connected``."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                return None
+            if "connected" not in data and "broker_connected" in data:
+                data["connected"] = data["broker_connected"]
+            return cls.model_validate(data)
+        except (ValueError, ValidationError):
+            return None

@@ -2,7 +2,7 @@
 
 Optional. Redis ACL users (``xtqueue acl``) already decide WHO may write a command stream; a signature adds
 that the command was made by a holder of the strategy's key and was not altered, re-sent (replayed) or kept
-for later. An executor configured to require signatures (``executor/auth.py``) refuses anything else with an
+for later. An executor configured to require signatures (``executor/safety/auth.py``) refuses anything else with an
 ``unauthorized`` reply before doing anything with it.
 
 The ``sig`` field
@@ -96,7 +96,7 @@ def canonical_bytes(fields: dict, key_id: str, ts_ms: int) -> bytes:
 
 def content_digest(fields: dict, key_id: str) -> bytes:
     """What makes two signed entries the same command: the key and every signed field but ``ttl_ms`` (a client
-    re-send reduces it and signs again; executor/auth.py tells a repeat from a replayed id by this digest)."""
+    re-send reduces it and signs again; executor/safety/auth.py tells a repeat from a replayed id by this digest)."""
     parts = [key_id.encode("ascii")]
     parts.extend(_bytes(contract._field(fields, name)) for name in SIGNED_FIELDS if name != contract.F_TTL_MS)
     parts.append(_bytes(contract._field(fields, contract.F_BODY)))

@@ -135,11 +135,13 @@ class SyncClient(BaseClient):
     def place_order(self, code: str, side: Side | str, volume: int, price: float | None = None, *,
                     price_type: PriceType | str = PriceType.LIMIT, strategy: str | None = None,
                     client_order_id: str | None = None, deadline: Any = DEFAULT,
-                    timeout: float | None = None) -> OrderAck:
+                    timeout: float | None = None, xt_remark: str | None = None,
+                    xt_strategy_name: str | None = None) -> OrderAck:
         """Place one order and wait until the broker has it (an order id) or refused it. See Client.place_order."""
         return self._call(lambda started: self._build_place_order(
             code, side, volume, price, price_type=price_type, strategy=strategy, client_order_id=client_order_id,
-            deadline=deadline, timeout=timeout, started=started))
+            deadline=deadline, timeout=timeout, started=started, xt_remark=xt_remark,
+            xt_strategy_name=xt_strategy_name))
 
     def buy(self, code: str, volume: int, price: float | None = None, **kw: Any) -> OrderAck:
         """place_order(code, "buy", volume, price, **kw)."""

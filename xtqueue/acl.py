@@ -214,7 +214,7 @@ def executor_rules(prefix: str, account: str) -> list[str]:
             # incrby: redis-py sends INCR as INCRBY 1; get/set: the lease renewal reads it (was it superseded?)
             # and raises it back to the holder's token after Redis lost its data (executor/lease.py)
             _selector([f"~{b}:lease:token"], ["+incrby", "+get", "+set"]),
-            _selector([f"%R~{b}:halt"], ["+xrevrange"]),  # the kill switch's latest entry (executor/halt.py)
+            _selector([f"%R~{b}:halt"], ["+xrevrange"]),  # the kill switch's latest entry (executor/safety/halt.py)
             # Lua (transport FINISH_SCRIPT and XADD_MANY_SCRIPT for events and audit, lease renew/release):
             # EVALSHA's declared keys; each call inside the script is checked against the rules above as well.
             _selector([f"~{b}:lease", f"~{b}:lease:token", f"~{b}:cmd", f"~{b}:cmd:*", f"~{b}:dead",

@@ -8,6 +8,7 @@
     xtqueue positions | orders | trades | asset | status | outcome COID | ping      (--json for scripts)
     xtqueue tail                             # follow an account's events, one line each
     xtqueue demo                             # everything on this machine: embedded Redis + simulator
+    xtqueue run --qmt-sim DIR -- python prog.py   # an unmodified xtquant program on a simulated MiniQMT
 
 Exit codes: 0 ok; 2 refused (nothing was placed/done); 3 outcome unknown (ask with ``xtqueue outcome``, do not
 resend blindly); 1 anything else (Redis unreachable, executor error). Set XTQUEUE_DEBUG=1 for tracebacks.
@@ -155,21 +156,26 @@ def _json_option(f: Callable) -> Callable:
 def _client(g: Globals, strategy: str = "") -> Any:
     """A SyncClient, after checking once that Redis answers: a wrong URL or a Redis that is down is one clear
     line (exit 1) instead of the client's retries ending in an 'outcome unknown'."""
-    import redis
     from producer_lib import SyncClient
 
-    probe = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **g.redis_kwargs)
-    try:
-        probe.ping()
-    except redis.RedisError as exc:
-        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}") from None
-    finally:
-        probe.close()
+    _check_redis(g.redis_url, g.redis_kwargs)
     user = g.redis_security.get("username") or ""
     # Its command stream is cmd:<strategy>, its reply streams reply:<strategy>.* (xtqueue acl): nothing else.
     if not strategy and user.startswith("xtq-strategy-"):
         strategy = user.removeprefix("xtq-strategy-")
     return SyncClient(g.redis_url, g.account, strategy=strategy, **g.redis_kwargs)
+
+
+def _check_redis(url: str, kwargs: dict[str, Any]) -> None:
+    import redis
+
+    probe = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, **kwargs)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(url)}: {exc}") from None
+    finally:
+        probe.close()
 
 
 class RedisUnreachable(click.ClickException):
@@ -837,7 +843,7 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
         lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()]
         raise click.UsageError("invalid executor settings:\n" + "\n".join(lines)) from None
     if check:
-        from executor.auth import redis_security_kwargs as executor_redis_kwargs
+        from executor.safety.auth import redis_security_kwargs as executor_redis_kwargs
 
         code, message = check_heartbeat(settings.redis_url, settings.account, settings.key_prefix,
                                         executor_redis_kwargs(settings))
@@ -888,6 +894,82 @@ def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
         return 1, (f"unhealthy: {who} is running{age} but its broker ({broker}) is not connected"
                    + (f": {why}" if why else ""))
     return 0, f"ok: {who} is running{age}, broker {broker} connected (heartbeat expires in {max(ttl_ms, 0)} ms)"
+
+
+# --- the classic HTTP wrapper's API --------------------------------------------------------------------------
+@cli.command("http", context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Beyond loopback a token is required (XTQUEUE_HTTP_TOKEN / --token-file).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7800, show_default=True,
+              help="Port (the classic wrapper's).")
+@click.option("--strategy", default=None, help="Strategy to send as [default: the xtq-strategy-<name> Redis user's "
+              "name, else none].")
+@click.option("--credentials", "credentials_file", envvar="XTQUEUE_CREDENTIALS_FILE", show_envvar=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="A credential file written by `xtqueue acl` (Redis user, password, signing key); "
+                   "--redis-username/--redis-password, XTQUEUE_SIGNING_KEY and --key-id override it.")
+@click.option("--key-id", envvar="XTQUEUE_KEY_ID", show_envvar=True, default=None,
+              help="Signing key id (the key itself: XTQUEUE_SIGNING_KEY or the credential file).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="File holding the HTTP token (or set XTQUEUE_HTTP_TOKEN): every request must "
+                                   "then send it (Authorization: Bearer ...).")
+@click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Each order's deadline [default: the library's, 10 s].")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PEM", help="Serve HTTPS with this certificate (and --ssl-keyfile).")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PEM", help="Private key of --ssl-certfile.")
+@click.option("--max-event-streams", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Concurrent /events followers (each holds a Redis connection).")
+@click.pass_obj
+def http_command(g: Globals, host: str, port: int, strategy: str | None, credentials_file: Path | None,
+                 key_id: str | None, token_file: Path | None, deadline: float | None, ssl_certfile: Path | None,
+                 ssl_keyfile: Path | None, max_event_streams: int) -> None:
+    """Serve the classic HTTP wrapper's API over xtqueue (经典 HTTP 接口).
+
+    GET /xtquant/trade/login, /query/assets, /query/holding, /query/trade, /query/order, /place_order,
+    /cancel_order as the classic Sanic wrapper answers them, plus client_order_id, /query/outcome, /events
+    (server-sent events) and /docs (OpenAPI). See docs/http.md.
+    """
+    try:
+        from xtqueue.compat import http as xhttp
+    except ImportError as exc:
+        raise click.ClickException(f"the HTTP server is not installed here ({exc}); install it with: "
+                                   "pip install 'xtqueue[http]'") from None
+    from xtqueue.acl import read_credentials
+
+    stored = read_credentials(credentials_file) if credentials_file else {}
+    security = dict(g.redis_security)
+    security["username"] = security.get("username") or stored.get("XTQUEUE_REDIS_USERNAME") or None
+    security["password"] = security.get("password") or stored.get("XTQUEUE_REDIS_PASSWORD") or None
+    user = security["username"] or ""
+    if strategy is None:
+        strategy = user.removeprefix("xtq-strategy-") if user.startswith("xtq-strategy-") else ""
+    token = os.environ.get("XTQUEUE_HTTP_TOKEN") or None
+    if token_file is not None:
+        token = token_file.read_text(encoding="utf-8").strip() or None
+    redis_kwargs = redis_security_kwargs(g.redis_url, **security)
+    settings = xhttp.HttpSettings(
+        redis_url=g.redis_url, account=g.account, strategy=strategy, redis_kwargs=redis_kwargs,
+        signing_key=os.environ.get("XTQUEUE_SIGNING_KEY") or stored.get("XTQUEUE_SIGNING_KEY") or None,
+        key_id=key_id or stored.get("XTQUEUE_KEY_ID") or None, host=host, port=port, token=token,
+        deadline_s=deadline, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, max_event_streams=max_event_streams)
+    try:
+        xhttp.check_settings(settings)
+    except xhttp.SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    _check_redis(g.redis_url, redis_kwargs)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger("xtqueue.http").addHandler(handler)
+    logging.getLogger("xtqueue.http").setLevel(logging.INFO)
+
+    def ready(url: str) -> None:
+        click.echo(f"xtqueue http: account {g.account} as strategy {strategy or '(none)'} on {_safe_url(g.redis_url)}"
+                   f"; serving {url} (OpenAPI: {url.split('/xtquant')[0]}/docs)"
+                   + ("; token required" if token else ""), err=True)
+
+    xhttp.serve(settings, ready=ready)
 
 
 # --- demo -------------------------------------------------------------------------------------------------------
@@ -992,3 +1074,122 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
         serve(qmt_path, config, empty_as_none=empty_as_none, ready=ready, exit_on_stdin_eof=exit_on_stdin_eof)
     except FolderBusyError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# --- an unmodified xtquant program, redirected --------------------------------------------------------------------
+@cli.command("run", context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("--qmt-sim", "qmt_sim", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Target: the simulated MiniQMT serving DIR (paper trading). Every XtQuantTrader the command "
+                   "makes is the wheel's own class over the stand-in binary and connects to DIR, whatever path "
+                   "the program passes.")
+@click.option("--start-sim", is_flag=True,
+              help="With --qmt-sim: start `xtqueue qmt-sim --path DIR` (defaults: account SIM001) for the run if "
+                   "none serves DIR, and stop it after.")
+@click.option("--redis", "redis_target", metavar="URL",
+              help="Target: a real MiniQMT through the xtqueue executor of --account behind the Redis at URL "
+                   "(xtqueue/compat/remote). --strategy, the ACL user and TLS options go with it.")
+@click.option("--strategy", envvar="XTQUEUE_STRATEGY", default="", metavar="NAME",
+              help="With --redis: the xtqueue strategy the program speaks as (its command stream, ACL user).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+@click.pass_obj
+def run_command(g: Globals, qmt_sim: Path | None, start_sim: bool, redis_target: str | None, strategy: str,
+                command: tuple[str, ...]) -> None:
+    """Run an unmodified xtquant program against a target (运行现有 xtquant 程序).
+
+    \b
+    xtqueue run --qmt-sim /tmp/userdata_mini -- python prog.py ARGS
+    xtqueue run --qmt-sim /tmp/userdata_mini -- python -m package.module
+    xtqueue run --redis redis://host:6379/0 --account 8881234567 -- python prog.py
+
+    Every Python the command starts (however spelled, its child processes too) gets the stand-in for
+    xtquant.xtpythonclient at startup; nothing of the program or of xtquant is changed. The exit code is the
+    command's (127: it could not be started); Ctrl-C reaches it. See the README (paper trading / 模拟交易).
+    """
+    from xtqueue import launch
+
+    # One target per run, mutually exclusive. A target = an option here, an entry in `targets`, and its branch
+    # below giving the stand-in's install function (module:function, run in the command's Pythons) and its env.
+    targets = {"--qmt-sim DIR": qmt_sim, "--redis URL": redis_target}
+    chosen = [name for name, value in targets.items() if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError(f"give one target: {' or '.join(targets)}")
+    if start_sim and qmt_sim is None:
+        raise click.UsageError("--start-sim goes with --qmt-sim")
+    sim = None
+    if redis_target is not None:
+        install, extra, where = _remote_target(g, redis_target, strategy)
+    if qmt_sim is not None:
+        from executor.sim.qmt.install import PATH_ENV
+
+        folder = qmt_sim.resolve()
+        install, extra = "executor.sim.qmt.install:install_first", {PATH_ENV: str(folder)}
+        where = f"the simulated MiniQMT at {folder}"
+        sim = _start_qmt_sim(folder) if start_sim else None
+    try:
+        click.echo(f"xtqueue run: xtquant connects to {where}", err=True)
+        try:
+            rc = launch.run(command, launch.child_env(install, extra))
+        except launch.CommandNotStarted as exc:
+            click.echo(f"xtqueue run: {exc}", err=True)
+            rc = launch.EXIT_NOT_STARTED
+    finally:
+        if sim is not None:
+            _stop(sim)
+    launch.exit_like(rc)
+
+
+def _remote_target(g: Globals, url: str, strategy: str) -> tuple[str, dict[str, str], str]:
+    """``xtqueue run --redis URL``: the command's XtQuantTrader trades through the account's executor
+    (xtqueue/compat/remote). The child reads its settings from the environment (compat/remote/settings.py);
+    secrets travel there, never in its argv. Refused here what every XtQuantTrader.connect() would refuse."""
+    from xtqueue.compat.remote.settings import SettingsError, load_settings
+
+    if not g.account_given and not os.environ.get("XTQUEUE_ACCOUNT"):
+        raise click.UsageError("--redis needs the fund account: --account ID (or XTQUEUE_ACCOUNT)")
+    names = {"username": "XTQUEUE_REDIS_USERNAME", "password": "XTQUEUE_REDIS_PASSWORD",
+             "ca": "XTQUEUE_REDIS_CA_CERT", "cert": "XTQUEUE_REDIS_CLIENT_CERT", "key": "XTQUEUE_REDIS_CLIENT_KEY"}
+    extra = {"XTQUEUE_REDIS_URL": url, "XTQUEUE_ACCOUNT": g.account, "XTQUEUE_STRATEGY": strategy}
+    extra.update({names[k]: str(v) for k, v in g.redis_security.items() if v})
+    try:
+        settings = load_settings(None, {**os.environ, **extra})
+        settings.client_kwargs()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    where = (f"account {settings.account} through its xtqueue executor at {settings.safe_url}"
+             + (f" as strategy {strategy}" if strategy else ""))
+    return "xtqueue.compat.remote:install", extra, where
+
+
+def _start_qmt_sim(folder: Path) -> Any:
+    """A ``xtqueue qmt-sim --path folder`` child, once it serves; None if one already serves the folder."""
+    import subprocess
+
+    from executor.sim.qmt.endpoint import serving
+
+    if serving(folder):
+        click.echo(f"xtqueue run: a simulated MiniQMT already serves {folder}: using it", err=True)
+        return None
+    # Its own process group: a Ctrl-C meant for the program must not end the MiniQMT it may still be cancelling on.
+    group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
+             else {"start_new_session": True})
+    proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(folder)],
+                            stdout=subprocess.DEVNULL, **group)
+    deadline = time.monotonic() + 60
+    while not serving(folder):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            raise click.ClickException(f"the simulated MiniQMT for {folder} did not start (exit {proc.poll()})")
+        time.sleep(0.05)
+    return proc
+
+
+def _stop(proc: Any) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

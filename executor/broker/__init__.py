@@ -8,8 +8,6 @@ simulated MiniQMT), so every line above the binary runs identically in tests and
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 from .base import Broker, BrokerDeadlinePassedError, BrokerError, BrokerFencedError, BrokerRefusedError, BrokerTimeoutError, BrokerUnavailableError, EventSink
@@ -20,11 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("executor.broker")
 
 __all__ = ["Broker", "BrokerDeadlinePassedError", "BrokerError", "BrokerFencedError", "BrokerRefusedError", "BrokerTimeoutError", "BrokerUnavailableError",
-           "EventSink", "default_executor_id", "make_broker", "sim_config_for"]
-
-
-def default_executor_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+           "EventSink", "make_broker", "sim_config_for"]
 
 
 def sim_config_for(settings: ExecutorSettings) -> Any:
@@ -55,6 +49,8 @@ def _qmt_sim_args(settings: ExecutorSettings) -> list[str]:
 
 
 def make_broker(settings: ExecutorSettings) -> Broker:
+    from executor.config import default_executor_id
+
     from .xt.adapter import XtBroker
 
     closers: list[Any] = []
@@ -88,7 +84,8 @@ def make_broker(settings: ExecutorSettings) -> Broker:
         if settings.qmt_path is None:
             raise ValueError(f"broker '{settings.broker}' needs qmt_path: the full path of MiniQMT's userdata_mini "
                              "folder")
-        # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (§1.6).
+        # Imported only when selected: it exists only on Windows, and importing xtquant may contact PyPI (X4,
+        # docs/architecture.md).
         from xtquant.xttrader import XtQuantTrader as factory  # type: ignore[no-redef]
 
         path = str(settings.qmt_path)

@@ -11,9 +11,14 @@ simulator and the live venue share every line above the binary.
 | close()                 | yes      | stop the trader and the broker thread                                        |
 | place_order(cmd)        | yes      | order_stock_async; returns its RequestKey; the answer comes as an event      |
 | place_orders(cmds, ...) | no       | a batch in one hop; per order its seq or error (default: place_order each)    |
+| submit_orders(...)      | given    | place_orders + per-order answers (answers.py): what the engine calls          |
 | cancel_order(...)       | yes      | cancel_order_stock(_sysid)_async; returns the broker's CancelResponded       |
 | query_*()               | yes      | snapshots as contract reports; ``None`` lists are never read as "empty"      |
 | probe()                 | yes      | cheap liveness check used by the engine's supervisor                         |
+
+The engine never sees a request seq: ``submit_orders`` hands each order's outcome (placed with its order id and
+first status, rejected with the broker's text, or unknown) to a per-order reply; ``answers.py`` derives it from
+the events every adapter passes through ``observed()`` before its sink.
 
 Threading: every trader call runs on ONE dedicated broker thread (xtquant calls block and are not thread-safe);
 callbacks arrive on the trader's push thread, are translated to contract events there, and are handed to the
@@ -24,11 +29,20 @@ xtquant.
 from __future__ import annotations
 
 import abc
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from producer_lib import contract as c
+
+from .answers import OrderAnswers, PlaceResult, Placed, Rejected, Reply, RequestKey, Responded, Unknown
+
+__all__ = ["Broker", "BrokerDeadlinePassedError", "BrokerError", "BrokerFencedError", "BrokerRefusedError",
+           "BrokerTimeoutError", "BrokerUnavailableError", "EventSink", "PlaceResult", "Placed", "Rejected", "Reply",
+           "RequestKey", "Responded", "Unknown"]
+
+log = logging.getLogger("executor.broker")
 
 
 class BrokerError(Exception):
@@ -64,15 +78,6 @@ class BrokerRefusedError(BrokerError):
 EventSink = Callable[[c.Event], None]
 
 
-class RequestKey(NamedTuple):
-    """One order request: the trader instance that took it (the adapter's connection generation) and the seq it
-    returned. xtquant's seqs restart with every XtQuantTrader, so after a reconnect a seq alone may name a request
-    of the previous instance: an answer (``OrderResponded.trader``, ``.seq``) is matched by both."""
-
-    trader: int
-    seq: int
-
-
 class Broker(abc.ABC):
     """What the engine needs from a venue. See the module docstring for the required table."""
 
@@ -81,6 +86,51 @@ class Broker(abc.ABC):
     #: The engine sets it to its lease's ``valid`` (one active executor per account).
     guard: Callable[[], bool] | None = None
 
+    _answers: OrderAnswers | None = None
+
+    # --- per-order answers (answers.py): what the engine uses -------------------------------------------------
+    @property
+    def answers(self) -> OrderAnswers:
+        if self._answers is None:
+            self._answers = OrderAnswers()
+        return self._answers
+
+    def configure_answers(self, *, response_timeout_s: float, first_status_wait_s: float) -> None:
+        """How long an order request may wait for its response, and an order for its first status."""
+        self.answers.response_timeout_s = response_timeout_s
+        self.answers.first_status_wait_s = first_status_wait_s
+
+    async def submit_orders(self, cmds: list[c.PlaceOrder], deadlines: list[float],
+                            replies: Sequence[Reply]) -> None:
+        """Send ``cmds`` in this order (``place_orders``); each order's outcome goes to its ``replies[i]``, in
+        order for the requests that failed (the exception ``place_orders`` gave: not sent, or unknown for a
+        timeout), later for the others: ``Responded`` (its order id), then one PlaceResult, and after ``Unknown``
+        possibly a late answer."""
+        try:
+            results = await self.place_orders(cmds, deadlines)
+        except Exception as exc:  # an adapter that raised for the whole batch: it may have sent some of them
+            results = [exc] * len(cmds)
+        answers = self.answers
+        for cmd, result, reply in zip(cmds, results, replies):
+            if isinstance(result, BaseException):
+                reply(result)  # type: ignore[arg-type]
+            else:
+                answers.expect(result, cmd.client_order_id, reply)
+
+    def requests_lost(self, why: str) -> None:
+        """The engine counts the link as down: requests not answered yet are answered ``Unknown(why)``."""
+        self.answers.lost(why)
+
+    def observed(self, event: c.Event) -> c.Event:
+        """Every event passes here before the engine's sink (the adapter's delivery path): the per-order answers
+        learn from it and fill in its client order id when known. Never raises."""
+        try:
+            return self.answers.observe(event)
+        except Exception:
+            log.exception("per-order answers failed on %s", event.TYPE)
+            return event
+
+    # --- the venue ----------------------------------------------------------------------------------------------
     @property
     @abc.abstractmethod
     def connected(self) -> bool:

@@ -772,6 +772,7 @@ class Engine:
                 f = self.faults
                 f.counter_n -= 1
                 rej = f.counter_error_id, f.counter_text
+                o.frozen = 0.0  # refused: nothing is frozen for it (_tier2 computed the buy's freeze)
             if async_call:
                 self._defer(session, "on_order_stock_async_response",
                             (account_id, o.order_id, strategy_name, remark, "", seq))

@@ -116,7 +116,7 @@ def test_invalid_settings_are_usage_errors(run, fake_app, args):
 
 # --- --check ---------------------------------------------------------------------------------------------------
 def _beat(**over):
-    """The executor's heartbeat JSON (executor/engine.py _housekeeping)."""
+    """The executor's heartbeat JSON (contract.Heartbeat, written by executor/housekeeping.py)."""
     beat = {"executor_id": "win-1", "pid": 1, "broker": "xt", "connected": True, "last_seq": 0, "ts_ms": c.now_ms(),
             "version": "0.1.0"}
     beat.update(over)

@@ -15,7 +15,7 @@ COMMANDS = sorted(cli_mod.cli.commands)
 def test_the_expected_commands_exist():
     assert set(COMMANDS) == {"executor", "order", "buy", "sell", "cancel", "positions", "orders", "trades", "asset",
                              "status", "outcome", "ping", "tail", "demo", "halt", "resume", "acl",
-                             "qmt-sim", "repay", "credit", "compacts", "credit-subjects", "slo-codes", "assure"}
+                             "qmt-sim", "repay", "credit", "compacts", "credit-subjects", "slo-codes", "assure", "http", "run"}
 
 
 def test_top_level_help(run):

@@ -10,7 +10,8 @@ from xtquant import xtconstant as xc
 
 from executor.broker.xt import credit as xt_credit
 from executor.broker.xt import parsing
-from executor.risk import RiskGate, RiskLimits
+from executor.config import RiskLimits
+from executor.safety.risk import RiskGate
 from producer_lib import contract as c
 
 S = c.Side

@@ -76,7 +76,12 @@ class FakeBroker(Broker):
     # --- emitting like xtquant: later, on the loop, in order ---
     def emit(self, event: c.Event) -> None:
         assert self._sink is not None
-        asyncio.get_running_loop().call_soon(self._sink, event)
+        asyncio.get_running_loop().call_soon(self.deliver, event)
+
+    def deliver(self, event: c.Event) -> None:
+        """As an adapter delivers: through the per-order answers (Broker.observed), then the sink."""
+        assert self._sink is not None
+        self._sink(self.observed(event))
 
     def report(self, order_id: int, cmd: c.PlaceOrder, status: c.OrderStatus, code: int, msg: str = "",
                traded: int = 0) -> c.OrderReport:
@@ -105,14 +110,13 @@ class FakeBroker(Broker):
         self.next_order_id += 1
         oid = self.next_order_id
         if behaviour in (JUNK_BEFORE_RETURN, REPORTED_BEFORE_RETURN):
-            assert self._sink is not None
-            self._sink(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq,
+            self.deliver(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq,
                                         client_order_id=cmd.client_order_id))
             if behaviour == JUNK_BEFORE_RETURN:
-                self._sink(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.JUNK, 57, "lot size")))
-                self._sink(c.OrderRejected(order_id=oid, error_id=-7, error_msg="lot size"))
+                self.deliver(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.JUNK, 57, "lot size")))
+                self.deliver(c.OrderRejected(order_id=oid, error_id=-7, error_msg="lot size"))
             else:
-                self._sink(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
+                self.deliver(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
         elif behaviour == PUSH_FIRST:
             self.emit(c.OrderUpdated(order=self.report(oid, cmd, c.OrderStatus.REPORTED, 50)))
             self.emit(c.OrderResponded(trader=self.connects, order_id=oid, seq=seq))

@@ -7,7 +7,7 @@ import json
 
 from fakes import REJECT, FakeBroker, order
 
-from executor.audit import mask
+from executor.safety.audit import mask
 from producer_lib import contract as c
 
 

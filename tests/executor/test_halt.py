@@ -182,7 +182,7 @@ async def test_cli_refuses_to_write_over_an_old_style_value(r, account, cli_run)
 
 # --- versions: a stale read never lifts a halt (issue #10, defect 8) ---------------------------------------------
 def _switch(r, account, tmp_path, announced: list):
-    from executor.halt import HaltSwitch
+    from executor.safety.halt import HaltSwitch
     return HaltSwitch(r, c.Keys(account), "ex-test", tmp_path / "halt.json", announced.append)
 
 

@@ -20,10 +20,10 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from executor import audit
+from executor.safety import audit
 from executor import transport as transport_module
 from executor.app import build_executor
-from executor.audit import AuditTrail
+from executor.safety.audit import AuditTrail
 from executor.transport import (FINISH_SCRIPT, XADD_MANY_SCRIPT, CommandTransport, Finish, StreamAppender,
                                 TooManyValues)
 from executor.sim.control import SimControl

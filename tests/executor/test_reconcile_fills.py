@@ -1,6 +1,6 @@
 """Every fill the broker reports reaches the event stream exactly once, whatever happened to the executor meanwhile
 (issue #10, defect 5): the record of published fills and order statuses kept with the stream (executor/events.py),
-reconciled against the broker's lists at every start (executor/engine.py ``_publish_missed_pushes``).
+reconciled against the broker's lists at every start (executor/supervision.py ``_publish_missed_pushes``).
 
 Counts come from the simulator's own trade records (its SQLite file) against the raw event stream.
 """

@@ -914,7 +914,7 @@ def check_run(*, r: redis.Redis, keys: c.Keys, sim_path: Path, work: Workload, r
         if ev.type == "order_updated" and ev.data is not None:
             last_status[ev.data.order.order_id] = ev.data.order.status_code
     stale = [row for row in rows if last_status.get(row["order_id"]) != row["order_status"]]
-    # statuses never move backwards (field-lessons.md): once final, an order's published status stays; its
+    # statuses never move backwards (docs/architecture.md X8): once final, an order's published status stays; its
     # filled volume never shrinks
     backwards = 0
     progress: dict[int, tuple[int, int]] = {}  # order id -> (final status or 0, traded volume)
@@ -1209,7 +1209,7 @@ class HostileStrategy:
               report: Report) -> None:
         """What the hostile strategy must not have achieved, from the broker's rows and the honest reply streams;
         and each of its garbage entries Redis took was settled as the executor settles a contract error: answered
-        (its own reply stream) and dead-lettered (executor/engine.py ``_decode``), whether or not its own MAXLEN 0
+        (its own reply stream) and dead-lettered (executor/intake.py ``Intake.decode``), whether or not its own MAXLEN 0
         trimmed it from the stream since (attack() awaits those answers before it trims)."""
         own = {rep.command_id for rep in read_replies(r, [self.reply_to])}
         dead_ids = {_t(f.get(b"orig.id")) for _sid, f in r.xrange(self.keys.dead_letter)}

@@ -26,7 +26,7 @@ INVARIANTS = ("duplicate_at_broker", "placed_after_deadline", "entry_without_rep
               "rejected_but_live", "outcome_wrong", "outcome_unresolved", "placed_never_answered", "pending_left",
               "calls_not_ended", "untyped_client_error", "order_never_answered", "executor_not_serving",
               "producer_not_on_own_stream")
-# what a slow broker's push orders must not break (field-lessons.md: statuses never move backwards)
+# what a slow broker's push orders must not break (docs/architecture.md X8: statuses never move backwards)
 SLOW_BROKER_INVARIANTS = ("status_moved_backwards",)
 # what a hostile strategy must not achieve
 HOSTILE_INVARIANTS = ("entry_id_ahead_of_clock", "valid_order_refused", "order_attributed_to_other_strategy",

@@ -21,10 +21,8 @@ import secrets
 import pytest
 
 import producer_lib as pl
-from harness import (HAS_LEASE, CuttingProxy, ExecutorProc, MiniQmtProc, Report, await_until, env_int,
+from harness import (CuttingProxy, ExecutorProc, MiniQmtProc, Report, await_until, env_int,
                      iterations, run_scenario)
-
-pytestmark = pytest.mark.xfail(not HAS_LEASE, strict=False, reason="lease not landed")
 
 LEASE = ("--lease-ms", "2000", "--lease-renew-ms", "250")
 CHECKS = ("duplicate_at_broker", "placed_after_deadline", "entry_without_reply", "extra_replies",
@@ -119,17 +117,8 @@ async def test_lease_takeover_quick(tmp_path, redis_server, seed, record_propert
                pauses=1, producers=3)
 
 
-# Known limitation (README, "two executors on one account"): executors sharing one state_dir share SQLite files; a
-# leader frozen (SIGSTOP) while holding a write lock on them stalls the standby, which then cannot take over. The
-# deployment rule is one state_dir per executor; the shared variant stays here as an expected failure until the
-# journal and spool no longer share locks across executors.
-SHARED_STATE_STALLS = pytest.mark.xfail(reason="a frozen leader holding the shared SQLite lock stalls the standby",
-                                        strict=False)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("shared_state", [pytest.param(True, marks=SHARED_STATE_STALLS), False],
-                         ids=["shared-state", "separate-state"])
+@pytest.mark.parametrize("shared_state", [True, False], ids=["shared-state", "separate-state"])
 @pytest.mark.parametrize("cut", [False, True], ids=["no-cut", "cut"])
 async def test_lease_takeover_many(tmp_path, redis_server, seed, record_property, shared_state, cut):
     await _run(tmp_path, redis_server, seed, record_property, shared_state=shared_state, cut=cut,

@@ -1,6 +1,6 @@
 """The simulator's slow-broker switches the fault suite relies on: a latency distribution per call (seeded), answers
 delivered when due (a quick one overtakes a slow one), pushes in every order the docs say MiniQMT may produce, and
-these standing conditions surviving an engine restart (the real MiniQMT outlives an executor restart)."""
+these standing conditions surviving a restart of the simulated MiniQMT on the same folder."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
 
 from sim_helpers import ACC, BUY, FIX, make_trader  # noqa: E402
 
+import pytest  # noqa: E402
+
 from executor.sim.control import SimControl  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_loop(wheel_loop):
+    """The wheel's XtQuantTrader is built on the main thread here (see tests/conftest.py::wheel_loop)."""
+    yield
 
 
 def _orders(t, n: int, price: float = 10.00, volume: int = 100) -> list[int]:
@@ -90,7 +98,7 @@ def test_standing_conditions_survive_an_engine_restart(tmp_path):
         assert ctl.wait_applied(ctl.reject_next(3))  # a one-shot fault: not replayed
     finally:
         t.stop()
-    t, rec = make_trader(path)  # a new engine on the same file (the executor restarted)
+    t, rec = make_trader(path)  # a new simulated MiniQMT on the same folder (MiniQMT restarted)
     try:
         f = t.faults
         assert f.latency_range == (50.0, 500.0) and f.reorder_p == 0.5 and f.split_fills and f.reject_n == 0

@@ -403,7 +403,8 @@ def r_query_data(c):
 
 
 def r_sync_transaction_from_external(c):
-    r = c.t.sync_transaction_from_external("ADD", "DEAL", ACC, [{"m_strExchangeID": "SH", "m_strInstrumentID": "600000"}])
+    deal = {"m_strExchangeID": "SH", "m_strInstrumentID": "600000"}
+    r = c.t.sync_transaction_from_external("ADD", "DEAL", ACC, [deal])
     assert isinstance(r, dict) and r["error"]["msg"].startswith("[COUNTER] [")
 
 
@@ -486,6 +487,22 @@ RECIPES: dict[str, Callable[[Any], None]] = {n[2:]: f for n, f in dict(globals()
 for _name in ("query_credit_detail", "query_stk_compacts", "query_credit_subjects", "query_credit_slo_code",
               "query_credit_assure"):
     RECIPES[_name], RECIPES[_name + "_async"] = _credit(_name)
+
+
+def test_the_stand_in_knows_every_entry_point_and_binding_the_wheel_uses():
+    """Read from the wheel's own source: what XtQuantTrader calls on, and binds of, its client."""
+    import re
+
+    import xtquant.xttrader as wheel
+    from xtquant import xtpythonclient
+
+    from executor.sim.qmt.wire import CALLS
+
+    src = inspect.getsource(wheel)
+    calls = set(re.findall(r"self\.async_client\.(\w+WithSeq)\b", src))
+    binds = set(re.findall(r"self\.async_client\.(bindOn\w+)\(", src))
+    assert calls and calls == set(CALLS)
+    assert binds and binds <= xtpythonclient.BINDINGS
 
 
 def test_every_public_method_of_the_wheel_has_a_recipe():

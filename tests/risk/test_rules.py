@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from executor.risk import RiskGate, RiskLimits, classify_board
+from executor.safety.risk import RiskGate, RiskLimits, classify_board
 from producer_lib import contract as c
 
 B, S = c.Side.BUY, c.Side.SELL
@@ -297,7 +297,7 @@ def test_rate_token_bucket_per_strategy():
 
 
 def test_rate_buckets_are_bounded():
-    from executor import risk
+    from executor.safety import risk
 
     clock = Clock()
     g = gate(clock=clock, max_orders_per_s_per_strategy=0.001, orders_burst_per_strategy=1)

@@ -228,7 +228,7 @@ def test_executor_user_is_confined_to_its_account(server, generated):
     refused(r.xread, {K1.replies("alpha.z"): "0"})  # nor reads strategies' replies
     refused(r.set, K1.halt, "x")  # the kill switch is the operators'
     refused(r.xadd, K1.halt, c.halt_entry(False))
-    assert r.xrevrange(K1.halt, count=1) is not None  # it reads the switch (executor/halt.py)
+    assert r.xrevrange(K1.halt, count=1) is not None  # it reads the switch (executor/safety/halt.py)
     refused(r.delete, K1.events)
     refused(r.flushall)
     refused(r.config_set, "appendonly", "no")

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from fakes import FakeBroker, order
 
 import producer_lib as pl
-from executor.auth import AuthConfigError, AuthPolicy, CommandAuth, parse_keys_text
+from executor.safety.auth import AuthConfigError, AuthPolicy, CommandAuth, parse_keys_text
 from executor.config import ExecutorSettings
 from executor.engine import Executor
 from producer_lib import contract as c
@@ -219,7 +219,7 @@ async def test_repeated_command_gets_the_first_outcome_and_is_not_executed_twice
     broker = FakeBroker()
     ex = make_executor(broker)
     signer = signing.Signer(KEY_A, "alpha-1")
-    signed = signer.sign(entry(c.CancelOrder(client_order_id="once")))  # its own order (ownership: engine.py)
+    signed = signer.sign(entry(c.CancelOrder(client_order_id="once")))  # its own order (ownership: orderbook.py)
     first_order = signer.sign(entry(order("once")))
     other = signer.sign(entry(order("other"), command_id=signed[c.F_ID]))
     replies = await _run(ex, r, [first_order, signed, dict(first_order), dict(signed), other])

@@ -3,19 +3,19 @@
 The trader comes from a factory ``(path, session) -> trader``: ``xtquant.xttrader.XtQuantTrader``, over the real
 binary (MiniQMT) or over the stand-in of executor/sim/qmt (the simulated MiniQMT). Nothing in this file knows which.
 
-Why it is built the way it is (facts from ../shared/reference/xtquant-trading-api.md):
+Why it is built the way it is (the facts are listed in docs/architecture.md, "Facts about xtquant"):
 - xtquant's sync calls block with no timeout and are not safe to call concurrently, and constructing a trader
-  replaces the calling thread's asyncio loop (§1.2, §1.5): every trader call runs on one dedicated broker thread,
+  replaces the calling thread's asyncio loop (X1): every trader call runs on one dedicated broker thread,
   never on the event loop's thread.
-- Callbacks arrive one at a time on the trader's push thread and exceptions raised there vanish silently (§1.5):
+- Callbacks arrive one at a time on the trader's push thread and exceptions raised there vanish silently (X2):
   each callback is translated to a contract event right there, inside try/except with logging, and handed to the
   loop through one FIFO (``_LoopInbox``: one ``call_soon_threadsafe`` per burst), which keeps arrival order.
 - We use the ``_async`` variants for orders, cancels and queries, so a hung MiniQMT cannot wedge the broker
   thread forever; their answers are awaited with a timeout.
-- The connection is one-shot and ``on_connected`` never fires (§8.1–8.3): ``connect()`` always builds a new
+- The connection is one-shot and ``on_connected`` never fires (X5): ``connect()`` always builds a new
   trader with the next session id of a bounded pool, starts, connects and subscribes; connection state is ours,
   driven by ``on_disconnected`` and ``probe()``.
-- ``query_stock_orders`` returns ``None`` for "failed" and sometimes for "empty" (§8.20): ``strict=True`` turns
+- ``query_stock_orders`` returns ``None`` for "failed" and sometimes for "empty" (X9): ``strict=True`` turns
   ``None`` into an error, so reconciliation never reads an unknown list as an empty one.
 """
 
@@ -53,7 +53,7 @@ class XtBroker(base.Broker):
         self.name = name
         self._closers = list(closers)  # run last by close(): what the factory started (a simulated MiniQMT)
         self._account = StockAccount(account_id, account_type)
-        if isinstance(self._account, str):  # xttype returns an error string instead of raising (§4.1)
+        if isinstance(self._account, str):  # xttype returns an error string instead of raising (X11)
             raise ValueError(self._account)
         self._factory = trader_factory
         self._path = path
@@ -361,7 +361,7 @@ class XtBroker(base.Broker):
         if self._sink is None:
             return
         try:
-            self._sink(event)
+            self._sink(self.observed(event))  # per-order answers first (base.Broker.observed), then the engine
         except Exception:
             log.exception("event sink failed on %s", event.TYPE)
 
@@ -393,7 +393,7 @@ class _Callback:
         self._broker._post(event)
         return event
 
-    def on_connected(self) -> None:  # never fired by xtquant (§3); kept for completeness
+    def on_connected(self) -> None:  # never fired by xtquant (X5); kept for completeness
         pass
 
     def on_disconnected(self) -> None:

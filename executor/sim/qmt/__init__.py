@@ -10,7 +10,8 @@ See executor/sim/README.md ("Simulated MiniQMT").
 """
 
 from .install import install, is_stand_in, uninstall
-from .child import ChildMiniQmt, serving
+from .child import ChildMiniQmt
+from .endpoint import serving
 from .server import FolderBusyError, QmtSimServer, serve
 
 __all__ = ["ChildMiniQmt", "FolderBusyError", "QmtSimServer", "install", "is_stand_in", "serve", "serving",

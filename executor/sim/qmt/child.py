@@ -16,26 +16,12 @@ import queue
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
 
-from .endpoint import read_endpoint
+from .endpoint import serving
 
 READY_PREFIX = "qmt-sim: serving"
-
-
-def serving(path: str | os.PathLike) -> bool:
-    """True when a simulated MiniQMT accepts connections for ``path`` (its endpoint file is there and answers)."""
-    found = read_endpoint(path)
-    if found is None:
-        return False
-    address, authkey = found
-    try:
-        Client(address, authkey=authkey).close()
-    except Exception:  # refused (a stale file left by a killed server), or a key that is not this server's
-        return False
-    return True
 
 
 class ChildMiniQmt:

@@ -16,7 +16,9 @@ import secrets
 from pathlib import Path
 
 ENDPOINT_FILE = "xtqueue-qmt-sim.json"
-PROTOCOL = 1
+# 2: every entry point of the pinned wheel (raw-argument calls travel as {"args": [...]}); a stand-in of 2 and a
+# server of 1 do not connect (-1) rather than leave those calls unanswered
+PROTOCOL = 2
 
 
 def endpoint_path(folder: str | os.PathLike) -> Path:
@@ -63,6 +65,21 @@ def remove_endpoint(folder: str | os.PathLike, authkey: bytes) -> None:
             pass
 
 
+def no_delay(conn) -> None:
+    """Send each message at once (TCP_NODELAY). Both ends write several small messages in a row (an answer and
+    its pushes); with Nagle's algorithm on, the second waits for the peer's delayed ACK, up to 40 ms on Linux."""
+    import socket
+
+    try:
+        s = socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        finally:
+            s.close()
+    except (OSError, ValueError):
+        pass
+
+
 def hang_up(conn) -> None:
     """Close a ``multiprocessing.connection`` socket so that BOTH ends see it at once: a plain close() from another
     thread does not wake a recv() blocked on it (the peer would see nothing until that recv returns)."""
@@ -80,3 +97,29 @@ def hang_up(conn) -> None:
         conn.close()
     except OSError:
         pass
+
+
+def serving(folder: str | os.PathLike, timeout: float = 3.0) -> bool:
+    """True when a simulated MiniQMT answers at ``folder``'s endpoint (the key's handshake succeeds within
+    ``timeout``); False when there is no endpoint file, a stale one (nobody listens, or a stranger that never
+    answers on a reused port) or one of another key."""
+    import threading
+    from multiprocessing.connection import Client
+
+    found = read_endpoint(folder)
+    if found is None:
+        return False
+    address, authkey = found
+    answered: list[bool] = []
+
+    def probe() -> None:  # Client() has no timeout of its own: bounded by the join below
+        try:
+            Client(address, authkey=authkey).close()
+            answered.append(True)
+        except Exception:  # refused, reset, AuthenticationError
+            pass
+
+    t = threading.Thread(target=probe, name="qmt-sim-probe", daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(answered)

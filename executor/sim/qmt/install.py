@@ -4,8 +4,11 @@
 failed to find ``xtquant.xtpythonclient``: on Windows the wheel's ``xtpythonclient.cp3XX-win_amd64.pyd`` is found
 first and the stand-in is never used; on Linux (no loadable extension suffix matches) the finder loads
 ``executor/sim/qmt/xtpythonclient.py`` under that name. Nothing on disk is written or patched.
-``install(first=True)`` is for a process that trades on the simulated MiniQMT only (``--broker sim``): the finder
-goes FIRST, so the stand-in is used on Windows too.
+``install(first=True)`` is for a process that trades on the simulated MiniQMT only (``--broker sim``, and paper
+trading under ``xtqueue run --qmt-sim``): the finder goes FIRST, so the stand-in is used on Windows too; a program
+meant for the simulated MiniQMT never reaches a real one. ``PATH_ENV``, when set, is the folder every stand-in client
+connects to, whatever path the program passes (an unmodified program passes its own, e.g.
+``D:\\国金QMT\\userdata_mini``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 TARGET = "xtquant.xtpythonclient"
+PATH_ENV = "XTQUEUE_QMT_SIM_PATH"
 _SOURCE = Path(__file__).with_name("xtpythonclient.py")
 
 
@@ -43,6 +47,11 @@ def install(*, first: bool = False) -> None:
         return
     if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
         sys.meta_path.append(_StandInFinder())
+
+
+def install_first() -> None:
+    """``install(first=True)``: what ``xtqueue run --qmt-sim`` installs in every Python it starts."""
+    install(first=True)
 
 
 def uninstall() -> None:

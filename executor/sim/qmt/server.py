@@ -42,7 +42,7 @@ from executor.sim.objects import SimXtAccountInfo
 from executor.sim.session import Session
 
 from . import other_calls
-from .endpoint import hang_up, new_authkey, remove_endpoint, write_endpoint
+from .endpoint import hang_up, new_authkey, no_delay, remove_endpoint, write_endpoint
 from .wire import ANSWER, CALLS, E_NOT_CONNECTED, NOT_CONNECTED, PROTOCOL, CppStruct, failed
 
 log = logging.getLogger("executor.sim.qmt")
@@ -342,6 +342,7 @@ class QmtSimServer:
             if self._closing:
                 conn.close()
                 return
+            no_delay(conn)
             c = _Connection(self, conn)
             with self._lock:
                 self._conns.add(c)

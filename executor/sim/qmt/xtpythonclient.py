@@ -25,11 +25,13 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
+import os
 import threading
 from multiprocessing.connection import Client
 from typing import Any
 
-from executor.sim.qmt.endpoint import hang_up, read_endpoint
+from executor.sim.qmt.endpoint import hang_up, no_delay, read_endpoint
+from executor.sim.qmt.install import PATH_ENV
 from executor.sim.qmt.wire import CALLS, PROTOCOL, refusal
 
 log = logging.getLogger("executor.sim.qmt")
@@ -187,6 +189,8 @@ class XtQuantAsyncClient:
     def __init__(self, path: bytes, name: str, session: int) -> None:
         # the wheel passes path.encode('gb18030') (xtquant/xttrader.py, XtQuantTrader.__init__)
         self._path = path.decode("gb18030") if isinstance(path, bytes) else str(path)
+        if os.environ.get(PATH_ENV):  # xtqueue run --qmt-sim DIR: DIR, whatever path the program passes
+            self._path = os.environ[PATH_ENV]
         self._name = name
         self._session = session
         self._binds: dict[str, Any] = {}
@@ -236,6 +240,7 @@ class XtQuantAsyncClient:
             conn = Client(address, authkey=authkey)
         except Exception:  # refused, reset, or a stale endpoint file left by a killed server
             return -1
+        no_delay(conn)
         try:
             conn.send(("hello", PROTOCOL, int(self._session)))
             kind, rc = conn.recv()

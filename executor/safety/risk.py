@@ -39,7 +39,7 @@ available-margin check covers what the order adds).
 The rate limit's strategy is the owner of the command stream the order came from (only that strategy's ACL user
 can write it; the engine binds ``strategy`` to it), never a name the command gives itself; buckets are bounded.
 
-Choices (where the brief left them open):
+Choices (decisions of this project where the rules leave it open):
 
 * **Day** = the calendar date in China (UTC+8, no DST). The day's counters (orders, notional) count orders the
   executor admitted and handed to the broker, including those the broker later rejected (conservative), and are
@@ -79,115 +79,27 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from executor.config import RiskLimits
 from executor.sqlite_files import open_wal_db
+from producer_lib import ashare as A
 from producer_lib import contract as c
-
-Board = Literal["main", "star", "chinext", "bse", "etf", "lof", "cb", "other"]
-BOARDS: tuple[str, ...] = ("main", "star", "chinext", "bse", "etf", "lof", "cb", "other")
 
 _CHINA = timezone(timedelta(hours=8))
 _EPS = 1e-9
 _MAX_BUCKETS = 1_024  # rate-limit buckets kept (one per command stream owner; see _forget_full_buckets)
 
 
-# --- board classification (pure; the same prefixes as executor/sim/rules.py, which the engine must not import) ---
+# --- boards (producer_lib/ashare.py holds the prefixes) -------------------------------------------------------
+_BOARD_NAME = {A.SH_MAIN: "main", A.SZ_MAIN: "main", A.STAR: "star", A.CHINEXT: "chinext", A.BSE: "bse",
+               A.ETF: "etf", A.LOF: "lof", A.CB: "cb"}
+
+
 def classify_board(code: str) -> str:
     """The board of ``code``: main (SSE/SZSE main boards), star (科创板), chinext (创业板), bse (北交所), etf, lof,
     cb (convertible bonds), or other (anything else: indexes, repos, unknown prefixes)."""
-    m = c.CODE_RE.fullmatch(code)
-    if not m:
-        return "other"
-    digits, suffix = m.group(1), m.group(2)
-    p2, p3, p4 = digits[:2], digits[:3], digits[:4]
-    if suffix == "SH":
-        if p3 in ("688", "689"):
-            return "star"
-        if p2 == "60":
-            return "main"
-        if p3 in ("510", "511", "512", "513", "515", "516", "517", "518", "520", "530",
-                  "560", "561", "562", "563", "588"):
-            return "etf"
-        if p3 in ("501", "502", "506"):
-            return "lof"
-        if p3 in ("110", "112", "113") or p4 in ("1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007",
-                                                 "1008", "1110", "1111", "1112", "1113", "1114", "1180", "1181",
-                                                 "1182", "1183", "1184"):
-            return "cb"
-        return "other"
-    if suffix == "SZ":
-        if p3 in ("000", "001", "002", "003", "004"):
-            return "main"
-        if p2 == "30":
-            return "chinext"
-        if p3 in ("158", "159"):
-            return "etf"
-        if p2 == "16":
-            return "lof"
-        if p4 in ("1210", "1211", "1212", "1213", "1214") or p3 in ("122", "123", "124", "125", "126", "127",
-                                                                    "128", "129"):
-            return "cb"
-        return "other"
-    if p2 in ("43", "83", "87") or p3 == "920":
-        return "bse"
-    return "other"
-
-
-# --- configuration ------------------------------------------------------------------------------------------------
-class RiskLimits(BaseModel):
-    """The ``[risk]`` section of the executor's settings. Every limit is off by default (None / empty list)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    trading_enabled: bool = Field(True, description="false: every new order is refused (rule trading_enabled)")
-    allowed_codes: list[str] = Field(default_factory=list, description="only these codes (empty = any)")
-    blocked_codes: list[str] = Field(default_factory=list, description="never these codes")
-    allowed_boards: list[Board] = Field(default_factory=list, description="only these boards (empty = any): "
-                                        "main, star, chinext, bse, etf, lof, cb, other")
-    blocked_boards: list[Board] = Field(default_factory=list, description="never these boards")
-    max_order_volume: int | None = Field(None, ge=1, description="shares (张 for bonds) per order, inclusive")
-    max_order_notional_cny: float | None = Field(None, gt=0, description="price x volume per order, inclusive")
-    max_daily_orders: int | None = Field(None, ge=0, description="orders admitted per day (China date)")
-    max_daily_notional_cny: float | None = Field(None, ge=0, description="sum of price x volume admitted per day")
-    max_open_orders: int | None = Field(None, ge=0, description="non-final orders at once, incl. in flight")
-    max_orders_per_s_per_strategy: float | None = Field(None, gt=0, description="token bucket refill rate per "
-                                                        "strategy name (\"\" is one strategy)")
-    orders_burst_per_strategy: int | None = Field(None, ge=1, description="token bucket capacity; default "
-                                                  "ceil(rate), at least 1")
-    price_band_pct: float | None = Field(None, gt=0, description="fat finger: a limit buy more than this % above, "
-                                         "or a limit sell more than this % below, the reference price is refused")
-    price_band_without_reference: Literal["allow", "refuse"] = Field(
-        "allow", description="what the band does when no reference price is known")
-    sell_within_sellable: bool = Field(False, description="refuse sells above can_use_volume minus own sells in "
-                                       "flight (needs a position query, cached positions_cache_ms)")
-    positions_cache_ms: int = Field(1_000, ge=0, description="age up to which a position snapshot is reused")
-    # credit (两融) accounts
-    max_financing_per_order_cny: float | None = Field(None, gt=0, description="融资: a margin buy's price x volume")
-    max_short_per_order_cny: float | None = Field(None, gt=0, description="融券: a short sell's price x volume")
-    max_financing_daily_cny: float | None = Field(None, ge=0, description="sum of margin buys admitted per day")
-    max_short_daily_cny: float | None = Field(None, ge=0, description="sum of short sells admitted per day")
-    min_maintenance_ratio_for_new_debt: float | None = Field(
-        None, gt=0, description="refuse margin buys and short sells while the maintenance ratio (维持担保比例, "
-        "1.5 = 150 %) is below this (needs a credit detail query, cached credit_cache_ms)")
-    credit_cache_ms: int = Field(1_000, ge=0, description="age up to which a credit detail snapshot is reused")
-
-    @field_validator("allowed_codes", "blocked_codes")
-    @classmethod
-    def _codes(cls, v: list[str]) -> list[str]:
-        out = [x.strip().upper() for x in v]
-        for x in out:
-            if not c.CODE_RE.fullmatch(x):
-                raise ValueError(f"{x!r} is not a code like 600000.SH")
-        return out
-
-    @property
-    def burst(self) -> int:
-        if self.orders_burst_per_strategy is not None:
-            return self.orders_burst_per_strategy
-        return max(1, math.ceil(self.max_orders_per_s_per_strategy or 1))
+    return _BOARD_NAME.get(A.board_of_code(code), "other")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ A command is refused (``unauthorized``, nothing executed, dead-lettered) when:
 
 A copy of a command already accepted (same command id, same key, same signed content but for ``ttl_ms``, which a
 client re-send reduces, and the signature's timestamp) is a repeat, not a replay: it is let through and the engine
-answers it with the first copy's outcome (executor/engine.py, "Repeats"), so a client that re-sends after a
+answers it with the first copy's outcome (executor/commands.py, ``Commands.once``), so a client that re-sends after a
 connection cut never reads "refused, nothing placed" while its first copy is being placed.
 
 Re-deliveries of one entry (executor restart, idle claim) are the same entry, not replays: for them the timestamp

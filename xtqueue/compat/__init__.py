@@ -1,0 +1,1 @@
+"""Compatibility layers: programs written for other xtquant interfaces run over xtqueue unchanged."""
