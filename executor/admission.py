@@ -179,7 +179,7 @@ class Admission:
             return error(E.OUTCOME_UNKNOWN, f"client order id {base.coid!r} is already used by an order at the "
                                             "broker that this executor cannot attribute to you; nothing was placed "
                                             "now; never resend it with a new id before you know (docs/security.md)")
-        if (report.code, report.side, report.volume) != (cmd.code, cmd.side, cmd.volume):
+        if (report.code, report.side, report.volume) != (cmd.code, cmd.side, cmd.broker_volume):
             return self._conflict(base.coid, f"{report.code}|{report.side}|{report.volume} at the broker",
                                   cmd.fingerprint())
         # Its owner is the broker's record of it (the account-wide stream answering it does not become the owner).

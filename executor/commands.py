@@ -118,6 +118,8 @@ class Commands:
             return c.TradesResult(trades=await b.query_trades())
         if isinstance(cmd, c.QueryAccountStatus):
             return await b.query_account_status()
+        if type(cmd) in c.CREDIT_QUERY_TYPES:
+            return await b.query_credit(cmd)
         raise TypeError(f"no handler for {type(cmd).__name__}")
 
     async def _cancel(self, cmd: c.CancelOrder, requester: str = "") -> Outcome:

@@ -55,6 +55,15 @@ class RiskLimits(BaseModel):
     sell_within_sellable: bool = Field(False, description="refuse sells above can_use_volume minus own sells in "
                                        "flight (needs a position query, cached positions_cache_ms)")
     positions_cache_ms: int = Field(1_000, ge=0, description="age up to which a position snapshot is reused")
+    # credit (两融) accounts
+    max_financing_per_order_cny: float | None = Field(None, gt=0, description="融资: a margin buy's price x volume")
+    max_short_per_order_cny: float | None = Field(None, gt=0, description="融券: a short sell's price x volume")
+    max_financing_daily_cny: float | None = Field(None, ge=0, description="sum of margin buys admitted per day")
+    max_short_daily_cny: float | None = Field(None, ge=0, description="sum of short sells admitted per day")
+    min_maintenance_ratio_for_new_debt: float | None = Field(
+        None, gt=0, description="refuse margin buys and short sells while the maintenance ratio (维持担保比例, "
+        "1.5 = 150 %) is below this (needs a credit detail query, cached credit_cache_ms)")
+    credit_cache_ms: int = Field(1_000, ge=0, description="age up to which a credit detail snapshot is reused")
 
     @field_validator("allowed_codes", "blocked_codes")
     @classmethod
@@ -93,6 +102,9 @@ class ExecutorSettings(BaseSettings):
     redis_client_cert: Path | None = Field(None, description="rediss://: client certificate (PEM) for mutual TLS")
     redis_client_key: Path | None = Field(None, description="rediss://: private key (PEM) of the client certificate")
     account: str = Field("SIM001", description="fund account id this executor trades (one account per process)")
+    account_type: Literal["STOCK", "CREDIT"] = Field("STOCK", description="STOCK (普通) or CREDIT (信用, 两融): "
+                                        "what xtquant's StockAccount is built with; sim: CREDIT makes the simulated "
+                                        "account a margin account")
     key_prefix: str = Field(c.KEY_PREFIX, description="prefix of every Redis key")
     executor_id: str = Field("", description="consumer name in the group; default host-pid")
 

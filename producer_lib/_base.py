@@ -41,6 +41,7 @@ from .contract import (
     AccountStatusResult,
     AssetReport,
     CancelAck,
+    CREDIT_QUERY_TYPES,
     CancelOrder,
     Command,
     ErrorCode,
@@ -286,10 +287,10 @@ class BaseClient:
             raise _local_invalid(f"timeout must be a positive number of seconds, not {timeout!r}", coid)
         return float(timeout)
 
-    def _build_place_order(self, code: str, side: Any, volume: int, price: float | None, *, price_type: Any,
+    def _build_place_order(self, code: str, side: Any, volume: int | None, price: float | None, *, price_type: Any,
                            strategy: str | None, client_order_id: str | None, deadline: Any,
                            timeout: float | None, started: float, xt_remark: str | None = None,
-                           xt_strategy_name: str | None = None) -> Prepared:
+                           xt_strategy_name: str | None = None, amount: float | None = None) -> Prepared:
         coid = self._client_order_id(client_order_id, generate=True)
         assert coid is not None
         if isinstance(volume, bool):
@@ -301,9 +302,11 @@ class BaseClient:
             code, side = contract.normalize_code(code), contract.normalize_side(side)
         except ValueError as exc:
             raise _local_invalid(str(exc), coid) from None
+        if isinstance(amount, bool):
+            raise _local_invalid("amount must be a number of yuan", coid)
         command = self._model(PlaceOrder, coid, client_order_id=coid, code=code, side=side, volume=volume,
                               price=price, price_type=price_type, strategy=self.strategy, xt_remark=xt_remark,
-                              xt_strategy_name=xt_strategy_name)
+                              xt_strategy_name=xt_strategy_name, amount=amount)
         ttl_ms = self._order_ttl_ms(deadline, coid)
         wait_s = self._wait_s(timeout, ttl_ms / 1000 + ORDER_REPLY_MARGIN_S, coid)
         return self._prepare(command, ttl_ms=ttl_ms, wait_s=wait_s, result_type=OrderAck, started=started)
@@ -355,6 +358,12 @@ class BaseClient:
         if coid is None:
             raise _local_invalid("query_outcome needs a client order id")
         return self._build_query(QueryOutcome, OutcomeResult, started=started, coid=coid, client_order_id=coid)
+
+    def _build_credit_query(self, cls: type[Command], started: float) -> Prepared:
+        """One of the five credit queries; the caller gets the list (CREDIT_QUERY_TYPES names the result)."""
+        result_type = CREDIT_QUERY_TYPES[cls]
+        (field,) = result_type.model_fields
+        return self._build_query(cls, result_type, started=started, unwrap=lambda r: list(getattr(r, field)))
 
     def _build_ping(self, started: float) -> Prepared:
         return self._build_query(Ping, PingResult, started=started)

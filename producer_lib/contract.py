@@ -115,10 +115,12 @@ def normalize_code(value: Any) -> str:
 
 
 def normalize_side(value: Any) -> str:
-    """``"BUY"``/``" Buy "``/``Side.BUY`` → ``"buy"``; ValueError for anything but buy or sell."""
+    """``"BUY"``/``" Buy "``/``Side.BUY`` → ``"buy"``; the credit sides likewise (``"FIN_BUY"`` → ``"fin_buy"``).
+    ValueError for anything that is not a Side."""
     text = str(getattr(value, "value", value)).strip().lower() if isinstance(value, str) else None
-    if text not in ("buy", "sell"):
-        raise ValueError(f"side must be buy or sell, not {value!r}")
+    if text not in _SIDE_VALUES:
+        credit = ", ".join(sorted(_SIDE_VALUES - {"buy", "sell"}))
+        raise ValueError(f"side must be buy or sell (or a credit side: {credit}), not {value!r}")
     return text
 
 
@@ -292,8 +294,64 @@ class _TextEnum(str, Enum):
 
 
 class Side(_TextEnum):
-    BUY = "buy"
-    SELL = "sell"
+    """What an order does. ``buy``/``sell`` are xtquant's STOCK_BUY/STOCK_SELL (23/24); on a CREDIT account the
+    same numbers are 担保品买入/卖出 (collateral buy/sell). The others need a CREDIT account (reference 5.2); the
+    ``_special`` ones are the 专项 (special position) variants 40–45 of 27–32."""
+
+    BUY = "buy"  # 23 买入 / 担保品买入
+    SELL = "sell"  # 24 卖出 / 担保品卖出
+    FIN_BUY = "fin_buy"  # 27 融资买入 margin buy: opens a financing compact
+    SLO_SELL = "slo_sell"  # 28 融券卖出 short sell: opens a securities compact
+    BUY_SECU_REPAY = "buy_secu_repay"  # 29 买券还券 buy shares to return them to a short compact
+    DIRECT_SECU_REPAY = "direct_secu_repay"  # 30 直接还券 return held shares to a short compact (no price)
+    SELL_SECU_REPAY = "sell_secu_repay"  # 31 卖券还款 sell held shares, proceeds repay financing
+    DIRECT_CASH_REPAY = "direct_cash_repay"  # 32 直接还款 repay financing with cash: ``amount`` in yuan, no volume
+    FIN_BUY_SPECIAL = "fin_buy_special"  # 40 专项融资买入
+    SLO_SELL_SPECIAL = "slo_sell_special"  # 41 专项融券卖出
+    BUY_SECU_REPAY_SPECIAL = "buy_secu_repay_special"  # 42 专项买券还券
+    DIRECT_SECU_REPAY_SPECIAL = "direct_secu_repay_special"  # 43 专项直接还券
+    SELL_SECU_REPAY_SPECIAL = "sell_secu_repay_special"  # 44 专项卖券还款
+    DIRECT_CASH_REPAY_SPECIAL = "direct_cash_repay_special"  # 45 专项直接还款
+
+    @property
+    def is_credit(self) -> bool:
+        """Needs a CREDIT account."""
+        return self not in (Side.BUY, Side.SELL)
+
+    @property
+    def is_buy(self) -> bool:
+        """Buys at the exchange (the price band's buy side)."""
+        return self in _BUY_SIDES
+
+    @property
+    def is_cash_repay(self) -> bool:
+        """A direct cash repayment: an ``amount`` in yuan, no volume, no price."""
+        return self in (Side.DIRECT_CASH_REPAY, Side.DIRECT_CASH_REPAY_SPECIAL)
+
+    @property
+    def is_direct(self) -> bool:
+        """No exchange order (a direct repayment): no price."""
+        return self in _DIRECT_SIDES
+
+    @property
+    def uses_holding(self) -> bool:
+        """Sells or hands over shares the account holds (counts against the sellable volume)."""
+        return self in _HOLDING_SIDES
+
+    @property
+    def opens_debt(self) -> bool:
+        """Opens a compact: margin buy or short sell."""
+        return self in _DEBT_SIDES
+
+
+_BUY_SIDES = frozenset({Side.BUY, Side.FIN_BUY, Side.BUY_SECU_REPAY, Side.FIN_BUY_SPECIAL,
+                        Side.BUY_SECU_REPAY_SPECIAL})
+_DIRECT_SIDES = frozenset({Side.DIRECT_SECU_REPAY, Side.DIRECT_CASH_REPAY, Side.DIRECT_SECU_REPAY_SPECIAL,
+                           Side.DIRECT_CASH_REPAY_SPECIAL})
+_HOLDING_SIDES = frozenset({Side.SELL, Side.SELL_SECU_REPAY, Side.DIRECT_SECU_REPAY, Side.SELL_SECU_REPAY_SPECIAL,
+                            Side.DIRECT_SECU_REPAY_SPECIAL})
+_DEBT_SIDES = frozenset({Side.FIN_BUY, Side.SLO_SELL, Side.FIN_BUY_SPECIAL, Side.SLO_SELL_SPECIAL})
+_SIDE_VALUES = frozenset(s.value for s in Side)
 
 
 class PriceType(_TextEnum):
@@ -439,10 +497,13 @@ class PlaceOrder(Command):
     client_order_id: ClientOrderId
     code: StockCode
     side: Side
-    volume: int = Field(gt=0, le=100_000_000, description="shares (张 for bonds)")
+    volume: int | None = Field(default=None, gt=0, le=100_000_000,
+                               description="shares (张 for bonds); every side but a direct cash repayment")
     price_type: PriceType = PriceType.LIMIT
     price: float | None = Field(default=None, gt=0, le=1_000_000, description="required for limit orders")
     strategy: str = Field(default="", max_length=64)
+    amount: float | None = Field(default=None, gt=0, le=1_000_000_000,
+                                 description="yuan, at most two decimals: a direct cash repayment only")
     # An xtquant program's own order_remark and strategy_name (xtqueue/compat/remote): the broker gets the client
     # order id and the strategy above instead (the executor finds orders by them); the executor keeps these with
     # the intent and gives them back in query_outcome, so the program sees its own values. None = not given.
@@ -452,6 +513,17 @@ class PlaceOrder(Command):
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> PlaceOrder:
+        if self.side.is_cash_repay:
+            if self.amount is None or self.volume is not None:
+                raise ValueError("a direct cash repayment gives an amount in yuan and no volume")
+            if abs(self.amount * 100 - round(self.amount * 100)) > 1e-6:
+                raise ValueError("a repayment amount has at most two decimals (fen)")
+        elif self.volume is None or self.amount is not None:
+            raise ValueError(f"a {self.side.value} order gives a volume and no amount")
+        if self.side.is_direct:
+            if self.price_type is not PriceType.LIMIT or self.price is not None:
+                raise ValueError("a direct repayment has no price and no price type")
+            return self
         if self.price_type is PriceType.LIMIT and self.price is None:
             raise ValueError("a limit order needs a price")
         exchange = self.code.rsplit(".", 1)[1]
@@ -462,7 +534,14 @@ class PlaceOrder(Command):
     def fingerprint(self) -> str:
         """The order fields a repeated client order id must match (anything else is a conflict)."""
         price = "" if self.price is None else f"{self.price:.4f}"
-        return f"{self.code}|{self.side.value}|{self.volume}|{self.price_type.value}|{price}|{self.strategy}"
+        volume = self.volume if self.amount is None else f"{self.amount:.2f}CNY"
+        return f"{self.code}|{self.side.value}|{volume}|{self.price_type.value}|{price}|{self.strategy}"
+
+    @property
+    def broker_volume(self) -> int:
+        """The ``order_volume`` the broker reports for this order: the volume, or a cash repayment's whole yuan
+        (xtquant sends ``int(volume)`` beside the exact amount, reference 2.1)."""
+        return self.volume if self.volume is not None else int(self.amount or 0)
 
 
 class CancelOrder(Command):
@@ -665,6 +744,141 @@ RESULT_TYPES: dict[str, type[_Model]] = {
     QueryOutcome.TYPE: OutcomeResult,
     Ping.TYPE: PingResult,
 }
+
+
+# --- Credit (两融) accounts: the five credit queries (xtquant query_credit_detail, query_stk_compacts,
+# query_credit_subjects, query_credit_slo_code, query_credit_assure; fields: the wheel's doc/xttrader.md). Each
+# answers the broker's list; a STOCK account's executor answers them as MiniQMT does for it (usually empty).
+class QueryCreditDetail(Command):
+    TYPE: ClassVar[str] = "query_credit_detail"
+
+
+class QueryStkCompacts(Command):
+    TYPE: ClassVar[str] = "query_stk_compacts"
+
+
+class QueryCreditSubjects(Command):
+    TYPE: ClassVar[str] = "query_credit_subjects"
+
+
+class QueryCreditSloCode(Command):
+    TYPE: ClassVar[str] = "query_credit_slo_code"
+
+
+class QueryCreditAssure(Command):
+    TYPE: ClassVar[str] = "query_credit_assure"
+
+
+class CreditDetailReport(_Model):
+    """XtCreditDetail: the margin account's assets, debts and quotas (amounts in CNY)."""
+
+    account: str
+    status: int = 0  # m_nStatus
+    balance: float = 0.0  # m_dBalance 总资产
+    available: float = 0.0  # m_dAvailable 可用金额
+    frozen_cash: float = 0.0  # m_dFrozenCash 冻结金额
+    market_value: float = 0.0  # m_dMarketValue 总市值
+    stock_value: float = 0.0  # m_dStockValue 股票市值
+    fund_value: float = 0.0  # m_dFundValue 基金市值
+    fetch_balance: float = 0.0  # m_dFetchBalance 可取金额
+    position_profit: float = 0.0  # m_dPositionProfit 持仓盈亏
+    total_debt: float = 0.0  # m_dTotalDebt 总负债
+    enable_bail_balance: float = 0.0  # m_dEnableBailBalance 可用保证金
+    maintenance_ratio: float = 0.0  # m_dPerAssurescaleValue 维持担保比例 (as a fraction: 1.30 = 130 %)
+    assure_asset: float = 0.0  # m_dAssureAsset 净资产
+    fin_debt: float = 0.0  # m_dFinDebt 融资负债
+    fin_deal_avl: float = 0.0  # m_dFinDealAvl 融资本金
+    fin_fee: float = 0.0  # m_dFinFee 融资息费
+    slo_debt: float = 0.0  # m_dSloDebt 融券负债
+    slo_market_value: float = 0.0  # m_dSloMarketValue 融券市值
+    slo_fee: float = 0.0  # m_dSloFee 融券息费
+    other_fare: float = 0.0  # m_dOtherFare 其它费用
+    fin_max_quota: float = 0.0  # m_dFinMaxQuota 融资授信额度
+    fin_enable_quota: float = 0.0  # m_dFinEnableQuota 融资可用额度
+    fin_used_quota: float = 0.0  # m_dFinUsedQuota 融资冻结额度
+    slo_max_quota: float = 0.0  # m_dSloMaxQuota 融券授信额度
+    slo_enable_quota: float = 0.0  # m_dSloEnableQuota 融券可用额度
+    slo_used_quota: float = 0.0  # m_dSloUsedQuota 融券冻结额度
+    slo_sell_balance: float = 0.0  # m_dSloSellBalance 融券卖出资金
+    used_slo_sell_balance: float = 0.0  # m_dUsedSloSellBalance 已用融券卖出资金
+    surplus_slo_sell_balance: float = 0.0  # m_dSurplusSloSellBalance 剩余融券卖出资金
+
+
+class CompactReport(_Model):
+    """StkCompacts: one debt compact (负债合约)."""
+
+    compact_id: str  # 合约编号
+    code: str  # instrument_id
+    compact_type: int  # 合约类型 (the broker's code: 0 financing, 1 securities on the simulator)
+    cashgroup_prop: int = 0  # 头寸来源 (0 ordinary, 1 special position on the simulator)
+    market: int = -1  # exchange_id
+    open_date: int = 0  # YYYYMMDD
+    ret_end_date: int = 0  # 到期日 YYYYMMDD
+    business_vol: int = 0  # 合约证券数量
+    real_compact_vol: int = 0  # 未还合约数量
+    business_balance: float = 0.0  # 合约金额
+    business_fare: float = 0.0  # businessFare 合约息费
+    real_compact_balance: float = 0.0  # 未还合约金额
+    real_compact_fare: float = 0.0  # 未还合约息费
+    repaid_fare: float = 0.0  # 已还息费
+    repaid_balance: float = 0.0  # 已还金额
+    position_str: str = ""  # 定位串
+
+
+class CreditSubjectReport(_Model):
+    """CreditSubjects: a margin-eligible security (融资融券标的) and its margin ratios."""
+
+    code: str
+    market: int = -1
+    fin_status: int = 0  # 融资状态 (the broker's code)
+    slo_status: int = 0  # 融券状态
+    fin_ratio: float = 0.0  # 融资保证金比例
+    slo_ratio: float = 0.0  # 融券保证金比例
+
+
+class SloCodeReport(_Model):
+    """CreditSloCode: a lendable security (可融券) and how many shares can be borrowed."""
+
+    code: str
+    market: int = -1
+    cashgroup_prop: int = 0  # 头寸来源
+    enable_amount: int = 0  # 融券可融数量
+
+
+class AssureReport(_Model):
+    """CreditAssure: a collateral security (担保品) and its haircut."""
+
+    code: str
+    market: int = -1
+    assure_status: int = 0  # 是否可做担保 (the broker's code)
+    assure_ratio: float = 0.0  # 担保品折算比例
+
+
+class CreditDetailResult(_Model):
+    details: list[CreditDetailReport]  # normally one
+
+
+class CompactsResult(_Model):
+    compacts: list[CompactReport]
+
+
+class CreditSubjectsResult(_Model):
+    subjects: list[CreditSubjectReport]
+
+
+class SloCodesResult(_Model):
+    codes: list[SloCodeReport]
+
+
+class AssuresResult(_Model):
+    assures: list[AssureReport]
+
+
+CREDIT_QUERY_TYPES: dict[type[Command], type[_Model]] = {
+    QueryCreditDetail: CreditDetailResult, QueryStkCompacts: CompactsResult, QueryCreditSubjects: CreditSubjectsResult,
+    QueryCreditSloCode: SloCodesResult, QueryCreditAssure: AssuresResult}
+COMMAND_TYPES.update({cmd.TYPE: cmd for cmd in CREDIT_QUERY_TYPES})
+RESULT_TYPES.update({cmd.TYPE: result for cmd, result in CREDIT_QUERY_TYPES.items()})
 
 
 class ErrorInfo(_Model):

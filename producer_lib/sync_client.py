@@ -45,7 +45,11 @@ from ._exceptions import ClientClosed, XtqueueError
 from .contract import (
     AccountStatusResult,
     AssetReport,
+    AssureReport,
     CancelAck,
+    CompactReport,
+    CreditDetailReport,
+    CreditSubjectReport,
     EventMessage,
     Market,
     OrderAck,
@@ -54,7 +58,13 @@ from .contract import (
     PingResult,
     PositionReport,
     PriceType,
+    QueryCreditAssure,
+    QueryCreditDetail,
+    QueryCreditSloCode,
+    QueryCreditSubjects,
+    QueryStkCompacts,
     Side,
+    SloCodeReport,
     TradeReport,
 )
 
@@ -170,6 +180,37 @@ class SyncClient(BaseClient):
     def query_outcome(self, client_order_id: str) -> OutcomeResult:
         """What happened to a client order id. Safe to ask at any time, e.g. after OutcomeUnknown."""
         return self._call(lambda started: self._build_query_outcome(client_order_id, started))
+
+    # --- credit (两融) accounts --------------------------------------------------------------------------------
+    def repay_cash(self, code: str, amount: float, *, special: bool = False, **kw: Any) -> OrderAck:
+        """直接还款: repay margin debt with ``amount`` yuan (two decimals at most) of the account's cash; ``code`` is
+        the security the order names (xtquant's order_stock needs one). ``special``: the 专项 variant. Other credit
+        sides go through ``place_order`` (Side.FIN_BUY, Side.SLO_SELL, Side.SELL_SECU_REPAY, ...)."""
+        side = Side.DIRECT_CASH_REPAY_SPECIAL if special else Side.DIRECT_CASH_REPAY
+        return self._call(lambda started: self._build_place_order(
+            code, side, None, None, price_type=PriceType.LIMIT, strategy=kw.get("strategy"),
+            client_order_id=kw.get("client_order_id"), deadline=kw.get("deadline", DEFAULT),
+            timeout=kw.get("timeout"), started=started, amount=amount))
+
+    def query_credit_detail(self) -> list[CreditDetailReport]:
+        """信用资产: assets, debts, quotas, maintenance ratio (normally one row)."""
+        return self._call(lambda started: self._build_credit_query(QueryCreditDetail, started))
+
+    def query_stk_compacts(self) -> list[CompactReport]:
+        """负债合约: outstanding financing and securities compacts."""
+        return self._call(lambda started: self._build_credit_query(QueryStkCompacts, started))
+
+    def query_credit_subjects(self) -> list[CreditSubjectReport]:
+        """融资融券标的: eligible securities and their margin ratios."""
+        return self._call(lambda started: self._build_credit_query(QueryCreditSubjects, started))
+
+    def query_credit_slo_code(self) -> list[SloCodeReport]:
+        """可融券: lendable securities and amounts."""
+        return self._call(lambda started: self._build_credit_query(QueryCreditSloCode, started))
+
+    def query_credit_assure(self) -> list[AssureReport]:
+        """担保品: collateral securities and their haircuts."""
+        return self._call(lambda started: self._build_credit_query(QueryCreditAssure, started))
 
     def ping(self) -> PingResult:
         return self._call(self._build_ping)

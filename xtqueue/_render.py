@@ -248,6 +248,20 @@ TRADE_COLUMNS = [
 ]
 
 
+COMPACT_COLUMNS = [
+    col("compact_id", "compact_id"), col("code", "code"), col("type", "compact_type", True),
+    col("open_date", "open_date", True), col("volume", "business_vol", True),
+    col("unreturned", "real_compact_vol", True), col("amount", "business_balance", True),
+    col("unpaid", "real_compact_balance", True), col("unpaid_fee", "real_compact_fare", True),
+    col("repaid", "repaid_balance", True), col("repaid_fee", "repaid_fare", True), col("due", "ret_end_date", True),
+]
+SUBJECT_COLUMNS = [col("code", "code"), col("fin_ratio", "fin_ratio", True), col("slo_ratio", "slo_ratio", True),
+                   col("fin_status", "fin_status", True), col("slo_status", "slo_status", True)]
+SLO_CODE_COLUMNS = [col("code", "code"), col("lendable", "enable_amount", True),
+                    col("source", "cashgroup_prop", True)]
+ASSURE_COLUMNS = [col("code", "code"), col("haircut", "assure_ratio", True), col("status", "assure_status", True)]
+
+
 def model_items(model: Any, skip: Iterable[str] = ()) -> list[tuple[str, Any]]:
     skipped = set(skip)
     return [(k, getattr(model, k)) for k in type(model).model_fields if k not in skipped]

@@ -41,6 +41,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_ACCOUNT = "SIM001"
 PRICE_TYPES = ["limit", "latest", "sh_best5_cancel", "sh_best5_limit", "peer_best", "own_best", "sz_ioc",
                "sz_best5_cancel", "sz_fok"]  # contract.PriceType values; a test keeps them in step
+ORDER_SIDES = ["buy", "sell", "fin_buy", "slo_sell", "buy_secu_repay", "direct_secu_repay", "sell_secu_repay",
+               "fin_buy_special", "slo_sell_special", "buy_secu_repay_special", "direct_secu_repay_special",
+               "sell_secu_repay_special"]  # contract.Side values but the cash repayments (`xtqueue repay`)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 EXIT_INTERRUPTED = 130  # Ctrl+C with nothing pending (the shell's 128 + SIGINT)
 
@@ -425,7 +428,7 @@ def _place(g: Globals, code: str, side: str, volume: int, price: float | None, p
            client_order_id: str | None, deadline: float | None, as_json: bool) -> None:
     from producer_lib import contract
 
-    if price_type == "limit" and price is None:
+    if price_type == "limit" and price is None and not contract.Side(side).is_direct:
         raise click.UsageError("a limit order needs a PRICE (or use --price-type latest / a market type)")
     # The id is chosen here, not by the library, so an interrupted wait can still name it (xtqueue outcome COID).
     chosen = client_order_id is None
@@ -468,13 +471,17 @@ def _place(g: Globals, code: str, side: str, volume: int, price: float | None, p
 # --- orders -----------------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("code", type=CODE)
-@click.argument("side", type=click.Choice(["buy", "sell"], case_sensitive=False))
+@click.argument("side", type=click.Choice(ORDER_SIDES, case_sensitive=False), metavar="SIDE")
 @click.argument("volume", type=click.IntRange(min=1))
 @click.argument("price", type=click.FloatRange(min=0, min_open=True), required=False)
 @_order_options
 @click.pass_obj
 def order(g: Globals, code: str, side: str, volume: int, price: float | None, **kw: Any) -> None:
-    """Place one order: CODE buy|sell VOLUME [PRICE] (下单).
+    """Place one order: CODE SIDE VOLUME [PRICE] (下单).
+
+    SIDE: buy (买入/担保品买入), sell (卖出/担保品卖出); on a CREDIT account also fin_buy (融资买入), slo_sell
+    (融券卖出), buy_secu_repay (买券还券), sell_secu_repay (卖券还款), direct_secu_repay (直接还券, no PRICE) and
+    their _special (专项) variants. A direct cash repayment (直接还款) is `xtqueue repay`.
 
     Example: xtqueue order 600000.SH buy 100 10.01
     """
@@ -598,6 +605,90 @@ def asset(g: Globals, as_json: bool) -> None:
         r.print_json(report)
     else:
         r.print_kv(f"asset of {g.account}", r.model_items(report))
+
+
+# --- credit (两融) accounts ----------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("code", type=CODE)
+@click.argument("amount", type=click.FloatRange(min=0, min_open=True))
+@click.option("--special", is_flag=True, help="The 专项 (special position) variant.")
+@click.option("--strategy", default="", help="Strategy to send as (策略名).")
+@click.option("--client-order-id", "client_order_id", default=None, metavar="COID",
+              help="Idempotency key (default: a fresh random id); the same id never repays twice.")
+@_json_option
+@click.pass_obj
+def repay(g: Globals, code: str, amount: float, special: bool, strategy: str, client_order_id: str | None,
+          as_json: bool) -> None:
+    """Repay margin debt with cash: CODE AMOUNT in yuan (直接还款).
+
+    Example: xtqueue repay 600000.SH 1000.51
+    """
+    kwargs: dict[str, Any] = {"special": special}
+    if client_order_id:
+        kwargs["client_order_id"] = client_order_id
+    if strategy:
+        kwargs["strategy"] = strategy
+    with _client(g, strategy) as c:
+        ack = c.repay_cash(code, amount, **kwargs)
+    if as_json:
+        r.print_json(ack)
+        return
+    click.echo(f"repaid: order {ack.order_id}  coid {ack.client_order_id}  {amount:.2f} CNY  status "
+               f"{r.fmt(ack.status)}" + (f" ({ack.status_msg})" if ack.status_msg else ""))
+
+
+def _credit_query(g: Globals, method: str, title: str, columns: Any, as_json: bool) -> None:
+    with _client(g) as c:
+        rows = getattr(c, method)()
+    if as_json:
+        r.print_json(rows)
+    elif columns is None:
+        for row in rows or []:
+            r.print_kv(f"{title} of {g.account}", r.model_items(row))
+        if not rows:
+            click.echo(f"{title} of {g.account}: (none: not a credit account?)")
+    else:
+        r.print_table(f"{title} of {g.account}", rows, columns)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def credit(g: Globals, as_json: bool) -> None:
+    """Credit account assets, debts, quotas, maintenance ratio (信用资产)."""
+    _credit_query(g, "query_credit_detail", "credit", None, as_json)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def compacts(g: Globals, as_json: bool) -> None:
+    """Outstanding debt compacts (负债合约)."""
+    _credit_query(g, "query_stk_compacts", "compacts", r.COMPACT_COLUMNS, as_json)
+
+
+@cli.command("credit-subjects")
+@_json_option
+@click.pass_obj
+def credit_subjects(g: Globals, as_json: bool) -> None:
+    """Margin-eligible securities and their margin ratios (融资融券标的)."""
+    _credit_query(g, "query_credit_subjects", "credit subjects", r.SUBJECT_COLUMNS, as_json)
+
+
+@cli.command("slo-codes")
+@_json_option
+@click.pass_obj
+def slo_codes(g: Globals, as_json: bool) -> None:
+    """Lendable securities and amounts (可融券)."""
+    _credit_query(g, "query_credit_slo_code", "lendable", r.SLO_CODE_COLUMNS, as_json)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def assure(g: Globals, as_json: bool) -> None:
+    """Collateral securities and their haircuts (担保品)."""
+    _credit_query(g, "query_credit_assure", "collateral", r.ASSURE_COLUMNS, as_json)
 
 
 @cli.command()
@@ -1345,6 +1436,8 @@ def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None
               help="A simulated account (repeatable) [default: SIM001]. Used when the folder is new.")
 @click.option("--cash", type=float, default=1_000_000.0, show_default=True, help="Starting cash of each account.")
 @click.option("--session-clock", is_flag=True, help="Enforce A-share trading sessions.")
+@click.option("--credit", is_flag=True, help="Make the accounts margin (两融) accounts with the default terms "
+              "(executor/sim/credit.py).")
 @click.option("--random-walk", is_flag=True, help="Move prices by a seeded random walk.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the random walk.")
 @click.option("--empty-as-none", is_flag=True,
@@ -1353,7 +1446,7 @@ def acl_command(roles: Path, out: Path, secrets_dir: Path, rotate: bool) -> None
               help="Also stop when standard input closes (a parent holding a pipe to it takes this process down "
                    "with it; xtqueue executor --broker sim starts its own this way).")
 def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_clock: bool, random_walk: bool,
-            seed: int, empty_as_none: bool, exit_on_stdin_eof: bool) -> None:
+            seed: int, empty_as_none: bool, exit_on_stdin_eof: bool, credit: bool = False) -> None:
     """A simulated MiniQMT, in a process of its own, until Ctrl+C (模拟 MiniQMT).
 
     Programs using xtquant's own XtQuantTrader reach it through the stand-in for the Windows binary
@@ -1365,7 +1458,10 @@ def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_cloc
     from executor.sim.config import AccountSeed, RandomWalkConfig
     from executor.sim.qmt import serve
 
-    config = SimConfig(accounts={a: AccountSeed(cash=cash) for a in (accounts or (DEFAULT_ACCOUNT,))},
+    from executor.sim.credit import CreditTerms
+
+    config = SimConfig(accounts={a: AccountSeed(cash=cash, credit=CreditTerms() if credit else None)
+                                 for a in (accounts or (DEFAULT_ACCOUNT,))},
                        session_clock=session_clock,
                        random_walk=RandomWalkConfig(seed=seed) if random_walk else None)
 

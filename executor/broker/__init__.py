@@ -26,8 +26,11 @@ def sim_config_for(settings: ExecutorSettings) -> Any:
     from executor.sim import SimConfig
     from executor.sim.config import AccountSeed, RandomWalkConfig
 
+    from executor.sim.credit import CreditTerms
+
+    credit = CreditTerms() if settings.account_type == "CREDIT" else None
     return SimConfig(
-        accounts={settings.account: AccountSeed(cash=settings.sim_cash)},
+        accounts={settings.account: AccountSeed(cash=settings.sim_cash, credit=credit)},
         session_clock=settings.sim_session_clock,
         random_walk=RandomWalkConfig(seed=settings.sim_seed) if settings.sim_random_walk else None,
     )
@@ -38,6 +41,8 @@ def _qmt_sim_args(settings: ExecutorSettings) -> list[str]:
     args = ["--account", settings.account, "--cash", repr(float(settings.sim_cash))]
     if settings.sim_session_clock:
         args.append("--session-clock")
+    if settings.account_type == "CREDIT":
+        args.append("--credit")
     if settings.sim_random_walk:
         args += ["--random-walk", "--seed", str(settings.sim_seed)]
     return args
@@ -86,4 +91,5 @@ def make_broker(settings: ExecutorSettings) -> Broker:
         path = str(settings.qmt_path)
     return XtBroker(name=settings.broker, account_id=settings.account, trader_factory=factory, path=path,
                     session_ids=settings.session_ids, executor_id=settings.executor_id or default_executor_id(),
-                    timeout_s=settings.broker_timeout_ms / 1000, closers=closers)
+                    timeout_s=settings.broker_timeout_ms / 1000, account_type=settings.account_type,
+                    closers=closers)

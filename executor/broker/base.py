@@ -32,6 +32,7 @@ import abc
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from producer_lib import contract as c
 
@@ -197,6 +198,10 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def query_account_status(self) -> c.AccountStatusResult: ...
+
+    async def query_credit(self, cmd: c.Command) -> Any:
+        """One of the five credit queries (contract.CREDIT_QUERY_TYPES) -> its result model."""
+        raise BrokerUnavailableError(f"{self.name} answers no credit queries")
 
     @abc.abstractmethod
     async def probe(self) -> bool:

@@ -22,6 +22,19 @@ is allowed, ``value > limit`` is refused (for the sell side of the price band: `
 | max_daily_orders               | orders admitted today + 1                        | > limit                  |
 | max_daily_notional_cny         | notional admitted today + this order's           | > limit                  |
 | max_orders_per_s_per_strategy  | token bucket per strategy (capacity = burst)     | fewer than 1 token left  |
+| max_financing_per_order_cny    | a margin buy's price x volume (融资)             | notional > limit         |
+| max_short_per_order_cny        | a short sell's price x volume (融券)             | notional > limit         |
+| max_financing_daily_cny        | margin buys admitted today + this one            | > limit                  |
+| max_short_daily_cny            | short sells admitted today + this one            | > limit                  |
+| min_maintenance_ratio_for_new_debt | the account's 维持担保比例 (query_credit_detail) | a margin buy / short sell while ratio < limit (and debt > 0) |
+
+Credit sides (contract.Side): margin buys and buy-to-repay are buys and short sells sells for the band and the
+notional; sell-to-repay and direct share repayment count against the sellable volume like a sell; a direct cash
+repayment (no volume, no price) is valued at its amount and passes the per-order volume and band rules. The
+maintenance ratio comes from a credit detail query cached ``credit_cache_ms`` and asked again after every batch
+that admitted new debt (orders of one batch share one snapshot); while none could be obtained, new debt is refused
+(repayments never are). The ratio checked is the account's before the order (the counter's own
+available-margin check covers what the order adds).
 
 The rate limit's strategy is the owner of the command stream the order came from (only that strategy's ACL user
 can write it; the engine binds ``strategy`` to it), never a name the command gives itself; buckets are bounded.
@@ -101,6 +114,10 @@ class Refusal:
         return {"rule": self.rule, "limit": self.limit, "value": self.value}
 
 
+_FINANCING = frozenset({c.Side.FIN_BUY, c.Side.FIN_BUY_SPECIAL})
+_SHORT = frozenset({c.Side.SLO_SELL, c.Side.SLO_SELL_SPECIAL})
+
+
 def china_today() -> date:
     return datetime.now(_CHINA).date()
 
@@ -122,6 +139,13 @@ CREATE TABLE IF NOT EXISTS daily (
     day      TEXT NOT NULL,       -- China date, YYYY-MM-DD
     orders   INTEGER NOT NULL,
     notional REAL NOT NULL,       -- CNY
+    PRIMARY KEY (account, day)
+);
+CREATE TABLE IF NOT EXISTS daily_credit (
+    account   TEXT NOT NULL,
+    day       TEXT NOT NULL,
+    financing REAL NOT NULL,      -- CNY of margin buys admitted
+    short     REAL NOT NULL,      -- CNY of short sells admitted
     PRIMARY KEY (account, day)
 );
 """
@@ -153,6 +177,10 @@ class RiskGate:
         self.sellable_t0 = -math.inf  # monotonic time the snapshot's query was sent
         self._sells: dict[str, _Sell] = {}  # coid -> own sell not (yet known to be) in the snapshot
         self._buckets: dict[str, list[float]] = {}  # stream owner -> [tokens, last refill monotonic]
+        self.financing_today = 0.0
+        self.short_today = 0.0
+        self.credit_ratio: tuple[float, float] | None = None  # (maintenance ratio, total debt) of the last snapshot
+        self.credit_t0 = -math.inf
 
     def _forget_full_buckets(self, now: float, rate: float, burst: int) -> None:
         """Bounded memory: a bucket refilled to its capacity is the same as a new one, so it can go; if none is
@@ -177,11 +205,16 @@ class RiskGate:
     def _load(self, day: date) -> None:
         self.day = day
         self.orders_today, self.notional_today = 0, 0.0
+        self.financing_today, self.short_today = 0.0, 0.0
         if self._db is not None:
             row = self._db.execute("SELECT orders, notional FROM daily WHERE account=? AND day=?",
                                    (self.account, day.isoformat())).fetchone()
             if row:
                 self.orders_today, self.notional_today = int(row[0]), float(row[1])
+            row = self._db.execute("SELECT financing, short FROM daily_credit WHERE account=? AND day=?",
+                                   (self.account, day.isoformat())).fetchone()
+            if row:
+                self.financing_today, self.short_today = float(row[0]), float(row[1])
 
     def commit(self) -> None:
         """Persist the day's counters (once per batch, before its orders are dispatched)."""
@@ -190,15 +223,36 @@ class RiskGate:
         self._db.execute("INSERT INTO daily (account, day, orders, notional) VALUES (?,?,?,?) "
                          "ON CONFLICT(account, day) DO UPDATE SET orders=excluded.orders, notional=excluded.notional",
                          (self.account, self.day.isoformat(), self.orders_today, self.notional_today))
+        if self.financing_today or self.short_today:
+            self._db.execute("INSERT INTO daily_credit (account, day, financing, short) VALUES (?,?,?,?) "
+                             "ON CONFLICT(account, day) DO UPDATE SET financing=excluded.financing, "
+                             "short=excluded.short",
+                             (self.account, self.day.isoformat(), self.financing_today, self.short_today))
         self._dirty = False
 
     # --- what a batch needs -------------------------------------------------------------------------------------------
     def needs_positions(self, orders: Iterable[c.PlaceOrder]) -> bool:
         if not self.limits.sell_within_sellable:
             return False
-        if not any(o.side is c.Side.SELL for o in orders):
+        if not any(o.side.uses_holding for o in orders):
             return False
         return self.clock() - self.sellable_t0 > self.limits.positions_cache_ms / 1000.0
+
+    def needs_credit(self, orders: Iterable[c.PlaceOrder]) -> bool:
+        """True when a margin buy or short sell in the batch needs a fresher maintenance ratio."""
+        if self.limits.min_maintenance_ratio_for_new_debt is None:
+            return False
+        if not any(o.side.opens_debt for o in orders):
+            return False
+        return self.clock() - self.credit_t0 > self.limits.credit_cache_ms / 1000.0
+
+    def set_credit(self, details: Iterable[c.CreditDetailReport], t0: float) -> None:
+        """A credit detail snapshot whose query was sent at monotonic ``t0``."""
+        for d in details:
+            if d.account == self.account or not d.account:
+                self.credit_ratio = (d.maintenance_ratio, d.total_debt)
+                self.credit_t0 = t0
+                return
 
     def set_positions(self, positions: Iterable[c.PositionReport], t0: float) -> None:
         """A position snapshot whose query was sent at monotonic ``t0``."""
@@ -231,7 +285,10 @@ class RiskGate:
             self.commit()
             self._load(day)
         notional = self._notional(cmd)
-        if lim.sell_within_sellable and cmd.side is c.Side.SELL:
+        refusal = self._credit(cmd, notional)
+        if refusal is not None:
+            return refusal
+        if lim.sell_within_sellable and cmd.side.uses_holding:
             can = self.sellable_now(cmd.code)
             if can is None:
                 return Refusal("sellable_volume", None, cmd.volume,
@@ -275,11 +332,58 @@ class RiskGate:
         self.notional_today += notional or 0.0
         self._dirty = True
         self.pending[cmd.client_order_id] = self.day
-        if cmd.side is c.Side.SELL:
-            self._sells[cmd.client_order_id] = _Sell(cmd.code, cmd.volume)
+        if cmd.side.uses_holding:
+            self._sells[cmd.client_order_id] = _Sell(cmd.code, cmd.volume or 0)
+        if cmd.side in _FINANCING:
+            self.financing_today += notional or 0.0
+        elif cmd.side in _SHORT:
+            self.short_today += notional or 0.0
+        if cmd.side.opens_debt:
+            self.credit_t0 = -math.inf  # the snapshot predates this debt: the next batch asks the broker again
+        return None
+
+    def _credit(self, cmd: c.PlaceOrder, notional: float | None) -> Refusal | None:
+        """The credit rules of a margin buy or short sell (nothing else opens debt)."""
+        lim = self.limits
+        if cmd.side in _FINANCING:
+            per_order, daily, today, what = (lim.max_financing_per_order_cny, lim.max_financing_daily_cny,
+                                             self.financing_today, "financing")
+        elif cmd.side in _SHORT:
+            per_order, daily, today, what = (lim.max_short_per_order_cny, lim.max_short_daily_cny,
+                                             self.short_today, "short")
+        else:
+            return None
+        rule = f"max_{what}_per_order_cny"
+        if per_order is not None:
+            if notional is None:
+                return Refusal(rule, per_order, None, "a market order without a reference price cannot be valued")
+            if notional > per_order + 1e-6:
+                return Refusal(rule, per_order, _num(notional),
+                               f"{what} of {notional:.2f} CNY exceeds {per_order:.2f} per order")
+        rule = f"max_{what}_daily_cny"
+        if daily is not None:
+            if notional is None:
+                return Refusal(rule, daily, None, "a market order without a reference price cannot be valued")
+            if today + notional > daily + 1e-6:
+                return Refusal(rule, daily, _num(today + notional),
+                               f"today's {what} would be {today + notional:.2f} CNY; at most {daily:.2f} per day")
+        floor = lim.min_maintenance_ratio_for_new_debt
+        if floor is not None:
+            if self.credit_ratio is None:
+                return Refusal("min_maintenance_ratio_for_new_debt", floor, None,
+                               "maintenance ratio unknown (no credit detail from the broker); new debt refused")
+            ratio, debt = self.credit_ratio
+            if debt > 0 and ratio < floor - _EPS:
+                return Refusal("min_maintenance_ratio_for_new_debt", floor, _num(ratio),
+                               f"maintenance ratio {ratio:.4f} is below {floor:g}; no new margin debt")
         return None
 
     def _notional(self, cmd: c.PlaceOrder) -> float | None:
+        if cmd.volume is None:  # a direct cash repayment: its amount
+            return cmd.amount
+        if cmd.side.is_direct:  # a direct share repayment: no price of its own
+            ref = self.ref_price.get(cmd.code)
+            return None if ref is None else ref * cmd.volume
         price = cmd.price if cmd.price_type is c.PriceType.LIMIT else self.ref_price.get(cmd.code)
         return None if price is None else price * cmd.volume
 
@@ -299,7 +403,7 @@ class RiskGate:
             if board in lim.blocked_boards:
                 return Refusal("blocked_boards", list(lim.blocked_boards), board,
                                f"{cmd.code} is on board {board}, a blocked board")
-        if lim.max_order_volume is not None and cmd.volume > lim.max_order_volume:
+        if lim.max_order_volume is not None and cmd.volume is not None and cmd.volume > lim.max_order_volume:
             return Refusal("max_order_volume", lim.max_order_volume, cmd.volume,
                            f"volume {cmd.volume} exceeds {lim.max_order_volume} per order")
         notional = self._notional(cmd)
@@ -310,7 +414,7 @@ class RiskGate:
             if notional > lim.max_order_notional_cny + 1e-6:
                 return Refusal("max_order_notional_cny", lim.max_order_notional_cny, _num(notional),
                                f"notional {notional:.2f} CNY exceeds {lim.max_order_notional_cny:.2f} per order")
-        if lim.price_band_pct is not None:
+        if lim.price_band_pct is not None and not cmd.side.is_direct:
             # Market orders too: without a reference price nothing bounds where one fills. With one, a market
             # order has no price of its own to compare; the exchange's protection band for market orders applies.
             ref = self.ref_price.get(cmd.code)
@@ -320,7 +424,7 @@ class RiskGate:
                                    f"no reference price is known for {cmd.code}; refused (price band)")
             elif cmd.price_type is not c.PriceType.LIMIT or cmd.price is None:
                 pass
-            elif cmd.side is c.Side.BUY:
+            elif cmd.side.is_buy:
                 cap = ref * (1 + lim.price_band_pct / 100.0)
                 if cmd.price > cap + _EPS:
                     return Refusal("price_band_pct", _num(cap), cmd.price,

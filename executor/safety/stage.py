@@ -56,6 +56,13 @@ class Safety:
                 self.risk.set_positions(await link.call(link.broker.query_positions()), t0)
             except (BrokerError, asyncio.TimeoutError) as exc:
                 log.warning("positions unavailable for the sellable-volume check", error=repr(exc))
+        if link.up and self.risk.needs_credit(cmds):  # type: ignore[arg-type]
+            t0 = self.risk.clock()
+            try:
+                result = await link.call(link.broker.query_credit(c.QueryCreditDetail()))
+                self.risk.set_credit(result.details, t0)
+            except (BrokerError, asyncio.TimeoutError) as exc:
+                log.warning("credit detail unavailable for the maintenance-ratio check", error=repr(exc))
 
     def decided(self, job: Job, admitted: Outcome | Placement | asyncio.Future) -> None:
         env, coid = job.env, job.cmd.client_order_id  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
+from .credit import CreditTerms
 from .universe import DEFAULT_UNIVERSE, UniverseEntry
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -20,11 +21,13 @@ def shanghai_now() -> datetime:
 class AccountSeed:
     """Initial state of an account. ``positions``: code -> volume, or code -> (volume, avg_price).
 
-    Seeded positions are yesterday's holdings: fully sellable today.
+    Seeded positions are yesterday's holdings: fully sellable today. ``credit``: a margin (两融) account with these
+    terms (executor/sim/credit.py); None for a cash account.
     """
 
     cash: float = 1_000_000.00
     positions: dict[str, int | tuple[int, float]] = field(default_factory=dict)
+    credit: CreditTerms | None = None
 
 
 @dataclass

@@ -131,6 +131,12 @@ class SimControl:
                                    (account_id,)).fetchone()
         return (r[0], r[1]) if r else None
 
+    def credit(self, account_id: str) -> dict | None:
+        """A margin account's committed debts (executor/sim/credit.py: compacts, short-sale proceeds), or None."""
+        with self._lock:
+            r = self._conn.execute("SELECT value FROM meta WHERE key=?", (f"credit:{account_id}",)).fetchone()
+        return json.loads(r[0]) if r else None
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

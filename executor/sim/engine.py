@@ -29,6 +29,7 @@ from typing import Any, Callable
 from xtquant import xtconstant as xc
 from xtquant import xttype as xt
 
+from . import credit as C
 from . import rules as R
 from .config import SimConfig, shanghai_now
 from .objects import (BUILDERS, GROUP, SimXtOrderError, build_asset, build_order, build_position,
@@ -144,7 +145,7 @@ class Order:
 
     @property
     def is_sell(self) -> bool:
-        return self.order_type == SELL
+        return C.SIDE.get(self.order_type) == SELL
 
     @property
     def remaining(self) -> int:
@@ -359,6 +360,7 @@ class Engine:
         path.mkdir(parents=True, exist_ok=True)
         self.store = Store(path / config.db_filename, config.sqlite_synchronous)
         self._load()
+        self.credit = C.CreditDesk(self, self.store.meta())  # margin accounts (executor/sim/credit.py)
 
         self._committer = threading.Thread(target=self._commit_loop, name="xtsim-commit", daemon=True)
         self._committer.start()
@@ -662,7 +664,7 @@ class Engine:
         return (o.account_id, o.code, o.order_id, o.sysid, o.order_time, o.order_type, o.volume,
                 o.price_type, o.price, o.traded_volume, tp, o.status, o.status_msg, o.strategy_name,
                 o.remark, xc.DIRECTION_FLAG_LONG,
-                xc.OFFSET_FLAG_CLOSE if o.order_type == SELL else xc.OFFSET_FLAG_OPEN,
+                xc.OFFSET_FLAG_CLOSE if C.SIDE.get(o.order_type) == SELL else xc.OFFSET_FLAG_OPEN,
                 self._secu(o.account_id, o.inst), o.name)
 
     def trade_args(self, r: tuple) -> tuple:
@@ -672,7 +674,7 @@ class Engine:
         q = self.quotes.get(code)
         return (account_id, code, order_type, traded_id, traded_time, price, volume, amount, order_id,
                 o.sysid if o else "", o.strategy_name if o else "", o.remark if o else "",
-                xc.DIRECTION_FLAG_LONG, xc.OFFSET_FLAG_CLOSE if order_type == SELL else xc.OFFSET_FLAG_OPEN,
+                xc.DIRECTION_FLAG_LONG, xc.OFFSET_FLAG_CLOSE if C.SIDE.get(order_type) == SELL else xc.OFFSET_FLAG_OPEN,
                 commission, self._secu(account_id, q.inst if q else None), q.name if q else "")
 
     def position_args(self, p: Position) -> tuple:
@@ -736,7 +738,9 @@ class Engine:
                 return -1, self._bump()
             q = self.quotes[code]
             inst = q.inst
+            amount = float(volume)  # a cash repayment's "volume" is an amount in yuan (credit.py)
             volume = int(volume)
+            side = C.SIDE[order_type]
             o = Order()
             o.order_id = self.next_order_id
             self.next_order_id += 1
@@ -759,7 +763,9 @@ class Engine:
             o.wait_update = 1 if (price_type == xc.MARKET_MINE_PRICE_FIRST or
                                   (phase is not None and not R.immediate_matching(phase))) else 0
             # protection price for market buys is the limit-up (what the counter freezes)
-            o.freeze_price = (q.up if (is_market and order_type == BUY) else o.price)
+            o.freeze_price = (q.up if (is_market and side == BUY) else o.price)
+            if order_type in C.DIRECT_CASH_REPAY:
+                o.freeze_price = amount
             self.orders[o.order_id] = o
             rej = self._tier2(o, q, is_market, phase)
             if rej is None and self.faults.counter_n > 0:
@@ -779,12 +785,23 @@ class Engine:
                            SimXtOrderError(account_id, o.order_id, eid, text, strategy_name, remark, seq))
                 return o.order_id, self._bump()
             # accepted: freeze, report
-            if order_type == BUY:
+            if order_type in C.DIRECT:
+                self.credit.direct(o)
+                o.sysid = str(700000000 + o.order_id)
+                self.orders_by_sysid[o.sysid] = o
+                self._dirty_orders[o.order_id] = o
+                self._emit_acct(account_id, "on_stock_order", self.order_args, o)
+                if order_type in C.DIRECT_SECU_REPAY:
+                    self._emit_acct(account_id, "on_stock_position", self.position_args,
+                                    self.positions[account_id][code])
+                self._emit_acct(account_id, "on_stock_asset", self.asset_args, account_id)
+                return o.order_id, self._bump()
+            if side == BUY:
                 a = self.accounts[account_id]
                 a.cash = _floor((a.cash - o.frozen) * 100.0 + 0.5 + 1e-6) / 100.0
                 a.frozen_cash = _floor((a.frozen_cash + o.frozen) * 100.0 + 0.5 + 1e-6) / 100.0
                 self._dirty_acct.add(account_id)
-            else:
+            elif order_type not in C.SLO_SELL:  # a short sale borrows: nothing of the account's is held
                 p = self.positions[account_id][code]
                 p.can_use -= volume
                 p.frozen += volume
@@ -805,9 +822,12 @@ class Engine:
         if f.reject_n > 0:
             f.reject_n -= 1
             return E_INJECTED, msg(E_INJECTED, "模拟拒单", f.reject_message)
-        if order_type not in (BUY, SELL):
+        if order_type not in C.SIDE:
             return E_BAD_ORDER_TYPE, msg(E_BAD_ORDER_TYPE, "不支持的委托类型",
-                                         f"order_type {order_type!r} is not STOCK_BUY/STOCK_SELL")
+                                         f"order_type {order_type!r} is not a stock or credit order type")
+        err = self.credit.tier1(account_id, order_type, volume)
+        if err is not None:
+            return err
         if price_type not in R.BROKER_PRICE_TYPE:
             return E_BAD_PRICE_TYPE, msg(E_BAD_PRICE_TYPE, "不支持的报价类型",
                                          f"price_type {price_type!r} is not supported")
@@ -817,6 +837,8 @@ class Engine:
         if price_type in R.ALL_MARKET_TYPES and price_type not in R.MARKET_TYPES_BY_MARKET[q.inst.market]:
             return E_MARKET_TYPE_EXCHANGE, msg(E_MARKET_TYPE_EXCHANGE, "该市场不支持此市价类型",
                                                f"price_type {price_type} is not valid on {q.inst.suffix}")
+        if order_type in C.DIRECT_CASH_REPAY:
+            return None  # an amount, checked by credit.tier1
         if isinstance(volume, bool) or not isinstance(volume, (int, float)) or volume != volume \
                 or int(volume) != volume or volume <= 0:
             return E_BAD_VOLUME, msg(E_BAD_VOLUME, "委托数量必须为正整数", f"volume {volume!r} must be a positive integer")
@@ -830,12 +852,15 @@ class Engine:
             if is_market and not R.market_orders_allowed(phase):
                 return E_SESSION_MARKET, msg(E_SESSION_MARKET, "当前时段不接受市价委托",
                                              f"market orders only in the continuous auction (phase {phase})")
+        side = C.SIDE[o.order_type]
+        if side is None:  # a direct repayment: no exchange order
+            return self.credit.tier2(o, q, 0.0)
         caps = self.max_volume.get(inst.board, (None, None))
         cap = caps[1] if is_market else caps[0]
         if cap is not None and o.volume > cap:
             return E_MAX_VOLUME, msg(E_MAX_VOLUME, "委托数量超过单笔上限",
                                      f"volume {o.volume} exceeds the per-order maximum {cap} for {inst.board}")
-        if o.order_type == BUY:
+        if side == BUY:
             e = R.buy_volume_error(o.volume, inst)
             if e:
                 return E_LOT, msg(E_LOT, "委托数量不是整手", e)
@@ -849,12 +874,18 @@ class Engine:
             if px > q.up + 1e-9 or px < q.down - 1e-9:
                 return E_PRICE_LIMIT, msg(E_PRICE_LIMIT, "委托价格超出涨跌停限制",
                                           f"price {px} is outside the daily limits [{q.down}, {q.up}]")
-        if o.order_type == BUY:
+        credit = self.credit.is_credit(o.account_id)
+        if side == BUY:
             need = R.buy_freeze(inst, o.freeze_price, o.volume, 0.0, 0.0, self.fees)
-            a = self.accounts[o.account_id]
-            if need > a.cash + 1e-9:
-                return E_FUNDS, msg(E_FUNDS, "可用资金不足", f"needs {need:.2f} CNY, available {a.cash:.2f}")
-            o.frozen = need
+            if o.order_type not in C.FIN_BUY:  # a margin buy's amount is lent; credit.tier2 holds its fees
+                cash = self.credit.spendable(o.account_id)
+                if need > cash + 1e-9:
+                    return E_FUNDS, msg(E_FUNDS, "可用资金不足", f"needs {need:.2f} CNY, available {cash:.2f}")
+                o.frozen = need
+            if credit:
+                return self.credit.tier2(o, q, need)
+        elif o.order_type in C.SLO_SELL:
+            return self.credit.tier2(o, q, 0.0)
         else:
             p = self.positions[o.account_id].get(o.code)
             sellable = p.can_use if p else 0
@@ -867,6 +898,8 @@ class Engine:
             e = R.sell_volume_error(o.volume, sellable, inst)
             if e:
                 return E_ODD_LOT, msg(E_ODD_LOT, "零股须一次性卖出", e)
+            if credit:
+                return self.credit.tier2(o, q, 0.0)
         return None
 
     def _on_accept(self, o: Order, q: Quote, is_market: bool) -> None:
@@ -907,7 +940,7 @@ class Engine:
 
     @staticmethod
     def _marketable(o: Order, q: Quote) -> bool:
-        if o.order_type == BUY:
+        if C.SIDE[o.order_type] == BUY:
             return q.last <= o.price + 1e-9
         return q.last >= o.price - 1e-9
 
@@ -917,7 +950,7 @@ class Engine:
         inst = o.inst
         fl = _floor
         amount = fl(px * qty * 100.0 + 0.5 + 1e-6) / 100.0
-        comm, stamp, transfer = R.fill_fees(inst, o.order_type == SELL, amount, o.traded_amount, self.fees)
+        comm, stamp, transfer = R.fill_fees(inst, C.SIDE[o.order_type] == SELL, amount, o.traded_amount, self.fees)
         fee = fl((comm + stamp + transfer) * 100.0 + 0.5 + 1e-6) / 100.0
         o.traded_volume += qty
         o.traded_amount = fl((o.traded_amount + amount) * 100.0 + 0.5 + 1e-6) / 100.0
@@ -929,7 +962,9 @@ class Engine:
         p = book.get(o.code)
         if p is None:
             p = book[o.code] = Position(aid, o.code)
-        if o.order_type == BUY:
+        if o.order_type in C.CREDIT_ONLY:
+            self.credit.fill(o, qty, amount, fee, p, acct)
+        elif o.order_type == BUY:
             rest = o.volume - o.traded_volume
             new_frozen = R.buy_freeze(inst, o.freeze_price, rest, o.traded_amount, o.cum_commission,
                                       self.fees) if rest > 0 else 0.0
@@ -1013,7 +1048,9 @@ class Engine:
         self._unbook(o)
         self._dirty_orders[o.order_id] = o
         self._emit_acct(aid, "on_stock_order", self.order_args, o)
-        if o.order_type == BUY:
+        if o.order_type in C.SLO_SELL:  # nothing was held but the quota and margin the open order counted
+            self._emit_acct(aid, "on_stock_asset", self.asset_args, aid)
+        elif C.SIDE[o.order_type] == BUY:
             a = self.accounts[aid]
             a.cash = R.money(a.cash + o.frozen)
             a.frozen_cash = R.money(a.frozen_cash - o.frozen)
@@ -1157,6 +1194,7 @@ class Engine:
         with self.lock:
             self.day += 1
             self._dirty_meta["day"] = str(self.day)
+            self.credit.accrue()
             for aid, book in self.positions.items():
                 for code, p in list(book.items()):
                     if p.volume == 0:

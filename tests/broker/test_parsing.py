@@ -63,7 +63,7 @@ def test_order_report_reads_an_xtorder():
 
 
 def test_side_falls_back_to_offset_flag_for_other_order_types():
-    assert parsing.order_report(_order(order_type=27, offset_flag=xc.OFFSET_FLAG_OPEN)).side is c.Side.BUY
+    assert parsing.order_report(_order(order_type=xc.ETF_PURCHASE, offset_flag=xc.OFFSET_FLAG_OPEN)).side is c.Side.BUY
 
 
 def test_nan_cost_of_a_closed_position_travels_as_zero():

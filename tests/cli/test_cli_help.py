@@ -15,7 +15,7 @@ COMMANDS = sorted(cli_mod.cli.commands)
 def test_the_expected_commands_exist():
     assert set(COMMANDS) == {"executor", "order", "buy", "sell", "cancel", "positions", "orders", "trades", "asset",
                              "status", "outcome", "ping", "tail", "demo", "halt", "resume", "acl",
-                             "qmt-sim", "http", "run"}
+                             "qmt-sim", "repay", "credit", "compacts", "credit-subjects", "slo-codes", "assure", "http", "run"}
 
 
 def test_top_level_help(run):
@@ -48,3 +48,9 @@ def test_price_types_match_the_contract():
     from producer_lib import contract as c
 
     assert cli_mod.PRICE_TYPES == [p.value for p in c.PriceType]
+
+
+def test_order_sides_are_the_contract_sides_but_the_cash_repayments():
+    from producer_lib import contract as c
+
+    assert cli_mod.ORDER_SIDES == [s.value for s in c.Side if not s.is_cash_repay]

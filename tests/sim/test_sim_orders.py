@@ -7,6 +7,7 @@ from xtquant import xtconstant as xc
 
 from executor.sim import AccountSeed, SimConfig
 from executor.sim import engine as E
+from executor.sim.credit import E_NOT_CREDIT
 from sim_helpers import ACC, BUY, FIX, SELL, settle
 
 
@@ -174,7 +175,8 @@ def test_tier1_refusals(sim):
              ("600036.SH", BUY, 100, FIX, 10.0, E.E_BAD_CODE),       # valid shape, not in universe, no price
              ("600000.SH", BUY, 0, FIX, 10.0, E.E_BAD_VOLUME),
              ("600000.SH", BUY, -100, FIX, 10.0, E.E_BAD_VOLUME),
-             ("600000.SH", 27, 100, FIX, 10.0, E.E_BAD_ORDER_TYPE),
+             ("600000.SH", xc.ETF_PURCHASE, 100, FIX, 10.0, E.E_BAD_ORDER_TYPE),  # not simulated
+             ("600000.SH", xc.CREDIT_FIN_BUY, 100, FIX, 10.0, E_NOT_CREDIT),  # a cash account: no margin buy
              ("600000.SH", BUY, 100, xc.MARKET_BEST, 10.0, E.E_BAD_PRICE_TYPE),
              ("600000.SH", BUY, 100, xc.MARKET_SZ_CONVERT_5_CANCEL, 0, E.E_MARKET_TYPE_EXCHANGE),
              ("000001.SZ", BUY, 100, xc.MARKET_SH_CONVERT_5_CANCEL, 0, E.E_MARKET_TYPE_EXCHANGE)]

@@ -37,7 +37,7 @@ from xtquant.xttype import StockAccount
 from producer_lib import contract as c
 
 from .. import base
-from . import parsing
+from . import credit, parsing
 
 log = logging.getLogger("executor.broker")
 
@@ -155,8 +155,9 @@ class XtBroker(base.Broker):
         generation = self._trader_generation  # of the trader _call hands to send() (read together, no await)
         if deadlines is None:
             deadlines = [float("inf")] * len(cmds)
-        calls = [(cmd.code, parsing.SIDE_TO_ORDER_TYPE[cmd.side], cmd.volume, parsing.PRICE_TYPE_TO_XT[cmd.price_type],
-                  float(cmd.price) if cmd.price is not None else 0.0, cmd.strategy, cmd.client_order_id, deadline)
+        calls = [(cmd.code, parsing.SIDE_TO_ORDER_TYPE[cmd.side], credit.order_volume(cmd),
+                  *credit.order_price(cmd, parsing.PRICE_TYPE_TO_XT[cmd.price_type]), cmd.strategy,
+                  cmd.client_order_id, deadline)
                  for cmd, deadline in zip(cmds, deadlines)]
 
         def send(trader: Any) -> list[base.RequestKey | BaseException]:
@@ -273,6 +274,12 @@ class XtBroker(base.Broker):
                                              status_name=parsing.account_status_name(code))
         return c.AccountStatusResult(account=self._account.account_id, status=-1,
                                      status_name="not_reported_by_broker")
+
+    async def query_credit(self, cmd: c.Command) -> Any:
+        """One of the five credit queries (contract.CREDIT_QUERY_TYPES): the broker's list as its result model."""
+        method, translate, wrap = credit.QUERIES[type(cmd)]
+        result = await self._query(lambda t, cb: getattr(t, method)(self._account, cb))
+        return wrap([translate(x) for x in result or []])
 
     async def probe(self) -> bool:
         if not self._connected:

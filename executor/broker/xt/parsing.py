@@ -15,8 +15,20 @@ from xtquant import xtconstant as xc
 
 from producer_lib import contract as c
 
-SIDE_TO_ORDER_TYPE: dict[c.Side, int] = {c.Side.BUY: xc.STOCK_BUY, c.Side.SELL: xc.STOCK_SELL}
-ORDER_TYPE_TO_SIDE: dict[int, c.Side] = {xc.STOCK_BUY: c.Side.BUY, xc.STOCK_SELL: c.Side.SELL}
+# On a CREDIT account 23/24 are the collateral buy/sell (担保品买入/卖出); 27-32 and their 专项 variants 40-45 are
+# the credit sides (reference 5.2; executor/broker/xt/credit.py says how they are sent).
+SIDE_TO_ORDER_TYPE: dict[c.Side, int] = {
+    c.Side.BUY: xc.STOCK_BUY, c.Side.SELL: xc.STOCK_SELL,
+    c.Side.FIN_BUY: xc.CREDIT_FIN_BUY, c.Side.SLO_SELL: xc.CREDIT_SLO_SELL,
+    c.Side.BUY_SECU_REPAY: xc.CREDIT_BUY_SECU_REPAY, c.Side.DIRECT_SECU_REPAY: xc.CREDIT_DIRECT_SECU_REPAY,
+    c.Side.SELL_SECU_REPAY: xc.CREDIT_SELL_SECU_REPAY, c.Side.DIRECT_CASH_REPAY: xc.CREDIT_DIRECT_CASH_REPAY,
+    c.Side.FIN_BUY_SPECIAL: xc.CREDIT_FIN_BUY_SPECIAL, c.Side.SLO_SELL_SPECIAL: xc.CREDIT_SLO_SELL_SPECIAL,
+    c.Side.BUY_SECU_REPAY_SPECIAL: xc.CREDIT_BUY_SECU_REPAY_SPECIAL,
+    c.Side.DIRECT_SECU_REPAY_SPECIAL: xc.CREDIT_DIRECT_SECU_REPAY_SPECIAL,
+    c.Side.SELL_SECU_REPAY_SPECIAL: xc.CREDIT_SELL_SECU_REPAY_SPECIAL,
+    c.Side.DIRECT_CASH_REPAY_SPECIAL: xc.CREDIT_DIRECT_CASH_REPAY_SPECIAL,
+}
+ORDER_TYPE_TO_SIDE: dict[int, c.Side] = {v: k for k, v in SIDE_TO_ORDER_TYPE.items()}
 OFFSET_FLAG_TO_SIDE: dict[int, c.Side] = {xc.OFFSET_FLAG_OPEN: c.Side.BUY, xc.OFFSET_FLAG_CLOSE: c.Side.SELL}
 
 PRICE_TYPE_TO_XT: dict[c.PriceType, int] = {
@@ -250,3 +262,4 @@ def position_updated(p: Any) -> c.PositionUpdated:
 def account_status_changed(s: Any) -> c.AccountStatusChanged:
     code = _int(getattr(s, "status", xc.ACCOUNT_STATUS_INVALID), xc.ACCOUNT_STATUS_INVALID)
     return c.AccountStatusChanged(status=code, status_name=account_status_name(code))
+

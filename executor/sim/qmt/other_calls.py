@@ -2,7 +2,8 @@
 bank, CTP, smart algo): what MiniQMT answers for the accounts it simulates, in the shape the wheel reads
 (``wire.ANSWER``).
 
-The simulated accounts are ordinary stock accounts on one counter, with no credit line, no IPO in the market, no
+The simulated accounts are stock accounts on one counter (margin accounts answer the five credit queries from
+executor/sim/credit.py; a cash account has no credit line), no IPO in the market, no
 bank link, no second counter, no futures and no smart-algo service. So: list queries answer an empty list (None for
 an account this MiniQMT does not serve, as the stock queries do); requests (transfers, securities-lending
 appointments, bank transfers, smart algo orders) are refused with a counter-style text; ``export_data`` writes the
@@ -51,6 +52,12 @@ _WHAT = {
 }
 
 
+# the five credit queries: answered from the margin account (executor/sim/credit.py) when the account is one
+_CREDIT = {"queryCreditDetailWithSeq": "q_detail", "queryStkCompactsWithSeq": "q_compacts",
+           "queryCreditSubjectsWithSeq": "q_subjects", "queryCreditSloCodeWithSeq": "q_slo_codes",
+           "queryCreditAssureWithSeq": "q_assure"}
+
+
 def _account_of(fields: dict) -> str:
     if "m_strAccountID" in fields:
         return fields["m_strAccountID"]
@@ -67,6 +74,10 @@ def answer(engine: Any, entry: str, fields: dict) -> Any:
     kind = ANSWER[entry]
     aid = _account_of(fields)
     served = aid in engine.accounts
+    credit = _CREDIT.get(entry)
+    if credit is not None and engine.credit.is_credit(aid):
+        with engine.lock:
+            return getattr(engine.credit, credit)(aid)
     if kind in ("list", "items"):
         return [] if served or kind == "items" else None
     if entry == "getSmartAlgoParamWithSeq":

@@ -35,6 +35,7 @@ from xtquant import xttype as xt
 
 from executor.sim.config import SimConfig
 from executor.sim.control import ControlPoller
+from executor.sim.credit import DIRECT_CASH_REPAY
 from executor.sim.engine import Engine
 from executor.sim.market import RandomWalk, replay_csv
 from executor.sim.objects import SimXtAccountInfo
@@ -51,6 +52,11 @@ LOCK_FILE = "xtqueue-qmt-sim.lock"
 
 class FolderBusyError(RuntimeError):
     """Another simulated MiniQMT serves this folder (it holds the folder's lock file)."""
+
+
+def _kind(engine: Engine, account_id: str) -> int:
+    """The xtconstant account type MiniQMT reports for an account: CREDIT for a margin account."""
+    return xc.CREDIT_ACCOUNT if engine.credit.is_credit(account_id) else xc.SECURITY_ACCOUNT
 
 
 class _Forward:
@@ -187,7 +193,7 @@ class _Connection:
             # MiniQMT reports the account's login state to a subscribed session; the simulator's accounts are
             # logged in, so one on_account_status(ACCOUNT_STATUS_OK) follows a successful subscribe.
             self.session.deliver([(0, "on_account_status",
-                                   xt.XtAccountStatus(aid, xc.SECURITY_ACCOUNT, xc.ACCOUNT_STATUS_OK))])
+                                   xt.XtAccountStatus(aid, _kind(eng, aid), xc.ACCOUNT_STATUS_OK))])
         self._answer_session_call("bindOnSubscribeRespCallback", seq, 0 if ok else -1)
 
     def _unsubscribeWithSeq(self, seq: int, f: dict) -> None:
@@ -200,8 +206,10 @@ class _Connection:
         self._answer_session_call("bindOnUnsubscribeRespCallback", seq, 0 if ok else -1)
 
     def _orderStockWithSeq(self, seq: int, f: dict) -> None:
+        # a direct cash repayment's "volume" is yuan: the wheel sends it whole only in m_dOrderAmount (reference 2.1)
+        volume = f.get("m_dOrderAmount") if f["m_nOrderType"] in DIRECT_CASH_REPAY else f["m_nOrderVolume"]
         self.engine.place(self.session, f["m_strAccountID"], f["m_strStockCode"], f["m_nOrderType"],
-                          f["m_nOrderVolume"], f["m_nPriceType"], f["m_dPrice"], f["m_strStrategyName"],
+                          volume, f["m_nPriceType"], f["m_dPrice"], f["m_strStrategyName"],
                           f["m_strOrderRemark"], seq, True)
 
     def _cancelOrderStockWithSeq(self, seq: int, f: dict) -> None:
@@ -245,12 +253,12 @@ class _Connection:
     def _queryAccountInfosWithSeq(self, seq: int, f: dict) -> None:
         e = self.engine
         self._query("bindOnQueryAccountInfosCallback", seq,
-                    lambda: [SimXtAccountInfo(a, xc.ACCOUNT_STATUS_OK) for a in e.accounts], False)
+                    lambda: [SimXtAccountInfo(a, xc.ACCOUNT_STATUS_OK, _kind(e, a)) for a in e.accounts], False)
 
     def _queryAccountStatusWithSeq(self, seq: int, f: dict) -> None:
         e = self.engine
         self._query("bindOnQueryAccountStatusCallback", seq,
-                    lambda: [xt.XtAccountStatus(a, xc.SECURITY_ACCOUNT, xc.ACCOUNT_STATUS_OK) for a in e.accounts],
+                    lambda: [xt.XtAccountStatus(a, _kind(e, a), xc.ACCOUNT_STATUS_OK) for a in e.accounts],
                     False)
 
     # --- entry points beyond stock trading: credit, IPO, transfers, smt, export, bank, CTP, smart algo ----------
