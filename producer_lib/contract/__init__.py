@@ -32,11 +32,10 @@ from producer_lib.contract._keys import (  # noqa: F401
     COMMAND_STREAM_MAXLEN, DEAD_LETTER_MAXLEN, DEFAULT_COMMAND_TTL_MS, DEFAULT_ORDER_TTL_MS,
     ENTRY_ID_AHEAD_TOLERANCE_MS, _ENVELOPE_NAMES, EVENT_STREAM_MAXLEN, F_ACCOUNT, F_BODY, F_CMD, F_COID, F_ERROR,
     F_ID, F_JSON_PREFIX, F_OK, F_ORDER_ID, F_REPLY_TO, F_SCALAR_PREFIX, F_SENT_MS, F_SEQ, F_SIG, F_STRATEGY, F_TS_MS,
-    F_TTL_MS, F_TYPE, F_VERSION, halt_entry, HALT_F_HALTED, HALT_F_REASON, HALT_MAXLEN, halt_state, HEARTBEAT_TTL_S,
-    KEY_PREFIX, Keys, MAX_BODY_NESTING, MAX_ENTRY_BYTES, MAX_ENTRY_FIELDS, MAX_TTL_MS, new_client_id,
-    new_client_order_id, new_command_id, now_ms, PROTOCOL_VERSION, REPLY_STREAM_MAXLEN, REPLY_STREAM_TTL_S,
-    strategy_of_client_id, STRATEGY_PREFIX_RE, stream_id_ms, SUPPORTED_VERSIONS, validate_account,
-    validate_client_order_id, XT_TEXT_MAX_CHARS,
+    F_TTL_MS, F_TYPE, F_VERSION, HEARTBEAT_TTL_S, KEY_PREFIX, Keys, MAX_BODY_NESTING, MAX_ENTRY_BYTES,
+    MAX_ENTRY_FIELDS, MAX_TTL_MS, new_client_id, new_client_order_id, new_command_id, now_ms, PROTOCOL_VERSION,
+    REPLY_STREAM_MAXLEN, REPLY_STREAM_TTL_S, strategy_of_client_id, STRATEGY_PREFIX_RE, stream_id_ms,
+    SUPPORTED_VERSIONS, validate_account, validate_client_order_id, XT_TEXT_MAX_CHARS,
 )
 from producer_lib.contract._enums import (  # noqa: F401
     _BUY_SIDES, _DEBT_SIDES, _DIRECT_SIDES, ErrorCode, FINAL_ORDER_STATUSES, FINAL_RANK, _HOLDING_SIDES, is_ahead,
@@ -67,6 +66,9 @@ from producer_lib.contract._wire import (  # noqa: F401
     decode_reply, encode_command, encode_event, encode_reply, entry_size, EntryTooLarge, Envelope, EventMessage,
     _field, _json_text, _NESTED, _nested_fields, NestingTooDeep, pack, _path_of, _PATHS, _PATHS_MAX, _put_body,
     read_body, Reply, _scalar_text, _size, _text, unpack, unpack_body, _validation_message,
+)
+from producer_lib.contract._halt import (  # noqa: F401
+    halt_entry, HALT_F_HALTED, HALT_F_REASON, HALT_MAXLEN, halt_state,
 )
 from producer_lib.contract._heartbeat import (  # noqa: F401
     decode_heartbeat, Heartbeat,
