@@ -862,7 +862,7 @@ class _StreamIdType(click.ParamType):
     name = "ID"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from producer_lib._base import normalize_from_id
+        from producer_lib._events import normalize_from_id
 
         try:
             return normalize_from_id(str(value))
