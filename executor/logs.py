@@ -17,21 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import threading
 from typing import Any
 
 import structlog
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<tail>@)", re.I)
+from producer_lib.redis_options import mask_url  # the one URL masking (re-exported: executor.logs.mask_url)
+
 _hidden: set[str] = set()
 _MIN_HIDDEN_LEN = 4  # shorter values would mask ordinary words; they are no secrets worth the name anyway
-
-
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
 
 
 def hide(*values: str | None) -> None:

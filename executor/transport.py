@@ -113,7 +113,7 @@ class Fenced(Exception):
 # table larger than SCRIPT_MAX_VALUES (the Python side never sends one, and each script checks every table before
 # its first write), and every write after the first is a pcall: a script either fails before writing anything or
 # runs to its end. One item can therefore never leave a batch half-written.
-SCRIPT_MAX_VALUES = 1024  # field/value strings of one XADD (an entry's fields are bounded far below: contract.py)
+SCRIPT_MAX_VALUES = 1024  # field/value strings of one XADD (an entry's fields are bounded far below: producer_lib/contract)
 
 
 class TooManyValues(ValueError):

@@ -8,7 +8,7 @@
 """
 
 from . import contract
-from ._base import Gap
+from ._events import Gap
 from ._exceptions import (
     BrokerRejected,
     BrokerUnavailable,

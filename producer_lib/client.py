@@ -29,18 +29,20 @@ from ._base import (
     SEND_RETRIES,
     BaseClient,
     ClientState,
-    Gap,
     Prepared,
     check_given_redis,
     connect_failed,
+    redis_kwargs_with_defaults,
+)
+from ._connections import use_hiredis_packer
+from ._events import (
+    Gap,
     decode_event_entry,
     event_types_filter,
     normalize_from_id,
-    redis_kwargs_with_defaults,
     resume_point,
     xread_entries,
 )
-from ._connections import use_hiredis_packer
 from ._exceptions import ClientClosed, XtqueueError
 from .contract import (
     AccountStatusResult,

@@ -401,9 +401,11 @@ def classify_error(exc: BaseException) -> tuple[int, str] | None:
         return code, error_line(exc, outcome_unknown=code == EXIT_UNKNOWN)
     try:
         import redis.exceptions as rx
+
+        from producer_lib._connections import REDIS_DOWN_ERRORS
     except ImportError:  # pragma: no cover
         rx = None
-    if rx is not None and isinstance(exc, (rx.ConnectionError, rx.TimeoutError)):
+    if rx is not None and isinstance(exc, REDIS_DOWN_ERRORS):
         return EXIT_ERROR, f"error [redis]: cannot reach Redis: {exc}"
     if rx is not None and isinstance(exc, rx.AuthenticationError):
         return EXIT_ERROR, f"error [redis]: authentication failed: {exc}"

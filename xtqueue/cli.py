@@ -62,7 +62,7 @@ class Globals:
     def redis_kwargs(self) -> dict[str, Any]:
         """redis-py options for the ACL user and TLS files; checked when a command connects (the executor command
         takes its own --redis-url, so the group's URL is not the one they go with)."""
-        return redis_security_kwargs(self.redis_url, **self.redis_security)
+        return _redis_kwargs(self.redis_url, **self.redis_security)
 
     def secrets(self) -> list[str]:
         """What must never be printed: the Redis password (option/env, or inside the URL)."""
@@ -82,7 +82,7 @@ def _url_password(url: str) -> str | None:
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
     """``text`` without URL passwords and without any of ``secrets`` (for every line an error prints)."""
-    text = _safe_url(text)
+    text = _mask_url(text)
     for secret in secrets:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
@@ -214,7 +214,7 @@ class _RedisUrlType(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
         text = str(value).strip()
         if not re.match(r"^(redis|rediss|unix)://", text):
-            self.fail(f"{_safe_url(text)!r} is not a Redis URL: give redis://HOST:PORT/DB (e.g. "
+            self.fail(f"{_mask_url(text)!r} is not a Redis URL: give redis://HOST:PORT/DB (e.g. "
                       f"redis://127.0.0.1:6379/0), rediss:// for TLS", param, ctx)
         return text
 
@@ -266,19 +266,23 @@ cli = _Group(name="xtqueue", callback=click.pass_context(_group_callback), param
 click.version_option(package_name="xtqueue", prog_name="xtqueue")(cli)
 
 
-def redis_security_kwargs(url: str, username: str | None, password: str | None, ca: str | None = None,
-                          cert: str | None = None, key: str | None = None) -> dict[str, Any]:
-    """redis-py options for an ACL user and TLS files (only those given); TLS files need a rediss:// URL."""
-    kwargs: dict[str, Any] = {}
-    if username:
-        kwargs["username"] = username
-    if password:
-        kwargs["password"] = password
-    files = {"ssl_ca_certs": ca, "ssl_certfile": cert, "ssl_keyfile": key}
-    given = {k: v for k, v in files.items() if v}
-    if given and not url.startswith("rediss://"):
-        raise click.UsageError("--redis-ca-cert/--redis-client-cert/--redis-client-key need a rediss:// --redis-url")
-    return {**kwargs, **given}
+def _mask_url(text: str) -> str:
+    """The text with the password of any URL in it masked (producer_lib/redis_options.py, imported when used)."""
+    from producer_lib.redis_options import mask_url
+
+    return mask_url(text)
+
+
+def _redis_kwargs(url: str, **security: str | None) -> dict[str, Any]:
+    """redis-py options for an ACL user and TLS files (only those given; producer_lib/redis_options.py): an empty
+    option counts as not given; TLS files need a rediss:// URL."""
+    from producer_lib.redis_options import TlsNeedsRediss, redis_security_kwargs
+
+    try:
+        return redis_security_kwargs(url, **{k: v or None for k, v in security.items()})
+    except TlsNeedsRediss:
+        raise click.UsageError("--redis-ca-cert/--redis-client-cert/--redis-client-key need a rediss:// --redis-url") \
+            from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -366,8 +370,8 @@ def _no_executor_message(client: Any, g: Globals) -> str:
     except Exception:  # an ACL user may not SCAN: the first line is enough
         pass
     hint = (f"executors run for: {', '.join(sorted(others))} (wrong --account?)" if others else
-            f"start one: xtqueue executor --account {g.account} --redis-url {_safe_url(g.redis_url)}")
-    return (f"no executor serves account {g.account} on {_safe_url(g.redis_url)} (no heartbeat at {key}); "
+            f"start one: xtqueue executor --account {g.account} --redis-url {_mask_url(g.redis_url)}")
+    return (f"no executor serves account {g.account} on {_mask_url(g.redis_url)} (no heartbeat at {key}); "
             f"nothing was sent\n  {hint}")
 
 
@@ -398,11 +402,6 @@ class NoExecutor(CliError):
 
     def __init__(self, message: str) -> None:
         super().__init__(None, message)
-
-
-def _safe_url(url: str) -> str:
-    """The text with the password of any URL in it masked, for messages."""
-    return re.sub(r"(//[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
 
 
 def _order_options(f: Callable) -> Callable:
@@ -863,7 +862,7 @@ class _StreamIdType(click.ParamType):
     name = "ID"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from producer_lib._base import normalize_from_id
+        from producer_lib._events import normalize_from_id
 
         try:
             return normalize_from_id(str(value))
@@ -903,7 +902,7 @@ def tail(g: Globals, from_id: str | None, from_start: bool, types: tuple[str, ..
         probe.close()
     where = {"$": "new events only", "0-0": "the oldest event still kept"}.get(start, f"after {start}")
     filt = f", types {', '.join(types)}" if types else ""
-    click.echo(f"following events of account {g.account} on {_safe_url(g.redis_url)} ({where}{filt}); Ctrl+C ends"
+    click.echo(f"following events of account {g.account} on {_mask_url(g.redis_url)} ({where}{filt}); Ctrl+C ends"
                + ("" if beat is not None else f"\n  note: no executor serves {g.account} right now (no heartbeat); "
                                               "events appear once one runs"), err=True)
     try:
@@ -947,16 +946,16 @@ def _redis_checked(g: Globals, redis_kwargs: dict[str, Any] | None = None) -> An
     try:
         client = redis.Redis.from_url(g.redis_url, socket_connect_timeout=3, socket_timeout=3, **kwargs)
     except ValueError as exc:  # a URL redis-py cannot parse
-        raise RedisUnreachable(f"bad --redis-url {_safe_url(g.redis_url)}: {exc}") from None
+        raise RedisUnreachable(f"bad --redis-url {_mask_url(g.redis_url)}: {exc}") from None
     try:
         client.ping()
     except redis.exceptions.AuthenticationError as exc:
         client.close()
-        raise RedisUnreachable(f"Redis at {_safe_url(g.redis_url)} refused the login ({exc}): check "
+        raise RedisUnreachable(f"Redis at {_mask_url(g.redis_url)} refused the login ({exc}): check "
                                "--redis-username / XTQUEUE_REDIS_PASSWORD; nothing was sent") from None
     except redis.RedisError as exc:
         client.close()
-        raise RedisUnreachable(f"cannot reach Redis at {_safe_url(g.redis_url)}: {exc}; nothing was sent") from None
+        raise RedisUnreachable(f"cannot reach Redis at {_mask_url(g.redis_url)}: {exc}; nothing was sent") from None
     return client
 
 
@@ -1349,7 +1348,7 @@ def http_command(g: Globals, host: str, port: int, strategy: str | None, credent
     token = os.environ.get("XTQUEUE_HTTP_TOKEN") or None
     if token_file is not None:
         token = token_file.read_text(encoding="utf-8").strip() or None
-    redis_kwargs = redis_security_kwargs(g.redis_url, **security)
+    redis_kwargs = _redis_kwargs(g.redis_url, **security)
     settings = xhttp.HttpSettings(
         redis_url=g.redis_url, account=g.account, strategy=strategy, redis_kwargs=redis_kwargs,
         signing_key=os.environ.get("XTQUEUE_SIGNING_KEY") or stored.get("XTQUEUE_SIGNING_KEY") or None,
@@ -1366,7 +1365,7 @@ def http_command(g: Globals, host: str, port: int, strategy: str | None, credent
     logging.getLogger("xtqueue.http").setLevel(logging.INFO)
 
     def ready(url: str) -> None:
-        click.echo(f"xtqueue http: account {g.account} as strategy {strategy or '(none)'} on {_safe_url(g.redis_url)}"
+        click.echo(f"xtqueue http: account {g.account} as strategy {strategy or '(none)'} on {_mask_url(g.redis_url)}"
                    f"; serving {url} (OpenAPI: {url.split('/xtquant')[0]}/docs)"
                    + ("; token required" if token else ""), err=True)
 

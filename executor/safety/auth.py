@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 from producer_lib import contract as c
 from producer_lib import signing
+from producer_lib.redis_options import TlsNeedsRediss, redis_security_kwargs as _redis_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -218,19 +219,16 @@ class CommandAuth:
 
 
 def redis_security_kwargs(settings: Any) -> dict[str, Any]:
-    """Redis client options for the ACL user and TLS files of ``settings`` (only the ones that are set).
+    """Redis client options for the ACL user and TLS files of ``settings`` (only the ones that are set; the one
+    mapping: producer_lib/redis_options.py).
 
     TLS files need a ``rediss://`` URL: with ``redis://`` they would be ignored, so that is refused. A user and a
     password in the URL itself win over these (redis-py's rule)."""
-    kwargs: dict[str, Any] = {}
-    if settings.redis_username:
-        kwargs["username"] = settings.redis_username
-    if settings.redis_password is not None:
-        kwargs["password"] = settings.redis_password.get_secret_value()
-    files = {"ssl_ca_certs": settings.redis_ca_cert, "ssl_certfile": settings.redis_client_cert,
-             "ssl_keyfile": settings.redis_client_key}
-    given = {k: str(v) for k, v in files.items() if v is not None}
-    if given and not str(settings.redis_url).startswith("rediss://"):
-        raise AuthConfigError("redis_ca_cert / redis_client_cert / redis_client_key need a rediss:// redis_url")
-    kwargs.update(given)
-    return kwargs
+    password = settings.redis_password
+    try:
+        return _redis_options(str(settings.redis_url), settings.redis_username,
+                              None if password is None else password.get_secret_value(),
+                              settings.redis_ca_cert, settings.redis_client_cert, settings.redis_client_key)
+    except TlsNeedsRediss:
+        raise AuthConfigError("redis_ca_cert / redis_client_cert / redis_client_key need a rediss:// redis_url") \
+            from None

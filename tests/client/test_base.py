@@ -35,6 +35,8 @@ from producer_lib._base import (
     DEFAULT,
     ORDER_REPLY_MARGIN_S,
     BaseClient,
+)
+from producer_lib._events import (
     SeqTracker,
     decode_event_entry,
     normalize_from_id,

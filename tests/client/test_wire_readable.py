@@ -131,7 +131,7 @@ def test_protocol_2_entries_are_still_read():
 
 
 def test_an_undecodable_v3_event_is_still_delivered_untyped():
-    from producer_lib._base import decode_event_entry
+    from producer_lib._events import decode_event_entry
 
     raw = {b"v": b"3", b"type": b"order_filled", b"seq": b"4", b"coid": b"c", b"order_id": b"7",
            b"b.trade": b"nonsense"}
