@@ -1,5 +1,4 @@
-"""``python -m executor``: the executor, through the xtqueue CLI when it is installed, else settings from the
-environment only (XTQUEUE_*)."""
+"""``python -m executor``: the executor command (executor/command.py), with the same flags as ``xtqueue executor``."""
 
 from __future__ import annotations
 
@@ -7,17 +6,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        from xtqueue.cli import main as cli_main
-    except ImportError:
-        cli_main = None
-    if cli_main is not None:
-        return int(cli_main(["executor", *argv]) or 0)
-    from executor.app import run
-    from executor.config import ExecutorSettings
+    from executor.command import main as command_main
 
-    return run(ExecutorSettings())
+    return command_main(argv)
 
 
 if __name__ == "__main__":

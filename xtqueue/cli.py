@@ -17,7 +17,7 @@ executor error); 130 interrupted (Ctrl+C) where nothing was pending. Every error
 
 The global options (``--redis-url``, ``--account``, ...) may be given before or after the subcommand.
 The producer library and the executor are imported inside the commands, so ``xtqueue --help`` works on any
-install; the executor's flags are built from ``ExecutorSettings`` (one schema) when that command is used.
+install; the executor command is the executor's own (executor/command.py), loaded when that command is used.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import os
 import re
 import sys
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -1061,123 +1060,6 @@ _HALT_WRONGTYPE = ("{key} holds a value that is not a stream (an old `SET`?). Ex
 
 
 # --- executor ---------------------------------------------------------------------------------------------------
-_RESERVED = {"config_file", "check"}
-
-
-def settings_options() -> list[click.Option]:
-    """One click option per ExecutorSettings field: the settings model is the only schema of the flags.
-
-    bool → --x/--no-x; Literal → a choice; int/float/Path → typed; list[...] → comma-separated (ints also take
-    ranges: 100-199). Every default is None, so a flag not given leaves the environment, the TOML file or the
-    model's default in charge.
-    """
-    from executor.config import ExecutorSettings
-
-    options = []
-    for name, field in ExecutorSettings.model_fields.items():
-        if name in _RESERVED:
-            raise RuntimeError(f"ExecutorSettings.{name} clashes with a flag of `xtqueue executor`")
-        flag = "--" + name.replace("_", "-")
-        annotation = _unwrap_optional(field.annotation)
-        kwargs: dict[str, Any] = {"default": None}
-        origin = typing.get_origin(annotation)
-        if annotation is bool:
-            decls = [f"{flag}/--no-{name.replace('_', '-')}", name]
-        else:
-            decls = [flag, name]
-            if origin is typing.Literal:
-                kwargs["type"] = click.Choice([str(a) for a in typing.get_args(annotation)])
-            elif origin in (list, tuple, set, frozenset):
-                item = (typing.get_args(annotation) or (str,))[0]
-                kwargs["type"] = _ListType(item)
-            elif annotation is int:
-                kwargs["type"] = click.INT
-            elif annotation is float:
-                kwargs["type"] = click.FLOAT
-            elif isinstance(annotation, type) and issubclass(annotation, Path):
-                kwargs["type"] = click.Path(path_type=Path)
-            elif hasattr(annotation, "model_fields"):  # a nested section ([risk]): JSON on the command line
-                kwargs["type"] = _JsonType()
-            else:
-                kwargs["type"] = click.STRING
-        default = field.get_default(call_default_factory=True)
-        if isinstance(default, list):
-            shown = _list_text(default)
-        elif hasattr(type(default), "model_fields"):
-            shown = "{} (JSON object; usually the TOML table instead)"
-        elif isinstance(default, bool):
-            shown = flag[2:] if default else "no-" + flag[2:]
-        else:
-            shown = "" if default is None else str(default)
-        description = field.description or name.replace("_", " ")
-        kwargs["help"] = f"{description}  [default: {shown or 'none'}; env XTQUEUE_{name.upper()}]"
-        options.append(click.Option(decls, **kwargs))
-    return options
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1:
-            return rest[0]
-    return annotation
-
-
-def _list_text(values: list) -> str:
-    ints = all(isinstance(v, int) for v in values)
-    if ints and len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}-{values[-1]}"
-    return ",".join(str(v) for v in values)
-
-
-class _JsonType(click.ParamType):
-    """A JSON object, e.g. --risk '{"max_order_volume": 10000}'."""
-
-    name = "JSON"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> dict:
-        import json
-
-        if isinstance(value, dict):
-            return value
-        try:
-            data = json.loads(value)
-        except ValueError as exc:
-            self.fail(f"not JSON: {exc}", param, ctx)
-        if not isinstance(data, dict):
-            self.fail("give a JSON object ({...})", param, ctx)
-        return data
-
-
-class _ListType(click.ParamType):
-    """A comma-separated list; for int items, ``a-b`` is the inclusive range."""
-
-    name = "LIST"
-
-    def __init__(self, item: Any) -> None:
-        self.item = item
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> list:
-        if isinstance(value, list):
-            return value
-        out: list = []
-        for part in (p.strip() for p in str(value).split(",")):
-            if not part:
-                continue
-            if self.item is int:
-                m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-                try:
-                    out.extend(range(int(m.group(1)), int(m.group(2)) + 1) if m else [int(part)])
-                except ValueError:
-                    self.fail(f"{part!r} is not an integer (give e.g. 100,101,105 or 100-199)", param, ctx)
-            else:
-                out.append(part)
-        if not out:
-            self.fail("empty list", param, ctx)
-        return out
-
-
 class _ExecutorCommand(click.Command):
     """Builds its settings flags on first use, so `xtqueue --help` needs neither pydantic-settings nor executor."""
 
@@ -1187,8 +1069,10 @@ class _ExecutorCommand(click.Command):
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         if not self._loaded:
             self._loaded = True
-            try:
-                self.params.extend(settings_options())
+            try:  # its flags and work are the executor's own (executor/command.py)
+                from executor.command import command_options
+
+                self.params.extend(command_options())
             except ImportError as exc:
                 self._load_error = (f"the executor is not installed here ({exc}); it needs the 'executor' extra: "
                                     "pip install '<the xtqueue wheel or checkout>[executor]' (README, Running the "
@@ -1202,12 +1086,6 @@ class _ExecutorCommand(click.Command):
 
 
 @cli.command(cls=_ExecutorCommand, context_settings=CONTEXT)
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              envvar="XTQUEUE_CONFIG", show_envvar=True, metavar="FILE",
-              help="TOML file of settings (flags > environment XTQUEUE_* > file > defaults).")
-@click.option("--check", is_flag=True,
-              help="Do not run: exit 0 if this executor's heartbeat is present and its broker is connected, "
-                   "else 1, saying why (for Windows autostart / monitoring).")
 @click.pass_context
 def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags: Any) -> None:
     """Run the executor (执行器).
@@ -1221,79 +1099,9 @@ def executor(ctx: click.Context, config_file: Path | None, check: bool, **flags:
         flags["redis_url"] = g.redis_url
     if flags.get("account") is None and g.account_given:
         flags["account"] = g.account
-    if config_file is not None and not Path(config_file).is_file():
-        raise click.BadParameter(f"{config_file} does not exist", param_hint="--config")
-    from executor.config import ExecutorSettings
-    from pydantic import ValidationError
+    from executor.command import run
 
-    try:
-        settings = ExecutorSettings.load(config_file, **flags)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in exc.errors()]
-        raise click.UsageError("invalid executor settings (nothing was started):\n" + "\n".join(lines)) from None
-    if check:
-        from executor.safety.auth import redis_security_kwargs as executor_redis_kwargs
-
-        code, message = check_heartbeat(settings.redis_url, settings.account, settings.key_prefix,
-                                        executor_redis_kwargs(settings))
-        click.echo(message, err=code != 0)
-        ctx.exit(code)
-    if settings.broker == "xt":
-        _check_real_xtquant()
-    import importlib
-
-    app = importlib.import_module("executor.app")
-    ctx.exit(int(app.run(settings) or 0))
-
-
-def _check_real_xtquant() -> None:
-    """--broker xt needs xtquant's binary client, which exists only in the Windows wheel next to a MiniQMT: say so in
-    one line instead of an ImportError traceback from inside xtquant."""
-    try:
-        from xtquant import xttrader  # noqa: F401
-    except ImportError as exc:
-        where = "on Windows next to a running MiniQMT" if sys.platform != "win32" else "with MiniQMT's xtquant"
-        raise CliError(
-            "broker", f"--broker xt cannot load xtquant's trading client here ({exc}); it runs {where}. Nothing was "
-            "started. On this machine use --broker sim (the simulator) or --broker qmt-sim (see `xtqueue qmt-sim`)."
-        ) from None
-
-
-def check_heartbeat(redis_url: str, account: str, key_prefix: str | None = None,
-                    redis_kwargs: dict[str, Any] | None = None) -> tuple[int, str]:
-    """(exit code, reason) from the account's heartbeat key: 0 only if present and the broker is connected."""
-    import redis
-    from producer_lib import contract
-
-    key = contract.Keys(account, key_prefix or contract.KEY_PREFIX).heartbeat
-    try:
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3, **(redis_kwargs or {}))
-        try:
-            raw = client.get(key)
-            ttl_ms = client.pttl(key) if raw is not None else -2
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        return 1, f"unhealthy: cannot read {key} from Redis ({exc})"
-    if raw is None:
-        return 1, f"unhealthy: no heartbeat at {key}: the executor is not running (or not on this Redis/account)"
-    beat = contract.decode_heartbeat(raw)  # the one reader of the heartbeat outside the executor
-    if beat is None:
-        return 1, f"unhealthy: heartbeat at {key} is not a readable JSON object"
-    who = beat.get("executor_id") or "executor"
-    age = ""
-    ts_ms = beat.get("ts_ms")
-    if isinstance(ts_ms, (int, float)) and ts_ms > 0:
-        age = f", beat {max(0.0, time.time() - ts_ms / 1000):.1f}s ago"
-    # The executor writes "connected"; "broker_connected" (PingResult's name) is accepted too.
-    connected = beat.get("connected", beat.get("broker_connected"))
-    broker = beat.get("broker", "?")
-    if connected is not True:
-        why = beat.get("broker_error") or beat.get("reason") or ""
-        return 1, (f"unhealthy: {who} is running{age} but its broker ({broker}) is not connected"
-                   + (f": {why}" if why else ""))
-    return 0, f"ok: {who} is running{age}, broker {broker} connected (heartbeat expires in {max(ttl_ms, 0)} ms)"
+    ctx.exit(run(config_file, check, flags))
 
 
 # --- the classic HTTP wrapper's API --------------------------------------------------------------------------

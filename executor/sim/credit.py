@@ -2,7 +2,7 @@
 margin (保证金可用余额), the maintenance ratio (维持担保比例) and the counter's refusals. Used by the engine
 (executor/sim/engine.py) for every account seeded with ``AccountSeed(credit=CreditTerms(...))``.
 
-Order types (reference 5.2): 23/24 collateral buy/sell (as on a cash account, but a collateral buy needs a code on
+Order types (xtconstant's STOCK_BUY/SELL and CREDIT_* values): 23/24 collateral buy/sell (as on a cash account, but a collateral buy needs a code on
 the collateral list and may not spend short-sale proceeds); 27 margin buy and 28 short sell open compacts; 29
 buy-to-repay and 30 direct securities repayment return shares to short compacts; 31 sell-to-repay and 32 direct
 cash repayment pay margin compacts down (32's "volume" is an amount in yuan, carried by ``m_dOrderAmount``). 40–45
@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xtquant import xtconstant as xc
 
 from . import rules as R
+from .book import BUY, OPEN_STATUSES, SELL, Order, Quote
+from .refusals import E_FUNDS, E_LOT, E_SELLABLE, msg
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Engine, Order, Quote
-
-BUY, SELL = xc.STOCK_BUY, xc.STOCK_SELL
 FIN_BUY = {xc.CREDIT_FIN_BUY, xc.CREDIT_FIN_BUY_SPECIAL}
 SLO_SELL = {xc.CREDIT_SLO_SELL, xc.CREDIT_SLO_SELL_SPECIAL}
 BUY_SECU_REPAY = {xc.CREDIT_BUY_SECU_REPAY, xc.CREDIT_BUY_SECU_REPAY_SPECIAL}
@@ -63,7 +61,7 @@ SIDE: dict[int, int | None] = {BUY: BUY, SELL: SELL, **{t: BUY for t in FIN_BUY 
 FIN, SLO = 0, 1  # compact_type
 COMPACT_DAYS = 180  # a compact falls due six months after it opens (the exchanges' maximum term)
 
-# error ids (stable; engine.py holds the others)
+# error ids (stable; refusals.py holds the others)
 E_NOT_CREDIT = 100901
 E_NOT_SUBJECT = 100902
 E_NOT_LENDABLE = 100903
@@ -157,7 +155,8 @@ class CreditBook:
 class CreditDesk:
     """The engine's margin counter: checks, freezes, fills and repayments of credit orders; the credit queries."""
 
-    def __init__(self, engine: "Engine", meta: dict[str, str]) -> None:
+    def __init__(self, engine: Any, meta: dict[str, str]) -> None:
+        # engine: the Engine (executor/sim/engine.py) that owns this desk; not imported, as the engine imports this
         self.engine = engine
         self.books: dict[str, CreditBook] = {}
         for aid, seed in engine.config.accounts.items():
@@ -189,7 +188,6 @@ class CreditDesk:
 
     def _open_orders(self, account_id: str, skip: int = 0) -> list["Order"]:
         """Open margin buys and short sells of the account (``skip``: the order being checked itself)."""
-        from .engine import OPEN_STATUSES
         return [o for o in self.engine.orders.values()
                 if o.account_id == account_id and o.status in OPEN_STATUSES and o.order_type in FIN_BUY | SLO_SELL
                 and o.order_id != skip]
@@ -267,7 +265,6 @@ class CreditDesk:
 
     # --- tier 1 / tier 2 -------------------------------------------------------------------------------------
     def tier1(self, account_id: str, order_type: int, volume: Any) -> tuple[int, str] | None:
-        from .engine import msg
         if order_type in CREDIT_ONLY and account_id not in self.books:
             return E_NOT_CREDIT, msg(E_NOT_CREDIT, "非信用账号不允许信用交易",
                                          f"order_type {order_type} needs a credit account; {account_id!r} is not one")
@@ -281,7 +278,6 @@ class CreditDesk:
 
     def tier2(self, o: "Order", q: "Quote", need: float) -> tuple[int, str] | None:
         """The counter's credit checks of an order that exists; ``need``: the cash a cash-paying buy freezes."""
-        from .engine import E_FUNDS, E_SELLABLE, msg
         aid, t = o.account_id, o.order_type
         book = self.books[aid]
         terms = book.terms
@@ -320,7 +316,6 @@ class CreditDesk:
                                            f"short sell of {o.volume} {o.code}: {left} lendable")
             e = R.buy_volume_error(o.volume, o.inst)  # a short sale borrows whole lots
             if e:
-                from .engine import E_LOT
                 return E_LOT, msg(E_LOT, "委托数量不是整手", e)
             amount = o.price * o.volume
             if amount > f["slo_enable_quota"] + 1e-9:

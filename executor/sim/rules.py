@@ -1,7 +1,7 @@
 """A-share trading rules as pure functions: board classification, lots, ticks, price limits, fees, sessions.
 
-Numbers follow /work/shared/reference/xtquant-trading-api.md section 7. Where the reference marks a number
-unverified, the value here is the stricter (safer-for-the-caller) choice and is listed in executor/sim/README.md.
+Boards, lots, ticks and limits are docs/architecture.md's A1-A3, held by producer_lib/ashare.py. Where a number is
+not certain, the value here is the stricter (safer-for-the-caller) choice and is listed in executor/sim/README.md.
 Nothing here touches state; the engine feeds in holdings/prices and gets verdicts back.
 """
 
@@ -13,21 +13,11 @@ from datetime import datetime, time as dtime
 
 from xtquant import xtconstant as xc
 
-from producer_lib.contract import CODE_RE  # six ASCII digits: the one definition of a code
+# The boards, their code prefixes and each board's lot, tick and limit have one home: producer_lib/ashare.py.
+from producer_lib.ashare import (BOARD_RULES, BSE, CB, CHINEXT, CODE_RE, ETF, LOF, SH_MAIN, STAR,  # noqa: F401
+                                 STOCK_BOARDS, SZ_MAIN, board_of)
 
 # --- boards --------------------------------------------------------------------------------------------------
-
-SH_MAIN = "SH_MAIN"
-STAR = "STAR"
-SZ_MAIN = "SZ_MAIN"
-CHINEXT = "CHINEXT"
-BSE = "BSE"
-ETF = "ETF"
-LOF = "LOF"
-CB = "CB"  # convertible bond
-
-STOCK_BOARDS = frozenset({SH_MAIN, STAR, SZ_MAIN, CHINEXT, BSE})
-
 
 MARKET_OF_SUFFIX = {"SH": xc.SH_MARKET, "SZ": xc.SZ_MARKET, "BJ": xc.MARKET_ENUM_BEIJING}
 
@@ -47,47 +37,6 @@ class Instrument:
     t0: bool  # sellable the day it is bought
     is_stock: bool  # stamp duty + transfer fee apply
 
-    @property
-    def is_fund_or_bond(self) -> bool:
-        return not self.is_stock
-
-
-def _board_of(digits: str, suffix: str) -> str | None:
-    p2, p3, p4 = digits[:2], digits[:3], digits[:4]
-    if suffix == "SH":
-        if p3 in ("688", "689"):
-            return STAR
-        if p2 == "60":
-            return SH_MAIN
-        if p3 in ("510", "511", "512", "513", "515", "516", "517", "518", "520", "530",
-                  "560", "561", "562", "563", "588"):
-            return ETF
-        if p3 in ("501", "502", "506"):
-            return LOF
-        if p3 in ("110", "112", "113") or p4 in ("1000", "1001", "1002", "1003", "1004", "1005", "1006",
-                                                 "1007", "1008", "1110", "1111", "1112", "1113", "1114",
-                                                 "1180", "1181", "1182", "1183", "1184"):
-            return CB
-        return None
-    if suffix == "SZ":
-        if p3 in ("000", "001", "002", "003", "004"):
-            return SZ_MAIN
-        if p2 == "30":
-            return CHINEXT
-        if p3 in ("158", "159"):
-            return ETF
-        if p2 == "16":
-            return LOF
-        if p4 in ("1210", "1211", "1212", "1213", "1214") or p3 in ("122", "123", "124", "125", "126", "127",
-                                                                    "128", "129"):
-            return CB
-        return None
-    if suffix == "BJ":
-        if p2 in ("43", "83", "87") or p3 == "920":
-            return BSE
-        return None
-    return None
-
 
 def classify(code: str, *, st: bool = False, st_limit_pct: float = 0.05, limit_pct: float | None = None,
              t0: bool | None = None) -> Instrument | None:
@@ -100,23 +49,15 @@ def classify(code: str, *, st: bool = False, st_limit_pct: float = 0.05, limit_p
     if not m:
         return None
     digits, suffix = m.group(1), m.group(2)
-    board = _board_of(digits, suffix)
+    board = board_of(digits, suffix)
     if board is None:
         return None
     market = MARKET_OF_SUFFIX[suffix]
-    if board in (SH_MAIN, SZ_MAIN):
-        inst = (100, 100, 0.01, st_limit_pct if st else 0.10, False, True)
-    elif board == CHINEXT:
-        inst = (100, 100, 0.01, 0.20, False, True)
-    elif board == STAR:
-        inst = (1, 200, 0.01, 0.20, False, True)
-    elif board == BSE:
-        inst = (1, 100, 0.01, 0.30, False, True)
-    elif board in (ETF, LOF):
-        inst = (100, 100, 0.001, 0.10, False, False)
-    else:  # CB: 1 lot = 10 bonds; T+0
-        inst = (10, 10, 0.001, 0.20, True, False)
-    lot, min_qty, tick, pct, is_t0, is_stock = inst
+    rules = BOARD_RULES[board]
+    lot, min_qty, tick, pct, is_t0, is_stock = (rules.lot, rules.min_qty, rules.tick, rules.limit_pct, rules.t0,
+                                                rules.is_stock)
+    if st and board in (SH_MAIN, SZ_MAIN):
+        pct = st_limit_pct
     if limit_pct is not None:
         pct = limit_pct
     if t0 is not None:

@@ -8,7 +8,7 @@ bank link, no second counter, no futures and no smart-algo service. So: list que
 an account this MiniQMT does not serve, as the stock queries do); requests (transfers, securities-lending
 appointments, bank transfers, smart algo orders) are refused with a counter-style text; ``export_data`` writes the
 day's deals / orders / positions to the CSV file asked for, as MiniQMT does, and refuses other data types. What the
-real MiniQMT answers in these cases is unverified (reference 2.4 lists only the happy paths); these are the
+real MiniQMT answers in these cases is unverified (xtquant's manual describes only the happy paths); these are the
 plausible shapes, chosen so that a program that copes with them copes with "nothing there" and "refused".
 """
 

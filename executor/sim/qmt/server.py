@@ -16,7 +16,7 @@ Answers: orders and cancels are answered through the response push (``bindOnOrde
 ``bindOnCancelOrderStockRespCallback``) for sync and async calls alike, as the binary does (the wheel's sync
 ``order_stock`` waits for that push). Queries answer a list, or None where this MiniQMT has nothing: an account it
 does not serve, an order id it does not know, a session that is not connected; with ``empty_as_none=True`` an
-empty order/trade/position list is None too (the manual's "None = failed or no orders", reference §8.20).
+empty order/trade/position list is None too (docs/architecture.md X9).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class _Connection:
         self._answer_session_call("bindOnUnsubscribeRespCallback", seq, 0 if ok else -1)
 
     def _orderStockWithSeq(self, seq: int, f: dict) -> None:
-        # a direct cash repayment's "volume" is yuan: the wheel sends it whole only in m_dOrderAmount (reference 2.1)
+        # a direct cash repayment's "volume" is yuan: the wheel sends it whole only in m_dOrderAmount (xtquant/xttrader.py)
         volume = f.get("m_dOrderAmount") if f["m_nOrderType"] in DIRECT_CASH_REPAY else f["m_nOrderVolume"]
         self.engine.place(self.session, f["m_strAccountID"], f["m_strStockCode"], f["m_nOrderType"],
                           volume, f["m_nPriceType"], f["m_dPrice"], f["m_strStrategyName"],

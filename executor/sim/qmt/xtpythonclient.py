@@ -222,7 +222,7 @@ class XtQuantAsyncClient:
         return 0
 
     def setTimeout(self, timeout: Any = 0) -> None:
-        self._timeout = timeout  # unit and effect unknown for the binary (reference §1.4): recorded only
+        self._timeout = timeout  # unit and effect unknown for the binary: recorded only
 
     def nextSeq(self) -> int:
         with self._seq_lock:
@@ -269,7 +269,7 @@ class XtQuantAsyncClient:
                 self._fire(binding, args)
             except Exception:  # the binary's thread survives a raising binding; keep ours alive too
                 log.exception("xtpythonclient stand-in: binding %s raised", msg[1] if len(msg) > 1 else msg)
-        if not self._stopping:  # MiniQMT went away: the one-shot link is dead (reference §8.1-8.3)
+        if not self._stopping:  # MiniQMT went away: the one-shot link is dead (docs/architecture.md X5)
             self._conn = None
             self._fire("bindOnDisconnectedCallback", ())
 
