@@ -28,6 +28,7 @@ from bench import floor as fl
 from bench import xtq
 from bench._common import (STAND_IN_THREAD, THREADS_ENV, RedisServer, free_port, percentiles, spawn, stop_process,
                            thread_cpu_s)
+from bench._qmt_sim import time_to_broker
 from bench.flood import Flood
 from bench.runner import HttpRequester, burst, in_flight, sequential
 
@@ -427,22 +428,6 @@ def strip(obj: Any) -> Any:
     if isinstance(obj, list):
         return [strip(v) for v in obj]
     return obj
-
-
-def time_to_broker(sent: list[tuple[str, str, int]], arrivals: dict[str, int]) -> dict[str, Any]:
-    """Per phase: MiniQMT's arrival stamp - the strategy's call stamp, of each order sent (ns -> percentiles)."""
-    by: dict[str, list[int]] = {}
-    unmatched = 0
-    for phase, remark, called in sent:
-        arrived = arrivals.get(remark)
-        if arrived is None:
-            unmatched += 1
-            continue
-        by.setdefault(phase, []).append(arrived - called)
-    out: dict[str, Any] = {phase: percentiles(v) for phase, v in by.items() if phase != "warmup"}
-    out["unmatched"] = unmatched  # sent but never seen at MiniQMT (refused before the broker): 0 expected
-    out["_sequential_ns"] = by.get("sequential", [])
-    return out
 
 
 async def amain(plan: Plan, phases: set[str]) -> dict[str, Any]:

@@ -16,7 +16,9 @@ import json
 import sys
 import time
 from multiprocessing import connection
-from typing import Callable
+from typing import Any, Callable
+
+from bench._common import percentiles
 
 
 def install_probe(stamps_file: str) -> Callable[[], None]:
@@ -37,6 +39,22 @@ def install_probe(stamps_file: str) -> Callable[[], None]:
     connection.Connection.recv = recv
     atexit.register(dump)
     return dump
+
+
+def time_to_broker(sent: list[tuple[str, str, int]], arrivals: dict[str, int]) -> dict[str, Any]:
+    """Per phase: MiniQMT's arrival stamp - the strategy's call stamp, of each order sent (ns -> percentiles)."""
+    by: dict[str, list[int]] = {}
+    unmatched = 0
+    for phase, remark, called in sent:
+        arrived = arrivals.get(remark)
+        if arrived is None:
+            unmatched += 1
+            continue
+        by.setdefault(phase, []).append(arrived - called)
+    out: dict[str, Any] = {phase: percentiles(v) for phase, v in by.items() if phase != "warmup"}
+    out["unmatched"] = unmatched  # sent but never seen at MiniQMT (refused before the broker): 0 expected
+    out["_sequential_ns"] = by.get("sequential", [])
+    return out
 
 
 if __name__ == "__main__":

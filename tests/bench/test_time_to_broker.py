@@ -8,7 +8,7 @@ import json
 from multiprocessing import Pipe, connection
 
 from bench import _qmt_sim
-from bench.__main__ import time_to_broker
+from bench._qmt_sim import time_to_broker
 
 
 def test_arrivals_are_stamped_from_the_wire_for_orders_only(tmp_path, monkeypatch):
