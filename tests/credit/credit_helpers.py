@@ -28,7 +28,10 @@ class QmtSim:
         self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(path), *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: lines.put(self.proc.stdout.readline()), daemon=True).start()
+        # until the serving line: importing xtquant may print first (its update check, in a fresh virtualenv)
+        threading.Thread(target=lambda: lines.put(next((line for line in iter(self.proc.stdout.readline, "")
+                                                         if line.startswith("qmt-sim: serving")), "")),
+                         daemon=True).start()
         try:
             first = lines.get(timeout=60)
         except queue.Empty:

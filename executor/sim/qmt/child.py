@@ -55,13 +55,15 @@ class ChildMiniQmt:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, **kw)
         lines: queue.Queue = queue.Queue()
 
-        def read() -> None:  # the serving line, then drain (the child writes nothing else there)
-            first = True
+        def read() -> None:  # until the serving line, then drain
+            # Not only the first line: importing xtquant may print first (its update check writes a line to stdout
+            # when setuptools' pkg_resources is installed, as in a fresh virtualenv).
+            ready = False
             for raw in iter(proc.stdout.readline, b""):
-                if first:
+                if not ready and raw.decode("utf-8", "replace").startswith(READY_PREFIX):
                     lines.put(raw.decode("utf-8", "replace"))
-                    first = False
-            if first:
+                    ready = True
+            if not ready:
                 lines.put("")
 
         threading.Thread(target=read, name="qmt-sim-child-out", daemon=True).start()
