@@ -962,6 +962,23 @@ async def wait_drained(r: redis.Redis, keys: c.Keys, timeout: float = 90.0) -> N
                       interval=0.1)
 
 
+async def wait_fill_events(r: redis.Redis, keys: c.Keys, sim_path: Path, report: Report,
+                           timeout: float = 60.0) -> None:
+    """Until every trade at the broker has its order_filled event on the stream (bounded). A fill made while the
+    executor could not publish (Redis down, a restarted process, a takeover) is published once it reconnects or
+    by reconciliation a little later: the promise is that it arrives, not that it arrives before the check. What
+    never arrives within ``timeout`` is reported by check_run as fill_event_lost."""
+    def published() -> bool:
+        filled = {(ev.order_id, getattr(ev.data.trade, "trade_id", None)) for ev in read_events(r, keys)
+                  if ev.type == "order_filled" and ev.data is not None}
+        return all((t["order_id"], t["traded_id"]) in filled for t in sim_trades(sim_path, keys.account))
+
+    started = time.monotonic()
+    with contextlib.suppress(AssertionError):
+        await await_until(published, timeout, "every fill's event on the stream", interval=0.25)
+    report.add("fill_events_waited_ms", int((time.monotonic() - started) * 1000))
+
+
 def async_redis(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_url(url)
 
@@ -1340,6 +1357,8 @@ async def run_scenario(*, workdir: Path, server: RedisServer, rng: random.Random
         except AssertionError as exc:  # a violation to report with all the others, not a reason to stop checking
             report.violate("pending_left", str(exc)[:500])
         await work.resolve_unknowns()
+        if not commands_lost:
+            await wait_fill_events(r, keys, ex.sim_path, report)
         return check_run(r=r, keys=keys, sim_path=ex.sim_path, work=work, report=report,
                          commands_lost=commands_lost, hostile=hostile)
     finally:
