@@ -1,5 +1,5 @@
-"""A-share facts, defined once: the stock-code pattern, the boards by code prefix, and each board's lot, minimum
-buy, tick and daily price limit.
+"""A-share facts, defined once: the stock-code pattern, the boards by code prefix, a bare code's exchange by its
+prefix, and each board's lot, minimum buy, tick and daily price limit.
 
 Used by the contract (a code's shape), the executor's risk limits (boards) and the simulator (lots, ticks, limits).
 The numbers are those docs/architecture.md ("Facts about xtquant and the A-share market") lists; where a number is
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 # past blocked codes and boards), a dot, the exchange. Use CODE_RE.fullmatch ("$" alone also matches before a
 # trailing newline).
 CODE_RE = re.compile(r"^([0-9]{6})\.(SH|SZ|BJ)$")
+BARE_CODE_RE = re.compile(r"[0-9]{6}")  # the six digits alone (fullmatch), as a person may type a code
 
 # --- boards ---------------------------------------------------------------------------------------------------
 SH_MAIN = "SH_MAIN"  # 上交所主板
@@ -73,6 +74,27 @@ def board_of_code(code: str) -> str | None:
     """The board of ``code`` ("600000.SH"); None for a malformed code or one of no known board."""
     m = CODE_RE.fullmatch(code) if isinstance(code, str) else None
     return board_of(m.group(1), m.group(2)) if m else None
+
+
+# --- the exchange of a bare code ------------------------------------------------------------------------------
+# A bare six-digit code's exchange, by its leading digits: the boards above, plus B shares and SSE repos (not
+# boards: no rules below). Index codes are not orders' business, so 000xxx is Shenzhen; 204xxx (SSE repo) is listed
+# before 200 (SZSE B). A prefix not listed has no exchange here: the user adds .SH/.SZ/.BJ.
+EXCHANGE_OF_PREFIX: tuple[tuple[str, str], ...] = (
+    ("204", "SH"), ("900", "SH"), ("200", "SZ"),
+    ("60", "SH"), ("68", "SH"), ("50", "SH"), ("51", "SH"), ("52", "SH"), ("53", "SH"), ("56", "SH"), ("58", "SH"),
+    ("11", "SH"), *((p, "SH") for p in _SH_CB4 if p.startswith("100")),
+    ("00", "SZ"), ("30", "SZ"), ("15", "SZ"), ("16", "SZ"), ("12", "SZ"),
+    ("43", "BJ"), ("83", "BJ"), ("87", "BJ"), ("92", "BJ"),
+)
+
+
+def exchange_of_digits(digits: str) -> str | None:
+    """"SH", "SZ" or "BJ" for a bare code's six digits (``EXCHANGE_OF_PREFIX``); None when its prefix tells none."""
+    for prefix, exchange in EXCHANGE_OF_PREFIX:
+        if digits.startswith(prefix):
+            return exchange
+    return None
 
 
 # --- lots, ticks, limits --------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ class Faults:
             self.latency_range = self._range(ms, max_ms, seed)
 
     def reorder_pushes(self, probability: float = 1.0, split_fills: bool = True, seed: int | None = None) -> None:
-        """Push orders MiniQMT may produce (docs: xtquant-trading-api.md 6.1 rule 5, field-lessons.md): with
+        """Push orders MiniQMT may produce (docs/architecture.md X7, X8): with
         ``probability`` the pushes of one broker operation arrive shuffled (order updates and trades before the
         placement answer, a trade before or after its order update, an older order update after the final one);
         on_order_error / on_cancel_error still follow their answer. ``split_fills``: a marketable order's

@@ -43,7 +43,7 @@ from producer_lib.contract._enums import (  # noqa: F401
     _TextEnum,
 )
 from producer_lib.contract._normalize import (  # noqa: F401
-    _EXCHANGE_OF_PREFIX, normalize_code, normalize_side,
+    normalize_code, normalize_side,
 )
 from producer_lib.contract._models import (  # noqa: F401
     AccountStatusResult, AssetReport, CancelAck, CancelOrder, ClientOrderId, Command, COMMAND_TYPES, ErrorInfo,

@@ -1,7 +1,7 @@
 """XtBroker's threading and failure handling, against a scripted XtQuantTrader double.
 
 The double answers on its own push thread, and can answer *before* the request call has returned its seq — the
-ordering xtquant does not rule out (reference §6.1.5). The adapter must pair answers with requests either way."""
+ordering xtquant does not rule out (docs/architecture.md X7). The adapter must pair answers with requests either way."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
     # what the executor does not serve fails as a binary without the entry point does: AttributeError, loudly
     assert out["unserved"][:2] == ["NotServed", True] and "query_credit_detail" in out["unserved"][2]
     assert out["unserved_transfer"][0] == "NotServed" and "fund_transfer" in out["unserved_transfer"][1]
-    assert not _cb(out, "connected")  # xtquant never fires on_connected (reference §3); neither does this
+    assert not _cb(out, "connected")  # xtquant never fires on_connected (docs/architecture.md X5); neither does this
 
     # pushes come in the order MiniQMT gave them (the executor's event stream): per order, the same statuses
     events = _events(stack)

@@ -30,7 +30,7 @@ def test_disconnect_in_process(tmp_path):
         assert ra.seq() == ["response", "order_error"]
         assert a.cancel_order_stock(ACC, resting) == -1
         assert a.query_stock_orders(ACC) is None and a.query_stock_asset(ACC) is None
-        assert a.subscribe(ACC) == -1  # the session is dead for good: a new instance is needed (reference §8.1)
+        assert a.subscribe(ACC) == -1  # the session is dead for good: a new instance is needed (docs/architecture.md X5)
         assert a.connected is True  # like the real attribute, never cleared
         # a new instance cannot connect while MiniQMT is "down"
         c = SimTrader(tmp_path / "p", 3, Recorder())

@@ -1,7 +1,7 @@
 """Credit (两融) accounts at the xtquant boundary: how credit orders are sent (their order types are mapped in
 parsing.py with the others), and the five credit queries' objects onto contract reports.
 
-Facts (../shared/reference/xtquant-trading-api.md §2.4, §5.2; the wheel's doc/xttrader.md): credit orders are
+Facts (docs/architecture.md X14; the wheel's xttrader.py and doc/xttrader.md): credit orders are
 ``order_stock_async`` with a CREDIT ``StockAccount`` and order types 23/24 (collateral), 27–32 and their 专项
 variants 40–45. A direct cash repayment's "volume" is an amount in yuan: the wheel sends ``int(volume)`` and the
 float as ``m_dOrderAmount``, so the amount goes in as the float. Direct repayments have no price: FIX_PRICE, 0

@@ -16,7 +16,7 @@ from xtquant import xtconstant as xc
 from producer_lib import contract as c
 
 # On a CREDIT account 23/24 are the collateral buy/sell (担保品买入/卖出); 27-32 and their 专项 variants 40-45 are
-# the credit sides (reference 5.2; executor/broker/xt/credit.py says how they are sent).
+# the credit sides (docs/architecture.md X14; executor/broker/xt/credit.py says how they are sent).
 SIDE_TO_ORDER_TYPE: dict[c.Side, int] = {
     c.Side.BUY: xc.STOCK_BUY, c.Side.SELL: xc.STOCK_SELL,
     c.Side.FIN_BUY: xc.CREDIT_FIN_BUY, c.Side.SLO_SELL: xc.CREDIT_SLO_SELL,

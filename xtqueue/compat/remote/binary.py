@@ -131,7 +131,7 @@ class XtQuantAsyncClient:
         return 0
 
     def setTimeout(self, timeout: Any = 0) -> None:
-        self._timeout = timeout  # unit and effect unknown for the binary (reference §1.4): recorded only
+        self._timeout = timeout  # unit and effect unknown for the binary: recorded only
 
     def nextSeq(self) -> int:
         with self._seq_lock:
