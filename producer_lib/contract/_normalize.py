@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from producer_lib.ashare import BARE_CODE_RE, CODE_RE, exchange_of_digits
