@@ -41,7 +41,7 @@ import msgpack
 import redis.asyncio as aioredis
 import structlog
 
-from executor.sqlite_files import open_wal_db
+from executor.sqlite_files import close_wal_db, open_wal_db
 from producer_lib import contract as c
 from producer_lib._connections import REDIS_DOWN_OR_IO_ERRORS
 
@@ -211,7 +211,7 @@ class EventSpool:
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            close_wal_db(self.path, self._db)
             self._db = None
 
     @property

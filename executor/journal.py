@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from executor.sqlite_files import open_wal_db
+from executor.sqlite_files import close_wal_db, open_wal_db
 from producer_lib import contract as c
 
 _SCHEMA = """
@@ -119,7 +119,7 @@ class Journal:
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            close_wal_db(self.path, self._db)
             self._db = None
 
     @property

@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.config import RiskLimits
-from executor.sqlite_files import open_wal_db
+from executor.sqlite_files import close_wal_db, open_wal_db
 from producer_lib import ashare as A
 from producer_lib import contract as c
 
@@ -199,7 +199,7 @@ class RiskGate:
     def close(self) -> None:
         if self._db is not None:
             self.commit()
-            self._db.close()
+            close_wal_db(self.path, self._db)
             self._db = None
 
     def _load(self, day: date) -> None:
