@@ -138,6 +138,12 @@ class Admission:
             return self._found_at_broker(base, at_broker, cmd, owner)
         if self.clock.now_ms() > job.deadline_ms:
             return self.placer.expired(base)
+        if cmd.side.is_credit and self.settings.account_type != "CREDIT":
+            # Refused here, not left to the broker: what a STOCK account's counter does with a credit order type
+            # is the counter's business, and a strategy's credential must not find out by trying.
+            return error(E.INVALID_REQUEST, f"side {cmd.side.value} needs a CREDIT (信用) account; this executor trades "
+                                            f"a {self.settings.account_type} account; nothing was placed",
+                         record=base.evolve(state=S.REFUSED), details={"account_type": self.settings.account_type})
         halt = self.safety.halt
         if halt.halted:  # the kill switch, as read for this batch (docs/operations.md)
             return error(E.HALTED, halt.refusal_message(), record=base.evolve(state=S.REFUSED),

@@ -105,3 +105,17 @@ async def test_risk_flag_and_env_take_json(tmp_path, monkeypatch):
     monkeypatch.setenv("XTQUEUE_RISK", '{"max_daily_orders": 5, "blocked_codes": ["600000.SH"]}')
     s = ExecutorSettings(state_dir=tmp_path)
     assert s.risk.max_daily_orders == 5 and s.risk.blocked_codes == ["600000.SH"]
+
+
+async def test_a_credit_side_on_a_stock_account_is_refused_before_the_broker(make_executor, client):
+    broker = FakeBroker()
+    ex = make_executor(broker)  # account_type STOCK (the default)
+    reps = await _answers(ex, client, order("margin", side=c.Side.FIN_BUY),
+                          order("repay", side=c.Side.DIRECT_CASH_REPAY, volume=None, price=None, amount=100.0),
+                          order("plain"))
+    for rep in reps[:2]:
+        assert rep.error.code is E.INVALID_REQUEST
+        assert "needs a CREDIT" in rep.error.message and rep.error.details == {"account_type": "STOCK"}
+    assert reps[2].ok
+    assert [p.client_order_id for p in broker.placed] == ["plain"]
+    assert ex.journal.get("margin").state is c.OutcomeState.REFUSED
