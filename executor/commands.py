@@ -253,4 +253,5 @@ class Commands:
         return c.PingResult(executor_id=self.executor_id, version=self.version, broker=self.link.broker.name,
                             broker_connected=self.link.up, redis_ok=self.publisher.redis_ok,
                             uptime_s=round(time.monotonic() - self.stats.started_mono, 3),
-                            last_event_seq=self.publisher.last_seq, commands_done=self.stats.commands_done)
+                            last_event_seq=self.publisher.last_seq, commands_done=self.stats.commands_done,
+                            account_type=self.settings.account_type)

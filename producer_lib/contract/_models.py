@@ -277,6 +277,9 @@ class PingResult(_Model):
     uptime_s: float
     last_event_seq: int
     commands_done: int
+    # "STOCK" or "CREDIT": the account type the executor trades (its xtquant StockAccount). None from an executor
+    # older than this field: a client that must not trade the wrong type (xtqueue/compat) then assumes nothing.
+    account_type: str | None = None
 
 
 RESULT_TYPES: dict[str, type[_Model]] = {

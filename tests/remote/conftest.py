@@ -29,12 +29,11 @@ class Stack:
                 "XTQUEUE_REMOTE_PING_TIMEOUT_S": "3"}
 
 
-@pytest.fixture
-def stack(redis_url, account, tmp_path, redis_client):
+def _stack(redis_url, account, tmp_path, credit: bool):
     qmt_path = tmp_path / "userdata_mini"
-    sim = QmtSim(qmt_path, account)
+    sim = QmtSim(qmt_path, account, *(["--credit", "--cash", "100000"] if credit else []))
     control = SimControl(qmt_path)
-    executor = Executor(redis_url, account, qmt_path, tmp_path)
+    executor = Executor(redis_url, account, qmt_path, tmp_path, *(["--account-type", "CREDIT"] if credit else []))
     try:
         assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
         executor.start()
@@ -44,3 +43,15 @@ def stack(redis_url, account, tmp_path, redis_client):
         executor.stop()
         control.close()
         sim.stop()
+
+
+@pytest.fixture
+def stack(redis_url, account, tmp_path, redis_client):
+    yield from _stack(redis_url, account, tmp_path, credit=False)
+
+
+@pytest.fixture
+def credit_stack(redis_url, account, tmp_path, redis_client):
+    """A simulated MiniQMT whose account is a margin account (cash 100,000; executor/sim/credit.py's default
+    terms) and an executor trading it as a CREDIT account."""
+    yield from _stack(redis_url, account, tmp_path, credit=True)

@@ -142,8 +142,9 @@ trader.query_stock_trades_async(account, lambda r: got.__setitem__("trades", len
 trader.query_account_status_async(lambda r: got.__setitem__("status", [s.status for s in r]))
 wait(lambda s: len(got) == 5)
 out["async_queries"] = got
+out["credit_on_stock"] = trader.query_credit_detail(account)  # served: what MiniQMT answers for a stock account
 try:
-    trader.query_credit_detail(account)
+    trader.query_ipo_data()
     out["unserved"] = "returned"
 except AttributeError as e:
     out["unserved"] = [type(e).__name__, isinstance(e, NotImplementedError), str(e)]

@@ -31,12 +31,13 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 class QmtSim:
-    """``xtqueue qmt-sim --path DIR --account ACCOUNT`` as a child process."""
+    """``xtqueue qmt-sim --path DIR --account ACCOUNT [EXTRA...]`` as a child process (``--credit``: a margin
+    account)."""
 
-    def __init__(self, path: Path, account: str) -> None:
+    def __init__(self, path: Path, account: str, *extra: str) -> None:
         self.path = path
         self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(path), "--account",
-                                      account], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      account, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=child_env())
         lines: queue.Queue = queue.Queue()
         # until the serving line: importing xtquant may print first (its update check, in a fresh virtualenv)
@@ -63,12 +64,13 @@ class QmtSim:
 
 class Executor:
     """``xtqueue executor --broker sim`` on the simulated MiniQMT at qmt_path, for one account; ``start()`` again
-    after ``kill()`` (same state dir)."""
+    after ``kill()`` (same state dir). ``extra``: more options (``--account-type CREDIT``)."""
 
-    def __init__(self, redis_url: str, account: str, qmt_path: Path, workdir: Path) -> None:
+    def __init__(self, redis_url: str, account: str, qmt_path: Path, workdir: Path, *extra: str) -> None:
         self.args = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
                      "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(workdir / "state"),
-                     "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000"]
+                     "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000",
+                     *extra]
         self.workdir = workdir
         self.proc: subprocess.Popen | None = None
         self.runs = 0

@@ -142,3 +142,20 @@ def test_the_contract_bounds_a_programs_texts():
         c.PlaceOrder(**base, xt_remark="x" * (c.XT_TEXT_MAX_CHARS + 1))
     fields = c.encode_command(c.PlaceOrder(**base), account="A", command_id="x", reply_to="r", ttl_ms=1)
     assert "xt_remark" not in c.read_body(fields)  # absent when not given: older executors still accept it
+
+
+def test_a_request_names_the_account_and_the_type_the_executor_trades():
+    from xtqueue.compat.remote.credit import account_refusal, credit_side_refusal
+
+    credit = {"m_strAccountID": "888", "m_nAccountType": 3}  # StockAccount("888", "CREDIT")
+    stock = {**credit, "m_nAccountType": 2}  # StockAccount("888")
+    assert account_refusal(credit, "888", "CREDIT") is None and account_refusal(stock, "888", "STOCK") is None
+    assert "given as a CREDIT account" in account_refusal(credit, "888", "STOCK")
+    assert "trades it as a CREDIT account" in account_refusal(stock, "888", "CREDIT")
+    # an executor too old to say its type: stock accounts as before, credit refused
+    assert account_refusal(stock, "888", None) is None
+    assert "older than this trader" in account_refusal(credit, "888", None)
+    assert "not served" in account_refusal({**credit, "m_strAccountID": "999"}, "888", "CREDIT")
+    assert credit_side_refusal(c.Side.FIN_BUY, 27, "CREDIT") is None
+    assert credit_side_refusal(c.Side.BUY, 23, "STOCK") is None
+    assert "needs a CREDIT account" in credit_side_refusal(c.Side.DIRECT_CASH_REPAY, 32, None)

@@ -93,7 +93,10 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
     assert out["credit_type"] == -1 and out["other_account"] == -1
     refused = [e for e in _cb(out, "order_error") if e["order_id"] == -1]
     assert {e["remark"] for e in refused} == {"fin", "nope"}
-    assert all("not served" in e["msg"] for e in refused)
+    (fin_error,) = [e for e in refused if e["remark"] == "fin"]  # a credit order type on a stock account
+    assert "needs a CREDIT account" in fin_error["msg"] and "trades a STOCK account" in fin_error["msg"]
+    (nope_error,) = [e for e in refused if e["remark"] == "nope"]
+    assert "not served" in nope_error["msg"]
     assert out["cancel_unknown"] == -1 and out["cancel_filled"] == -1
     assert {e["order_id"] for e in _cb(out, "cancel_error")} == {987654321, out["filled"]}
     assert len(_cb(out, "cancel_error")) == 2  # once each
@@ -111,7 +114,8 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
     assert out["async_queries"]["status"] == [0]
 
     # what the executor does not serve fails as a binary without the entry point does: AttributeError, loudly
-    assert out["unserved"][:2] == ["NotServed", True] and "query_credit_detail" in out["unserved"][2]
+    assert out["unserved"][:2] == ["NotServed", True] and "query_ipo_data" in out["unserved"][2]
+    assert out["credit_on_stock"] == []  # a credit query is served; for a stock account MiniQMT has nothing
     assert out["unserved_transfer"][0] == "NotServed" and "fund_transfer" in out["unserved_transfer"][1]
     assert not _cb(out, "connected")  # xtquant never fires on_connected (docs/architecture.md X5); neither does this
 

@@ -138,6 +138,7 @@ _CLASSIC_FAILED: dict[str, dict[str, int]] = {
     "/login": {"status": shapes.FAILED_LOGIN},
     "/place_order": {"order_id": shapes.FAILED_ORDER_ID},
     "/cancel_order": {"cancel_order_result": shapes.FAILED_CANCEL},
+    "/repay_cash": {"order_id": shapes.FAILED_ORDER_ID},
 }
 
 
@@ -159,13 +160,19 @@ def _float(name: str, text: str) -> float:
         raise Refused(400, contract.ErrorCode.INVALID_REQUEST, f"{name}={text!r} is not a number") from None
 
 
+#: what ``direction`` may say: buy, sell, and on a CREDIT account the credit sides (the names of contract.Side); a
+#: direct cash repayment has an amount, not a volume: /repay_cash
+DIRECTIONS: dict[str, contract.Side] = {s.value: s for s in contract.Side if not s.is_cash_repay}
+
+
 def _side(direction: str) -> contract.Side:
-    # The classic handler sells on anything but "buy" (a typo sold); here only buy and sell are orders.
-    if direction == "buy":
-        return contract.Side.BUY
-    if direction == "sell":
-        return contract.Side.SELL
-    raise Refused(400, contract.ErrorCode.INVALID_REQUEST, f"direction={direction!r}: give buy or sell")
+    # The classic handler sells on anything but "buy" (a typo sold); here only the listed names are orders.
+    side = DIRECTIONS.get(direction)
+    if side is None:
+        more = "; a direct cash repayment is /repay_cash" if direction.endswith("cash_repay") else ""
+        raise Refused(400, contract.ErrorCode.INVALID_REQUEST, f"direction={direction!r}: give buy or sell (on a "
+                      f"CREDIT account also {', '.join(s for s in DIRECTIONS if s not in ('buy', 'sell'))}){more}")
+    return side
 
 
 # --- the app ----------------------------------------------------------------------------------------------------
@@ -211,6 +218,26 @@ def create_app(settings: HttpSettings) -> FastAPI:
     def the_client(request: Request) -> Client:
         return request.app.state.client
 
+    async def executor_type(request: Request) -> str | None:
+        """STOCK or CREDIT: the account type the executor trades (its ping says it; asked once, then kept). None
+        when it cannot be asked now or is too old to say: the executor and its broker then answer for themselves."""
+        known = getattr(request.app.state, "account_type", None)
+        if known is None:
+            try:
+                known = request.app.state.account_type = (await the_client(request).ping()).account_type
+            except Exception as exc:  # noqa: BLE001 - the command itself will say what is wrong
+                log.info("the executor's account type is unknown for now: %s: %s", type(exc).__name__, exc)
+        return known
+
+    async def credit_refusal(request: Request, what: str) -> Refused | None:
+        """A credit (两融) request on an executor that trades a STOCK account: refused before anything is sent."""
+        kind = await executor_type(request)
+        if kind is not None and kind != "CREDIT":
+            return Refused(400, contract.ErrorCode.INVALID_REQUEST,
+                           f"{what} needs a CREDIT (两融) account; the executor of {settings.account} trades a "
+                           f"{kind} account (account_type in its settings); nothing was sent")
+        return None
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:  # unknown route, ...
         code = contract.ErrorCode.NOT_FOUND if exc.status_code == 404 else contract.ErrorCode.INVALID_REQUEST
@@ -234,7 +261,8 @@ def create_app(settings: HttpSettings) -> FastAPI:
                 **documented("/login"))
     async def login(request: Request,
                     account_id: str = Query("", description="Must be empty or this server's account."),
-                    account_type: str = Query("STOCK", description="STOCK only (xtqueue serves stock orders)."),
+                    account_type: str = Query("STOCK", description="STOCK, or CREDIT (两融): the type the "
+                                              "executor trades (account_type in its settings)."),
                     session_id: str | None = Query(None, description="Ignored: the executor owns the session."),
                     qmt_dir: str | None = Query(None, description="Ignored: the executor owns MiniQMT's path.")
                     ) -> JSONResponse:
@@ -242,15 +270,18 @@ def create_app(settings: HttpSettings) -> FastAPI:
         if account_id and account_id != settings.account:
             return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
                                     f"this server serves account {settings.account}, not {account_id}"), failed)
-        if account_type.upper() != "STOCK":
-            return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
-                                    f"account_type={account_type!r}: xtqueue serves STOCK accounts"), failed)
         try:
             pong = await the_client(request).ping()
         except XtqueueError as exc:
             return _failure(exc, failed)
         except Exception as exc:  # noqa: BLE001 - Redis down etc.: a readable body, never a traceback
             return _unexpected(exc, "login")
+        request.app.state.account_type = pong.account_type
+        served = pong.account_type or "STOCK"  # an executor too old to say trades what it always did: STOCK
+        if account_type.upper() != served:
+            return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
+                                    f"account_type={account_type!r}: the executor of {settings.account} trades a "
+                                    f"{served} account"), failed)
         if not pong.broker_connected:
             return _error_response(shapes.local_error(contract.ErrorCode.BROKER_UNAVAILABLE,
                                                       f"the executor {pong.executor_id} runs but its broker "
@@ -305,7 +336,9 @@ def create_app(settings: HttpSettings) -> FastAPI:
                 **documented("/place_order"))
     async def place_order(request: Request,
                           stock_code: str = Query("510300.SH", description="Classic default 510300.SH."),
-                          direction: str = Query("buy", description="buy or sell (classic default buy)."),
+                          direction: str = Query("buy", description="buy or sell (classic default buy); on a "
+                                                 "CREDIT account also fin_buy, slo_sell, buy_secu_repay, "
+                                                 "direct_secu_repay, sell_secu_repay and the *_special variants."),
                           volumn: str = Query("100", description="Shares (the classic spelling; default 100)."),
                           price: str = Query("4.4", description="Limit price (classic default 4.4)."),
                           client_order_id: str | None = Query(
@@ -317,6 +350,10 @@ def create_app(settings: HttpSettings) -> FastAPI:
             side, volume, limit = _side(direction), _int("volumn", volumn, minimum=1), _float("price", price)
         except Refused as exc:
             return _refused(exc, failed)
+        if side.is_credit and (refused := await credit_refusal(request, f"direction={side.value}")) is not None:
+            return _refused(refused, failed)
+        if side.is_direct:
+            limit = None  # a direct repayment (直接还券) has no price: the classic default's 4.4 is not one
         if client_order_id == "":
             return _refused(Refused(400, contract.ErrorCode.INVALID_REQUEST,
                                     "client_order_id is empty: give the idempotency key, or leave it out"), failed)
@@ -400,6 +437,10 @@ def create_app(settings: HttpSettings) -> FastAPI:
         await slots.acquire()  # free (checked just above, nothing awaited between): returns at once
         return _EventStream(_sse(c, start, wanted), slots)
 
+    from xtqueue.compat import http_credit
+
+    http_credit.add_routes(router, the_client=the_client, documented=documented, credit_refusal=credit_refusal,
+                           deadline_s=settings.deadline_s)
     app.include_router(router)
     return app
 

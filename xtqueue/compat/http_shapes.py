@@ -58,6 +58,37 @@ def order_row(o: contract.OrderReport) -> dict[str, Any]:
             "柜台合同编号": o.order_sysid, "报单时间": o.order_time}
 
 
+# --- credit (两融) accounts: not in the classic wrapper; keys are the Chinese names of the wheel's manual
+# (doc/xttrader.md), the code as 股票代码 as in the classic rows -----------------------------------------------
+DETAIL_KEYS: dict[str, str] = {
+    "balance": "总资产", "available": "可用金额", "frozen_cash": "冻结金额", "market_value": "总市值",
+    "stock_value": "股票市值", "fund_value": "基金市值", "fetch_balance": "可取金额", "position_profit": "持仓盈亏",
+    "total_debt": "总负债", "enable_bail_balance": "可用保证金", "maintenance_ratio": "维持担保比例",
+    "assure_asset": "净资产", "fin_debt": "融资负债", "fin_deal_avl": "融资本金", "fin_fee": "融资息费",
+    "slo_debt": "融券负债", "slo_market_value": "融券市值", "slo_fee": "融券息费", "other_fare": "其它费用",
+    "fin_max_quota": "融资授信额度", "fin_enable_quota": "融资可用额度", "fin_used_quota": "融资冻结额度",
+    "slo_max_quota": "融券授信额度", "slo_enable_quota": "融券可用额度", "slo_used_quota": "融券冻结额度",
+    "slo_sell_balance": "融券卖出资金", "used_slo_sell_balance": "已用融券卖出资金",
+    "surplus_slo_sell_balance": "剩余融券卖出资金"}
+COMPACT_KEYS: dict[str, str] = {
+    "code": "股票代码", "compact_id": "合约编号", "compact_type": "合约类型", "cashgroup_prop": "头寸来源",
+    "market": "证券市场", "open_date": "开仓日期", "ret_end_date": "到期日", "business_vol": "合约证券数量",
+    "real_compact_vol": "未还合约数量", "business_balance": "合约金额", "business_fare": "合约息费",
+    "real_compact_balance": "未还合约金额", "real_compact_fare": "未还合约息费", "repaid_fare": "已还息费",
+    "repaid_balance": "已还金额", "position_str": "定位串"}
+SUBJECT_KEYS: dict[str, str] = {"code": "股票代码", "market": "证券市场", "fin_status": "融资状态",
+                                "slo_status": "融券状态", "fin_ratio": "融资保证金比例", "slo_ratio": "融券保证金比例"}
+SLO_CODE_KEYS: dict[str, str] = {"code": "股票代码", "market": "证券市场", "cashgroup_prop": "头寸来源",
+                                 "enable_amount": "融券可融数量"}
+ASSURE_KEYS: dict[str, str] = {"code": "股票代码", "market": "证券市场", "assure_status": "是否可做担保",
+                               "assure_ratio": "担保品折算比例"}
+
+
+def keyed(report: Any, keys: dict[str, str]) -> dict[str, Any]:
+    """A credit report with the Chinese keys of ``keys`` (field -> key), in that order."""
+    return {key: getattr(report, name) for name, key in keys.items()}
+
+
 # --- errors -----------------------------------------------------------------------------------------------------
 _CODE_OF_CLASS = {cls: code for code, cls in reversed(list(ERROR_CLASSES.items()))}
 
@@ -122,9 +153,22 @@ EXAMPLES: dict[str, Any] = {
                       "委托状态": "已撤", "订单编号": 403701775, "柜台合同编号": "131", "报单时间": 1657218000}],
     "/place_order": {"order_id": 403701775},
     "/cancel_order": {"cancel_order_result": 0},
+    "/repay_cash": {"order_id": 403701776},
+    "/query/credit_detail": {"总资产": 110004.9, "可用金额": 89994.9, "冻结金额": 0.0, "总市值": 10010.0,
+                             "可用保证金": 89994.9, "维持担保比例": 11.0005, "总负债": 10000.0, "融资负债": 10000.0,
+                             "融资息费": 0.0, "融券负债": 0.0, "...": "(every key of DETAIL_KEYS)"},
+    "/query/stk_compacts": [{"股票代码": "600000.SH", "合约编号": "F20240102000001", "合约类型": 0, "头寸来源": 0,
+                             "证券市场": 0, "开仓日期": 20240102, "到期日": 20240630, "合约证券数量": 1000,
+                             "未还合约数量": 1000, "合约金额": 10000.0, "合约息费": 2.0, "未还合约金额": 10000.0,
+                             "未还合约息费": 2.0, "已还息费": 0.0, "已还金额": 0.0, "定位串": "F20240102000001"}],
+    "/query/credit_subjects": [{"股票代码": "600000.SH", "证券市场": 0, "融资状态": 0, "融券状态": 0,
+                                "融资保证金比例": 1.0, "融券保证金比例": 1.2}],
+    "/query/credit_slo_code": [{"股票代码": "600000.SH", "证券市场": 0, "头寸来源": 0, "融券可融数量": 100000}],
+    "/query/credit_assure": [{"股票代码": "600000.SH", "证券市场": 0, "是否可做担保": 0, "担保品折算比例": 0.7}],
 }
 ERROR_EXAMPLES: dict[str, Any] = {
     "/place_order": {"order_id": FAILED_ORDER_ID, "error": _ERROR},
+    "/repay_cash": {"order_id": FAILED_ORDER_ID, "error": {**_ERROR, "broker_message": "无融资负债可还"}},
     "/cancel_order": {"cancel_order_result": FAILED_CANCEL,
                       "error": {**_ERROR, "broker_message": "订单已成交或已撤销"}},
     "/login": {"status": FAILED_LOGIN, "error": {"code": "broker_unavailable", "message": "MiniQMT is not connected",

@@ -50,6 +50,8 @@ _DETAIL = {"balance": "m_dBalance", "available": "m_dAvailable", "frozen_cash": 
            "slo_sell_balance": "m_dSloSellBalance", "used_slo_sell_balance": "m_dUsedSloSellBalance",
            "surplus_slo_sell_balance": "m_dSurplusSloSellBalance"}
 
+DETAIL_ATTRS = _DETAIL  # report field -> the wheel's attribute (xtqueue/compat/remote builds the objects back)
+
 
 def compact_report(o: Any) -> c.CompactReport:
     g = lambda name: getattr(o, name, None)  # noqa: E731

@@ -9,8 +9,10 @@ points of ``executor.sim.qmt.wire.CALLS``; the work is done by ``session.RemoteS
 ``connect()`` reads the settings (``settings.py``: ``<path>/xtqueue-remote.toml``, then the environment), asks the
 executor whether it runs and has MiniQMT, and returns 0, or -1 as the binary does when MiniQMT cannot be reached.
 
-What the executor does not serve (credit, IPO, fund/stock transfers, bank, SMT, export, smart algo: the request
-structs and entry points of ``UNSERVED``) fails as xtquant fails when its binary lacks an entry point: the wheel's
+Credit (两融) accounts are served: orders of the credit order types and the five credit queries, with the
+account's type checked against the one the executor trades (``credit.py``). What the executor does not serve
+(IPO, fund/stock transfers, bank, SMT, export, smart algo: the request structs and entry points of ``UNSERVED``)
+fails as xtquant fails when its binary lacks an entry point: the wheel's
 call raises ``AttributeError`` (here ``NotServed``, also a ``NotImplementedError``) naming it, before anything is
 sent. Never a silent answer.
 """
@@ -33,11 +35,6 @@ STAND_IN = "xtqueue-remote"  # is_remote(): this module's marker
 
 #: entry points of the wheel (xtquant/xttrader.py) the executor does not serve, with the XtQuantTrader methods
 UNSERVED: dict[str, str] = {
-    "queryCreditDetailWithSeq": "query_credit_detail(_async)",
-    "queryStkCompactsWithSeq": "query_stk_compacts(_async)",
-    "queryCreditSubjectsWithSeq": "query_credit_subjects(_async)",
-    "queryCreditSloCodeWithSeq": "query_credit_slo_code(_async)",
-    "queryCreditAssureWithSeq": "query_credit_assure(_async)",
     "queryNewPurchaseLimitWithSeq": "query_new_purchase_limit(_async)",
     "queryIPODataWithSeq": "query_ipo_data(_async)",
     "transferWithSeq": "fund_transfer, secu_transfer",
@@ -75,8 +72,9 @@ class NotServed(AttributeError, NotImplementedError):
         super().__init__(
             f"xtquant.xtpythonclient (xtqueue remote) has no {what}"
             + (f": XtQuantTrader.{method} is not served by the xtqueue executor" if method else "")
-            + " (served: stock orders and cancels, sync and async, and the stock asset, order, trade, position and "
-              "account queries); see README 'Run your xtquant program unchanged'")
+            + " (served: stock and credit orders and cancels, sync and async, the stock asset, order, trade, "
+              "position and account queries, and the five credit queries); see README 'Run your xtquant program "
+              "unchanged'")
 
 
 def _entry_of_struct(name: str) -> str:

@@ -49,6 +49,7 @@ from typing import Any
 from producer_lib import (BrokerRejected, Client, ClientClosed, Gap, OutcomeUnknown, Rejected, XtqueueError,
                           contract as c)
 
+from . import credit as cr
 from . import translate as tr
 from .settings import RemoteSettings
 
@@ -76,6 +77,7 @@ class RemoteSession:
         self.settings = settings
         self._fire = fire
         self.account = settings.account
+        self.account_type: str | None = None  # what the executor trades, from its ping (None: it does not say)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="xtpythonclient-xtqueue", daemon=True)
         self._client: Client | None = None
@@ -113,6 +115,7 @@ class RemoteSession:
         if not pong.broker_connected:
             log.warning("xtqueue remote: the executor of %s runs but is not connected to MiniQMT", self.account)
             return False
+        self.account_type = pong.account_type
         self._spawn(self._pump(mark))
         self._spawn(self._watch())
         return True
@@ -237,7 +240,7 @@ class RemoteSession:
             self._fire("bindOnStockAssetCallback", (tr.asset(ev.asset),))
         elif isinstance(ev, c.AccountStatusChanged):
             self._fire("bindOnUpdateAccountStatusCallback",
-                       (tr.CppStruct(m_strAccountID=self.account, m_nAccountType=tr.xc.SECURITY_ACCOUNT,
+                       (tr.CppStruct(m_strAccountID=self.account, m_nAccountType=self._xt_type,
                                      m_nStatus=ev.status),))
 
     async def _texts_of(self, coid: str, strategy: str) -> tr.Texts:
@@ -278,15 +281,30 @@ class RemoteSession:
 
         if not self._dead:
             try:
-                getattr(self, "_" + entry)(seq, f)
+                if entry in cr.QUERIES:
+                    self._credit_query(entry, seq, f)
+                else:
+                    getattr(self, "_" + entry)(seq, f)
                 return
             except Exception:  # noqa: BLE001 - a bug here must not leave a sync call waiting forever
                 log.exception("xtqueue remote: %s failed before anything was sent; answered as refused", entry)
         for binding, args in refusal(entry, seq, f):  # the answers of a call on a dead link
             self._fire(binding, args)
 
+    @property
+    def _xt_type(self) -> int:
+        return cr.XT_ACCOUNT_TYPES[self.account_type or "STOCK"]
+
+    def _refusal(self, f: dict) -> str | None:
+        """Why the request's account is not the executor's (another id, or another type: credit.py); None if it is.
+        A wrong type is a program set up for another account: said in the log as well as in the answer."""
+        why = cr.account_refusal(f, self.account, self.account_type)
+        if why is not None and f.get("m_strAccountID") == self.account:
+            log.warning("xtqueue remote: refused: %s", why)
+        return why
+
     def _served(self, f: dict) -> bool:
-        return f.get("m_strAccountID") == self.account
+        return self._refusal(f) is None
 
     def _subscribeWithSeq(self, seq: int, f: dict) -> None:
         ok = self._served(f)
@@ -303,35 +321,41 @@ class RemoteSession:
     def _orderStockWithSeq(self, seq: int, f: dict) -> None:
         texts = tr.Texts(tr.cut_remark(f.get("m_strOrderRemark", "")),
                          f.get("m_strStrategyName", "")[:c.XT_TEXT_MAX_CHARS])
-        side = tr.ORDER_TYPES.get(f.get("m_nOrderType"))
-        price_type = tr.PRICE_TYPES.get(f.get("m_nPriceType"))
-        if not self._served(f):
-            return self._refuse_order(seq, texts, c.ErrorCode.INVALID_REQUEST,
-                                      f"account {f.get('m_strAccountID')!r} is not served here (this trader's "
-                                      f"executor serves {self.account!r}); nothing was placed")
-        if side is None:
-            return self._refuse_order(seq, texts, c.ErrorCode.INVALID_REQUEST,
-                                      f"order type {f.get('m_nOrderType')} is not served by xtqueue (stock buy 23 "
-                                      "and sell 24 only); nothing was placed")
-        if price_type is None:
-            return self._refuse_order(seq, texts, c.ErrorCode.INVALID_REQUEST,
-                                      f"price type {f.get('m_nPriceType')} is not served by xtqueue; nothing was "
-                                      "placed")
+        order_type = f.get("m_nOrderType")
+        side = cr.side_of(order_type)
+        why = self._refusal(f)
+        if why is None and side is None:
+            why = (f"order type {order_type} is not served by xtqueue (stock buy 23 and sell 24; on a CREDIT "
+                   "account also 27-32 and 40-45)")
+        if why is None:
+            why = cr.credit_side_refusal(side, order_type, self.account_type)
+        price_type = c.PriceType.LIMIT if side is not None and side.is_direct else \
+            tr.PRICE_TYPES.get(f.get("m_nPriceType"))
+        if why is None and price_type is None:
+            why = f"price type {f.get('m_nPriceType')} is not served by xtqueue"
+        if why is not None:
+            return self._refuse_order(seq, texts, c.ErrorCode.INVALID_REQUEST, why + "; nothing was placed")
         coid = c.new_client_order_id()
         self._own[coid] = _Own(seq, texts)
-        price = f.get("m_dPrice") if price_type is c.PriceType.LIMIT else None
+        price = f.get("m_dPrice") if price_type is c.PriceType.LIMIT and not side.is_direct else None
+        # a direct cash repayment: the amount in yuan is the float the wheel put beside int(volume)
+        amount = f.get("m_dOrderAmount") if side.is_cash_repay else None
         self._spawn(self._place(coid, f.get("m_strStockCode", ""), side, f.get("m_nOrderVolume", 0), price,
-                                price_type))
+                                price_type, amount))
 
     async def _place(self, coid: str, code: str, side: c.Side, volume: int, price: float | None,
-                     price_type: c.PriceType) -> None:
+                     price_type: c.PriceType, amount: float | None = None) -> None:
         own = self._own[coid]
         sent = time.monotonic()
         ttl_s = self.settings.order_ttl_ms / 1000
+        kw = dict(client_order_id=coid, deadline=ttl_s, xt_remark=own.texts.remark,
+                  xt_strategy_name=own.texts.strategy_name)
         try:
-            ack = await self._client.place_order(code, side, volume, price, price_type=price_type,
-                                                 client_order_id=coid, deadline=ttl_s, xt_remark=own.texts.remark,
-                                                 xt_strategy_name=own.texts.strategy_name)
+            if side.is_cash_repay:
+                ack = await self._client.repay_cash(code, amount, special=side is c.Side.DIRECT_CASH_REPAY_SPECIAL,
+                                                    **kw)
+            else:
+                ack = await self._client.place_order(code, side, volume, price, price_type=price_type, **kw)
         except BrokerRejected as e:
             oid = e.order_id or -1
             text = tr.error_text(c.ErrorCode.BROKER_REJECTED, e.message, e.broker_message)
@@ -544,11 +568,19 @@ class RemoteSession:
     def _queryAccountInfosWithSeq(self, seq: int, f: dict) -> None:
         async def fetch() -> list:
             status = await self._client.query_account_status()
-            return [tr.account_info(self.account, status.status)]
+            return [tr.account_info(self.account, status.status, self._xt_type)]
         self._query("bindOnQueryAccountInfosCallback", seq, None, fetch)
 
     def _queryAccountStatusWithSeq(self, seq: int, f: dict) -> None:
         async def fetch() -> list:
             status = await self._client.query_account_status()
-            return [tr.account_status(self.account, status.status)]
+            return [tr.account_status(self.account, status.status, self._xt_type)]
         self._query("bindOnQueryAccountStatusCallback", seq, None, fetch)
+
+    def _credit_query(self, entry: str, seq: int, f: dict) -> None:
+        """One of the five credit queries (credit.QUERIES): the executor's list as the manual's objects."""
+        binding, method, build = cr.QUERIES[entry]
+
+        async def fetch() -> list:
+            return [build(self.account, r) for r in await getattr(self._client, method)()]
+        self._query(binding, seq, f, fetch)

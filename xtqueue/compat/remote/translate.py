@@ -18,7 +18,13 @@ from producer_lib import contract as c
 
 REMARK_MAX_BYTES = c.CLIENT_ORDER_ID_MAX_BYTES  # MiniQMT keeps 24 bytes of order_remark (UTF-8: a Chinese char is 3)
 
-SIDE_OFFSET = {c.Side.BUY: xc.OFFSET_FLAG_OPEN, c.Side.SELL: xc.OFFSET_FLAG_CLOSE}
+
+
+def offset_of(side: c.Side | None) -> int:
+    """The offset flag of an order's side: open for what buys (credit buys included), close for the rest."""
+    if side is None:
+        return 0
+    return xc.OFFSET_FLAG_OPEN if side.is_buy else xc.OFFSET_FLAG_CLOSE
 
 
 def cut_remark(remark: str) -> str:
@@ -43,14 +49,14 @@ def broker_texts(client_order_id: str, strategy: str) -> Texts:
 def order(account: str, r: c.OrderReport, t: Texts) -> SimXtOrder:
     return SimXtOrder(account, r.code, r.order_id, r.order_sysid, r.order_time, r.order_type, r.volume,
                       r.price_type, r.price, r.traded_volume, r.traded_price, r.status_code, r.status_msg,
-                      t.strategy_name, t.remark, xc.DIRECTION_FLAG_LONG, SIDE_OFFSET.get(r.side, 0), "",
+                      t.strategy_name, t.remark, xc.DIRECTION_FLAG_LONG, offset_of(r.side), "",
                       r.instrument_name)
 
 
 def trade(account: str, r: c.TradeReport, t: Texts) -> SimXtTrade:
     return SimXtTrade(account, r.code, r.order_type, r.trade_id, r.traded_time, r.price, r.volume, r.amount,
                       r.order_id, r.order_sysid, t.strategy_name, t.remark, xc.DIRECTION_FLAG_LONG,
-                      SIDE_OFFSET.get(r.side, 0), r.commission, "", r.instrument_name)
+                      offset_of(r.side), r.commission, "", r.instrument_name)
 
 
 def position(account: str, r: c.PositionReport) -> SimXtPosition:
@@ -68,12 +74,12 @@ def asset(r: c.AssetReport) -> SimXtAsset:
     return SimXtAsset(r.account, r.cash, r.frozen_cash, r.market_value, r.total_asset, r.fetch_balance)
 
 
-def account_status(account: str, status: int) -> xt.XtAccountStatus:
-    return xt.XtAccountStatus(account, xc.SECURITY_ACCOUNT, status)
+def account_status(account: str, status: int, account_type: int = xc.SECURITY_ACCOUNT) -> xt.XtAccountStatus:
+    return xt.XtAccountStatus(account, account_type, status)
 
 
-def account_info(account: str, status: int) -> SimXtAccountInfo:
-    return SimXtAccountInfo(account, status)
+def account_info(account: str, status: int, account_type: int = xc.SECURITY_ACCOUNT) -> SimXtAccountInfo:
+    return SimXtAccountInfo(account, status, account_type)
 
 
 def order_error(account: str, order_id: int, error_id: int, message: str, t: Texts, seq: int) -> SimXtOrderError:
@@ -85,8 +91,7 @@ def cancel_error(account: str, order_id: int, market: int, sysid: str, error_id:
     return xt.XtCancelError(account, order_id, market, sysid, error_id, message)
 
 
-# --- orders: xtquant's codes → the contract's ------------------------------------------------------------------
-ORDER_TYPES = {xc.STOCK_BUY: c.Side.BUY, xc.STOCK_SELL: c.Side.SELL}
+# --- orders: xtquant's codes → the contract's (order types: credit.side_of) ------------------------------------
 PRICE_TYPES = {
     xc.FIX_PRICE: c.PriceType.LIMIT,
     xc.LATEST_PRICE: c.PriceType.LATEST,
