@@ -54,7 +54,10 @@ _MAYBE_SECRET = ("sig", "password", "passwd", "pwd", "secret", "token", "hmac", 
 
 def _maybe_secret(line: str) -> bool:
     low = line.lower()
-    return any(word in low for word in _MAYBE_SECRET)
+    # spelled out: five records an order, and a generator over _MAYBE_SECRET costs nearly twice this (2.4 against
+    # 1.4 µs on a place_order line)
+    return ("sig" in low or "password" in low or "passwd" in low or "pwd" in low or "secret" in low
+            or "token" in low or "hmac" in low or "api_key" in low or "://" in low)
 _REDIS_BACKLOG = 100_000
 _STREAM_BATCH = 2_000  # entries per script call
 

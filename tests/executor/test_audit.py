@@ -89,3 +89,13 @@ async def test_audit_can_be_switched_off(make_executor, client, r, account, sett
     await ex.stop()
     assert await r.xlen(c.Keys(account).audit) == 0
     assert not (settings_for().state_dir / f"audit-{account}.log").exists()
+
+
+def test_the_quick_secret_scan_knows_every_listed_word():
+    # _maybe_secret spells _MAYBE_SECRET out for speed: the two must not drift apart (a word only in the list
+    # would let a secret-like field through unmasked).
+    from executor.safety import audit
+
+    for word in audit._MAYBE_SECRET:
+        assert audit._maybe_secret(f'{{"x{word.upper()}y": 1}}'), word
+    assert not audit._maybe_secret('{"b.code":"600000.SH","b.side":"buy","b.volume":"100"}')

@@ -159,3 +159,14 @@ def test_a_request_names_the_account_and_the_type_the_executor_trades():
     assert credit_side_refusal(c.Side.FIN_BUY, 27, "CREDIT") is None
     assert credit_side_refusal(c.Side.BUY, 23, "STOCK") is None
     assert "needs a CREDIT account" in credit_side_refusal(c.Side.DIRECT_CASH_REPAY, 32, None)
+
+
+def test_the_sessions_own_order_map_keeps_the_newest_within_its_bound():
+    from xtqueue.compat.remote.session import _bounded_put
+
+    own: dict = {}
+    for i in range(10):
+        _bounded_put(own, f"coid{i}", i, 4)
+    assert list(own) == ["coid6", "coid7", "coid8", "coid9"]
+    _bounded_put(own, "coid7", 70, 4)  # an update keeps its place and the bound
+    assert own == {"coid6": 6, "coid7": 70, "coid8": 8, "coid9": 9}

@@ -57,6 +57,10 @@ log = logging.getLogger("xtqueue.compat.remote")
 
 Fire = Callable[[str, tuple], None]
 _LOOKUP_CACHE = 100_000  # client order id -> Texts, for orders this session did not place
+# This session's own orders and cancels, kept for their later answers and events: the oldest go beyond these (a
+# trading day's orders fit many times over; a program that runs for weeks does not grow without end).
+_OWN_MAX = 200_000
+_CANCELS_MAX = 100_000
 
 
 @dataclass(slots=True)
@@ -336,7 +340,7 @@ class RemoteSession:
         if why is not None:
             return self._refuse_order(seq, texts, c.ErrorCode.INVALID_REQUEST, why + "; nothing was placed")
         coid = c.new_client_order_id()
-        self._own[coid] = _Own(seq, texts)
+        _bounded_put(self._own, coid, _Own(seq, texts), _OWN_MAX)
         price = f.get("m_dPrice") if price_type is c.PriceType.LIMIT and not side.is_direct else None
         # a direct cash repayment: the amount in yuan is the float the wheel put beside int(volume)
         amount = f.get("m_dOrderAmount") if side.is_cash_repay else None
@@ -421,8 +425,8 @@ class RemoteSession:
                    (tr.order_error(self.account, -1, tr.xtqueue_error_id(code), text, texts, seq),))
 
     def _respond(self, coid: str, order_id: int, error_msg: str) -> None:
-        own = self._own[coid]
-        if own.responded:
+        own = self._own.get(coid)
+        if own is None or own.responded:
             return
         own.responded = True
         self._fire("bindOnOrderStockRespCallback",
@@ -431,8 +435,8 @@ class RemoteSession:
                                           m_strOrderRemark=own.texts.remark, m_strErrorMsg=error_msg)))
 
     def _order_error(self, coid: str, order_id: int, error_id: int, message: str) -> None:
-        own = self._own[coid]
-        if own.errored:
+        own = self._own.get(coid)
+        if own is None or own.errored:
             return
         own.errored = True
         self._fire("bindOnOrderErrorCallback",
@@ -451,7 +455,7 @@ class RemoteSession:
         if sysid and market is None:
             return self._cancel_answer(seq, key, order_id, sysid, market, c.ErrorCode.INVALID_REQUEST,
                                        f"market {f.get('m_nMarket')!r} / {f.get('m_strMarket')!r} is not SH, SZ or BJ")
-        self._cancels[key] = "sent"
+        _bounded_put(self._cancels, key, "sent", _CANCELS_MAX)
         self._spawn(self._cancel(seq, key, order_id, sysid, market))
 
     async def _cancel(self, seq: int, key: Any, order_id: int, sysid: str, market: c.Market | None) -> None:
@@ -584,3 +588,10 @@ class RemoteSession:
         async def fetch() -> list:
             return [build(self.account, r) for r in await getattr(self._client, method)()]
         self._query(binding, seq, f, fetch)
+
+
+def _bounded_put(d: dict, key: Any, value: Any, limit: int) -> None:
+    """``d[key] = value``, dropping the oldest keys beyond ``limit`` (dicts keep insertion order)."""
+    d[key] = value
+    while len(d) > limit:
+        del d[next(iter(d))]
