@@ -43,7 +43,7 @@ from executor.sim.session import Session
 
 from . import other_calls
 from .endpoint import hang_up, new_authkey, no_delay, remove_endpoint, write_endpoint
-from .wire import ANSWER, CALLS, E_NOT_CONNECTED, NOT_CONNECTED, PROTOCOL, CppStruct, failed
+from .wire import ANSWER, CALLS, E_INTERNAL, E_NOT_CONNECTED, INTERNAL, NOT_CONNECTED, PROTOCOL, CppStruct, failed, refusal
 
 log = logging.getLogger("executor.sim.qmt")
 
@@ -150,7 +150,15 @@ class _Connection:
                 if handler is None:
                     log.error("qmt-sim: unknown entry point %r from session %s", entry, name)
                     continue
-                handler(seq, fields)
+                try:
+                    handler(seq, fields)
+                except (EOFError, OSError):
+                    raise
+                except Exception as exc:  # a simulator bug: answer the call (a sync caller must not hang), go on
+                    log.exception("qmt-sim: %s failed for session %s; answered as failed", entry, name)
+                    for binding, args in refusal(entry, seq, fields,
+                                                 error=(E_INTERNAL, INTERNAL.format(E_INTERNAL, repr(exc)[:200]))):
+                        self.send(binding, args)
         except (EOFError, OSError):
             pass
         except Exception:

@@ -138,11 +138,14 @@ def failed(entry: str, fields: dict, text: str) -> Any:
 E_NOT_CONNECTED = 100001  # executor/sim/engine.py's tier-1 "disconnected" id, so both simulators say the same
 E_CANCEL_NOT_CONNECTED = 100704
 NOT_CONNECTED = "[COUNTER] [{}][交易连接已断开] not connected to MiniQMT"  # shaped as engine.msg
+E_INTERNAL = 100002
+INTERNAL = "[COUNTER] [{}][内部错误] the simulated MiniQMT failed on this request: {}"
 
 
-def refusal(entry: str, seq: int, fields: dict) -> list[tuple[str, tuple]]:
+def refusal(entry: str, seq: int, fields: dict, *, error: tuple[int, str] | None = None) -> list[tuple[str, tuple]]:
     """The answers to a call made on a session that is not connected (never connected, stopped, or the link
-    dropped): orders and cancels are refused with their error push, queries answer None, subscribe -1."""
+    dropped): orders and cancels are refused with their error push, queries answer None, subscribe -1.
+    ``error``: (id, text) to give instead of "not connected" (the simulated MiniQMT failed on the request)."""
     from xtquant import xttype as xt
 
     from executor.sim.objects import SimXtOrderError
@@ -150,22 +153,22 @@ def refusal(entry: str, seq: int, fields: dict) -> list[tuple[str, tuple]]:
     binding = CALLS[entry][1]
     aid = fields.get("m_strAccountID", "")
     if entry == "orderStockWithSeq":
-        text = NOT_CONNECTED.format(E_NOT_CONNECTED)
+        eid, text = error or (E_NOT_CONNECTED, NOT_CONNECTED.format(E_NOT_CONNECTED))
         resp = CppStruct(m_strAccountID=aid, m_nOrderID=-1, m_strStrategyName=fields.get("m_strStrategyName", ""),
                          m_strOrderRemark=fields.get("m_strOrderRemark", ""), m_strErrorMsg=text)
-        err = SimXtOrderError(aid, -1, E_NOT_CONNECTED, text, fields.get("m_strStrategyName", ""),
+        err = SimXtOrderError(aid, -1, eid, text, fields.get("m_strStrategyName", ""),
                               fields.get("m_strOrderRemark", ""), seq)
         return [(binding, (seq, resp)), ("bindOnOrderErrorCallback", (err,))]
     if entry == "cancelOrderStockWithSeq":
-        text = NOT_CONNECTED.format(E_CANCEL_NOT_CONNECTED)
+        eid, text = error or (E_CANCEL_NOT_CONNECTED, NOT_CONNECTED.format(E_CANCEL_NOT_CONNECTED))
         sysid = fields.get("m_strOrderSysID", "")
         resp = CppStruct(m_strAccountID=aid, m_nCancelResult=-1, m_nOrderID=fields.get("m_nOrderID", -1),
                          m_strOrderSysID=sysid, m_strErrorMsg=text)
         err = xt.XtCancelError(aid, fields.get("m_nOrderID", -1), fields.get("m_nMarket", -1), sysid,
-                               E_CANCEL_NOT_CONNECTED, text)
+                               eid, text)
         return [(binding, (seq, resp)), ("bindOnCancelErrorCallback", (err,))]
     if entry in ("subscribeWithSeq", "unsubscribeWithSeq"):
         return [(binding, (seq, -1))]
     if entry in ANSWER:
-        return [(binding, (seq, failed(entry, fields, NOT_CONNECTED.format(E_NOT_CONNECTED))))]
+        return [(binding, (seq, failed(entry, fields, error[1] if error else NOT_CONNECTED.format(E_NOT_CONNECTED))))]
     return [(binding, (seq, None))]
