@@ -1,7 +1,7 @@
 """The executor's own command (执行器命令): its flags, built from ``ExecutorSettings`` (one schema), the settings
 loaded from flags > environment XTQUEUE_* > TOML file > defaults, and ``--check`` (the heartbeat read, for Windows
-autostart and monitoring). ``xtqueue executor`` (xtqueue/cli.py) and ``python -m executor`` (executor/__main__.py)
-both run it, so the executor never imports the xtqueue command.
+autostart and monitoring). ``xtqueue executor`` (xtqueue/cli/processes.py) and ``python -m executor``
+(executor/__main__.py) both run it, so the executor never imports the xtqueue command.
 """
 
 from __future__ import annotations

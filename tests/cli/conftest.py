@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from producer_lib import contract as c
 from xtqueue import cli as cli_mod
+from xtqueue.cli import _connect
 
 
 @pytest.fixture
@@ -96,5 +97,5 @@ class FakeClient:
 def fake_client(monkeypatch):
     """Install a FakeClient as the CLI's client; returns it (set ``.error`` to make every call raise)."""
     fake = FakeClient()
-    monkeypatch.setattr(cli_mod, "_client", lambda g, strategy="": fake)
+    monkeypatch.setattr(_connect, "client", lambda g, strategy="": fake)
     return fake

@@ -156,7 +156,7 @@ def test_no_password_in_an_unexpected_error(run, fake_client):
 # --- global options after the command name ------------------------------------------------------------------------
 def test_global_options_after_the_subcommand(run, fake_client, monkeypatch):
     seen = {}
-    monkeypatch.setattr("xtqueue.cli._client", lambda g, strategy="": seen.setdefault("g", g) and fake_client)
+    monkeypatch.setattr("xtqueue.cli._connect.client", lambda g, strategy="": seen.setdefault("g", g) and fake_client)
     result = run("orders", "--account", "ACC9", "--redis-url", "redis://10.0.0.9:6379/1")
     assert result.exit_code == 0, result.output
     assert seen["g"].account == "ACC9" and seen["g"].redis_url == "redis://10.0.0.9:6379/1"

@@ -24,10 +24,10 @@ def test_mask_url_hides_every_password(text, masked):
 
 def test_cli_and_executor_mask_with_the_one_function():
     from executor import logs
-    from xtqueue import cli
+    from xtqueue.cli import _options as cli_options
 
     assert logs.mask_url is mask_url
-    assert cli._mask_url("redis://u:s3cret@h") == mask_url("redis://u:s3cret@h") == "redis://u:***@h"
+    assert cli_options.mask_url("redis://u:s3cret@h") == mask_url("redis://u:s3cret@h") == "redis://u:***@h"
     assert "s3cret" not in logs.redact("url redis://u:s3cret@h")
 
 
@@ -42,11 +42,11 @@ def test_security_kwargs_only_what_is_given():
 def test_cli_and_executor_keep_their_own_errors_and_empty_rules():
     from executor.safety.auth import AuthConfigError
     from executor.safety.auth import redis_security_kwargs as executor_kwargs
-    from xtqueue import cli
+    from xtqueue.cli import _options as cli_options
 
-    assert cli._redis_kwargs("redis://h", username="", password="", ca=None, cert=None, key=None) == {}
+    assert cli_options.redis_kwargs("redis://h", username="", password="", ca=None, cert=None, key=None) == {}
     with pytest.raises(click.UsageError, match="rediss://"):
-        cli._redis_kwargs("redis://h", username=None, password=None, ca="ca.pem", cert=None, key=None)
+        cli_options.redis_kwargs("redis://h", username=None, password=None, ca="ca.pem", cert=None, key=None)
 
     class Settings:
         redis_url = "redis://h"

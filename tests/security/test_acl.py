@@ -198,7 +198,7 @@ def test_operator_user(server, generated):
     assert r.xrange(K1.commands) and r.get(K2.heartbeat) == b"{}"
     r.xrange(K1.dead_letter)
     r.xrange(K1.events)
-    from xtqueue.cli import _halt_read, _halt_write  # exactly what `xtqueue halt` / `xtqueue resume` send
+    from xtqueue.cli.ops import _halt_read, _halt_write  # exactly what `xtqueue halt` / `xtqueue resume` send
     _halt_write(r, K1.halt, True, "runaway strategy")
     assert c.halt_state(_halt_read(r, K1.halt))[1:] == (True, "runaway strategy")
     _halt_write(r, K1.halt, False, "")

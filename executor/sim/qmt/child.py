@@ -1,12 +1,14 @@
-"""A simulated MiniQMT as a child process that cannot outlive its parent (``xtqueue executor --broker sim``).
+"""A simulated MiniQMT as a child process that cannot outlive its parent (``xtqueue executor --broker sim``, and
+``xtqueue run --start-sim`` for the program it runs).
 
 ``ChildMiniQmt(path, args).ensure()`` does nothing while some simulated MiniQMT serves ``path`` (one started by
 hand with ``xtqueue qmt-sim``, one shared by several executors, or a test's in-process server). Otherwise it starts
 ``python -m xtqueue qmt-sim --path DIR --exit-on-stdin-eof ARGS`` and waits for its serving line. The child reads
 its standard input, a pipe only this process holds the write end of, until end of file: when this process exits,
 however it exits (SIGKILL and TerminateProcess included), the system closes the pipe and the child shuts down
-cleanly (its last commits flushed). It runs in a session/process group of its own, so a Ctrl+C meant for the
-executor does not end it before the executor's own orderly shutdown has finished with it.
+cleanly (its last commits flushed); ``close()`` does the same sooner. It runs in a session/process group of its
+own, so a Ctrl+C meant for the executor (or the program) does not end it before their own orderly shutdown has
+finished with it.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ class ChildMiniQmt:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
-    def ensure(self) -> None:
-        """Return once a simulated MiniQMT serves the folder, starting the child if none does."""
+    def ensure(self) -> bool:
+        """Return once a simulated MiniQMT serves the folder, starting the child if none does: True when this call
+        started it, False when one already served."""
         with self._lock:
             if serving(self.path):
-                return
+                return False
             self._end_child()  # one that runs but does not serve is of no use (a stale start)
             self._proc = self._spawn()
+            return True
 
     def _spawn(self) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(self.path), "--exit-on-stdin-eof",
