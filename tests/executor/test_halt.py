@@ -370,3 +370,11 @@ async def test_no_order_written_after_the_halt_is_placed_while_the_watch_answers
         await asyncio.wait_for(serving, 10)
         ctl.close()
         seeded.close()
+
+
+async def test_cli_halt_cancel_open_without_an_executor_halts_and_says_the_cancels_were_not_sent(r, account, cli_run):
+    res = await cli_run("halt", account, "--reason", "no one home", "--cancel-open")
+    assert res.exit_code == 1
+    assert f"halted {account}" in res.output
+    assert f"no executor serves {account} now: open orders were NOT cancelled" in res.output
+    assert c.halt_state(await r.xrevrange(c.Keys(account).halt, count=1))[1:] == (True, "no one home")

@@ -15,7 +15,7 @@ import click
 from xtqueue import _render as r
 
 from . import _connect
-from ._connect import CliError, client_unchecked, read_heartbeat, redis_checked
+from ._connect import CliError, NoExecutor, client_unchecked, read_heartbeat, redis_checked
 from ._options import CONTEXT, Globals, json_option, mask_url
 
 
@@ -254,7 +254,15 @@ def halt(g: Globals, account_arg: str | None, reason: str | None, cancel_open: b
     if not cancel_open:
         return
     failed = 0
-    with _connect.client(dataclasses.replace(g, account=account)) as c:
+    try:
+        opened = _connect.client(dataclasses.replace(g, account=account))
+    except NoExecutor:
+        # The halt above is written and holds for whichever executor serves next; only the cancels need one now.
+        click.echo(f"no executor serves {account} now: open orders were NOT cancelled (the halt holds: the next "
+                   f"executor reads it before any order). Once one runs: xtqueue halt {account} --cancel-open",
+                   err=True)
+        sys.exit(r.EXIT_ERROR)
+    with opened as c:
         rows = c.query_orders(cancelable_only=True)
         for row in rows:
             try:
