@@ -248,7 +248,8 @@ def check_real_xtquant() -> None:
         where = "on Windows next to a running MiniQMT" if sys.platform != "win32" else "with MiniQMT's xtquant"
         raise CommandError(
             "broker", f"--broker xt cannot load xtquant's trading client here ({exc}); it runs {where}. Nothing was "
-            "started. On this machine use --broker sim (xtquant's own trader class on a simulated MiniQMT, see `xtqueue qmt-sim`)."
+            "started. On this machine use --broker sim (xtquant's own trader class on a simulated MiniQMT, see "
+            "`xtqueue qmt-sim`)."
         ) from None
 
 
