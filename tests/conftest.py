@@ -110,3 +110,28 @@ def wheel_loop():
     gc.collect()
     asyncio.set_event_loop(None)
     loop.close()
+
+
+@pytest.fixture
+def executor_process(redis_url, account, tmp_path, redis_client):
+    """A real ``xtqueue executor`` process (with its own simulated MiniQMT) serving ``account``: yields (proc,
+    SimControl); stopped with SIGTERM afterwards, which must be a clean shutdown (exit code 0)."""
+    from executor.sim import SimControl
+    from producer_lib import SyncClient
+    from support import ExecutorProcess
+
+    executor = ExecutorProcess(redis_url, account, tmp_path, "--probe-interval-ms", "300",
+                               "--reconnect-max-backoff-ms", "300", clean_env=True).start()
+    control = None
+    try:
+        with SyncClient(redis_url, account) as probe:
+            probe.ping()  # waits (bounded by the command's deadline) until the executor serves; pings always answer
+        assert executor.alive, executor.log()
+        control = SimControl(executor.sim_path)
+        yield executor.proc, control
+    finally:
+        try:
+            assert executor.stop() == 0, executor.log()
+        finally:
+            if control is not None:
+                control.close()

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from remote_helpers import Executor, QmtSim, wait_serving
+from remote_helpers import wait_serving
+from support import ExecutorProcess, QmtSim
 
 from executor.sim import SimControl
 
@@ -19,7 +20,7 @@ class Stack:
     account: str
     qmt_path: Path
     control: SimControl
-    executor: Executor
+    executor: ExecutorProcess
     workdir: Path
 
     def env(self, redis_url: str | None = None) -> dict[str, str]:
@@ -32,9 +33,11 @@ class Stack:
 @pytest.fixture
 def stack(redis_url, account, tmp_path, redis_client):
     qmt_path = tmp_path / "userdata_mini"
-    sim = QmtSim(qmt_path, account)
+    sim = QmtSim(qmt_path, "--account", account)
     control = SimControl(qmt_path)
-    executor = Executor(redis_url, account, qmt_path, tmp_path)
+    executor = ExecutorProcess(redis_url, account, tmp_path, "--probe-interval-ms", "300",
+                               "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000", sim_path=qmt_path,
+                               clean_env=True)
     try:
         assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
         executor.start()
