@@ -31,12 +31,19 @@ class Stack:
 
 
 @pytest.fixture
-def stack(redis_url, account, tmp_path, redis_client):
+def stack(request, redis_url, account, tmp_path, redis_client):
+    """A simulated MiniQMT serving ``account`` and an executor on it, serving. A test marked
+    ``@pytest.mark.executor_flags(*flags)`` has its executor started with those flags too (last one wins)."""
     qmt_path = tmp_path / "userdata_mini"
     sim = QmtSim(qmt_path, "--account", account)
     control = SimControl(qmt_path)
+    marker = request.node.get_closest_marker("executor_flags")
+    flags = marker.args if marker else ()
+    # A restarted executor takes over within about 2 s (a short lease, the killed one's entries claimed after 1 s,
+    # recovery's settle time 0.5 s) instead of the defaults' 5 + 2 s.
     executor = ExecutorProcess(redis_url, account, tmp_path, "--probe-interval-ms", "300",
-                               "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000", sim_path=qmt_path,
+                               "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000", "--lease-ms", "2000",
+                               "--lease-renew-ms", "250", "--recovery-settle-ms", "500", *flags, sim_path=qmt_path,
                                clean_env=True)
     try:
         assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
