@@ -23,15 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 QUICK_STOP = ("--block-ms", "100")
 
 
-def child_env(*, clean: bool = False, **extra: str) -> dict[str, str]:
-    """The environment of a child process running this checkout: this repository first on PYTHONPATH, unbuffered
-    output (its lines arrive as written). ``clean`` drops the inherited XTQUEUE_* settings (only what the test gives
-    counts); ``extra`` is added last."""
+def child_env(*, clean: bool = False, src: Path = REPO, **extra: str) -> dict[str, str]:
+    """The environment of a child process running this checkout (or the source tree ``src``): it first on
+    PYTHONPATH, unbuffered output (its lines arrive as written). ``clean`` drops the inherited XTQUEUE_* settings
+    (only what the test gives counts); ``extra`` is added last."""
     env = dict(os.environ)
     if clean:
         for name in [k for k in env if k.startswith("XTQUEUE_")]:
             del env[name]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
@@ -52,14 +52,18 @@ def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
 class QmtSim:
     """``xtqueue qmt-sim --path DIR [extra...]`` as a child process, returned once it printed its serving line
     (importing xtquant may print another line first). Its output is read to the end by a thread (a full pipe would
-    stall the simulated MiniQMT) and shown when it fails to start."""
+    stall the simulated MiniQMT), kept in ``output`` (and appended to ``log_path`` if given), and shown when it
+    fails to start. ``src``: the source tree it runs from; ``clean_env``: see child_env."""
 
     SERVING = "qmt-sim: serving"
 
-    def __init__(self, path: Path, *extra: str, timeout: float = 60.0) -> None:
+    def __init__(self, path: Path, *extra: str, timeout: float = 60.0, src: Path = REPO, clean_env: bool = False,
+                 log_path: Path | None = None) -> None:
         self.path = Path(path)
+        self.log_path = log_path
         self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(path), *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(src),
+                                     env=child_env(clean=clean_env, src=src))
         self.output: list[str] = []
         self._settled = threading.Event()  # serving, or its output ended
         self._serving = False
@@ -70,15 +74,23 @@ class QmtSim:
             raise RuntimeError(f"qmt-sim did not start within {timeout} s: {''.join(self.output)[-3000:]}")
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.output.append(line)
-            if line.startswith(self.SERVING):
-                self._serving = True
-                self._settled.set()
-        self._settled.set()
+        log = open(self.log_path, "a", encoding="utf-8") if self.log_path else None
+        try:
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if log is not None:
+                    log.write(line)
+                    log.flush()
+                if line.startswith(self.SERVING):
+                    self._serving = True
+                    self._settled.set()
+        finally:
+            if log is not None:
+                log.close()
+            self._settled.set()
 
-    def stop(self) -> None:
-        _stop(self.proc)
+    def stop(self, timeout: float = 30.0) -> None:
+        _stop(self.proc, timeout)
 
     def kill(self) -> None:
         self.proc.kill()
@@ -87,39 +99,54 @@ class QmtSim:
 
 class ExecutorProcess:
     """``xtqueue executor --broker sim`` for one account as a child process, its output appended to
-    ``workdir/<name>.log``; ``start()`` again after ``kill()`` or ``stop()`` runs it on the same state dir. On a
-    sim path no simulated MiniQMT serves, the executor starts its own (ending with it)."""
+    ``workdir/<name>.log``; ``start()`` again after ``kill()`` or ``stop()`` runs it on the same state dir (with
+    more flags for that run, if given). On a sim path no simulated MiniQMT serves, the executor starts its own
+    (ending with it). ``src``: the source tree it runs from; ``quick_stop``: add QUICK_STOP to its flags."""
 
     def __init__(self, redis_url: str, account: str, workdir: Path, *flags: str, sim_path: Path | None = None,
                  state_dir: Path | None = None, name: str = "executor", clean_env: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, src: Path = REPO, quick_stop: bool = True) -> None:
+        self.redis_url = redis_url
+        self.account = account
         self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
         self.sim_path = Path(sim_path) if sim_path else self.workdir / "sim"
+        self.state_dir = Path(state_dir) if state_dir else self.workdir / "state"
         self.args = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-                     "--broker", "sim", "--sim-path", str(self.sim_path), "--state-dir",
-                     str(state_dir or self.workdir / "state"), *QUICK_STOP, *flags]
+                     "--broker", "sim", "--sim-path", str(self.sim_path), "--state-dir", str(self.state_dir),
+                     *(QUICK_STOP if quick_stop else ()), *flags]
         self.log_path = self.workdir / f"{name}.log"
-        self.env = child_env(clean=clean_env, **(env or {}))
+        self.src = Path(src)
+        self.env = child_env(clean=clean_env, src=self.src, **(env or {}))
         self.proc: subprocess.Popen | None = None
         self.runs = 0
 
-    def start(self) -> ExecutorProcess:
+    def start(self, *more: str) -> ExecutorProcess:
         assert self.proc is None or self.proc.poll() is not None, "the previous run still runs"
         self.runs += 1
+        args = [*self.args, *more]
         with open(self.log_path, "ab") as log:
-            log.write(f"===== run {self.runs}: {' '.join(self.args[3:])}\n".encode())
+            log.write(f"\n===== run {self.runs}: {' '.join(args[3:])}\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=str(self.src))
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
+        """SIGKILL (if it still runs) and reap it."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(30)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (its clean shutdown) and wait; SIGKILL when it does not end in time. The exit code."""
