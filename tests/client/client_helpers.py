@@ -1,5 +1,5 @@
-"""Helpers of the client tests: a fake responder (a test double of the executor's reply behaviour only), a TCP
-proxy that cuts a connection right after an XADD reached Redis, and event-stream helpers.
+"""Helpers of the client tests: a fake responder (a test double of the executor's reply behaviour only) and
+event-stream helpers (the TCP proxy that cuts a connection after an XADD is tests/support.py's).
 
 The shared ``redis_url``, ``account`` and ``redis_client`` fixtures (tests/conftest.py) give a real Redis, a
 fresh account per test and clean-up of its keys.
@@ -7,7 +7,6 @@ fresh account per test and clean-up of its keys.
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any, Callable
 
@@ -140,79 +139,6 @@ class Responder:
         kwargs = {"error": item} if isinstance(item, ErrorInfo) else {"result": item}
         self.redis.xadd(reply_to, contract.encode_reply(account=self.account, command_id=command_id,
                                                         command_type=command_type, client_order_id=coid, **kwargs))
-
-
-
-
-class CutAfterXadd:
-    """TCP proxy to Redis. When armed, it forwards the next XADD to ``marker`` and then closes that connection
-    instead of passing Redis's answer back: the entry has landed but the client sees a dropped connection."""
-
-    def __init__(self, upstream: tuple[str, int], marker: bytes) -> None:
-        self.upstream = upstream
-        self.marker = marker
-        self.armed = threading.Event()
-        self.cut = threading.Event()  # set once a connection has been cut
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                down, _ = self._server.accept()
-            except OSError:
-                return
-            up = socket.create_connection(self.upstream)
-            self._sockets += [down, up]
-            doomed = threading.Event()
-            threading.Thread(target=self._pump_up, args=(down, up, doomed), daemon=True).start()
-            threading.Thread(target=self._pump_down, args=(up, down, doomed), daemon=True).start()
-
-    def _pump_up(self, down: socket.socket, up: socket.socket, doomed: threading.Event) -> None:
-        try:
-            while data := down.recv(65536):
-                if self.armed.is_set() and b"XADD" in data.upper() and self.marker in data:
-                    self.armed.clear()
-                    doomed.set()
-                up.sendall(data)
-        except OSError:
-            pass
-        _close(down, up)
-
-    def _pump_down(self, up: socket.socket, down: socket.socket, doomed: threading.Event) -> None:
-        try:
-            while data := up.recv(65536):
-                if doomed.is_set():  # Redis has executed the XADD; its answer never reaches the client
-                    break
-                down.sendall(data)
-        except OSError:
-            pass
-        _close(down, up)
-        if doomed.is_set():
-            self.cut.set()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._server.close()
-        _close(*self._sockets)
-
-
-def _close(*socks: socket.socket) -> None:
-    for s in socks:
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        s.close()
-
-
 
 
 def add_event(r: redis.Redis, account: str, seq: int, event: contract.Event | None = None, **kw: Any) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from client_helpers import CutAfterXadd, Responder
+from client_helpers import Responder
+from support import CutAfterXadd
 
 from producer_lib import contract
 

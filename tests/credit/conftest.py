@@ -35,36 +35,36 @@ def margin(tmp_path, wheel_loop):
 
 
 
-from credit_helpers import QmtSim, start_executor  # noqa: E402
+from support import ExecutorProcess, QmtSim  # noqa: E402
+
+# The CREDIT executor of these tests: a broker link noticed lost and regained fast, a short lease (a restarted
+# executor takes over within about 2 s).
+CREDIT_EXECUTOR = ("--account-type", "CREDIT", "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300",
+                   "--recovery-settle-ms", "500", "--lease-ms", "2000", "--lease-renew-ms", "250")
 
 
 @pytest.fixture
 def credit_stack(redis_url, account, tmp_path, redis_client):
     """A simulated MiniQMT whose ``account`` is a margin account (cash 100,000, 600000.SH at 10.00) and a CREDIT
-    executor on it: yields (start_executor(), SimControl); every executor started is stopped at the end."""
+    executor on it: yields (start(*flags) -> Popen, SimControl); each start() runs a new executor process on the
+    same state dir; every one started is stopped at the end."""
     from executor.sim import SimControl
 
     qmt_path = tmp_path / "userdata_mini"
     server = QmtSim(qmt_path, "--account", account, "--credit", "--cash", "100000")
     control = SimControl(qmt_path)
     assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
-    procs = []
+    started: list[ExecutorProcess] = []
 
     def start(*extra: str):
-        proc = start_executor(redis_url, account, qmt_path, tmp_path / "state", tmp_path / "executor.log", *extra)
-        procs.append(proc)
-        return proc
+        executor = ExecutorProcess(redis_url, account, tmp_path, *CREDIT_EXECUTOR, *extra, sim_path=qmt_path)
+        started.append(executor.start())
+        return executor.proc
 
     try:
         yield start, control
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for executor in started:
+            executor.stop()
         control.close()
         server.stop()

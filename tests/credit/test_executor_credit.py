@@ -16,7 +16,7 @@ import pytest
 import producer_lib as pl
 from producer_lib import contract as c
 
-from credit_helpers import child_env
+from support import child_env
 
 FIN_BUY, SELL_SECU_REPAY, DIRECT_CASH_REPAY = 27, 31, 32
 

@@ -1,14 +1,12 @@
 """End to end: a real executor process on the simulator, driven through producer_lib (async and sync) over real
 Redis. Every operation of the usual HTTP wrapper and more; replies are checked against the simulator's own records
 (its SQLite file, read through SimControl); every event type is observed on the event stream; and the raw streams
-read as redis-cli shows them carry plain-text routing fields."""
+read as redis-cli shows them carry plain-text routing fields. The executor is the shared ``executor_process``
+fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 
 import pytest
 import redis
@@ -17,31 +15,6 @@ from executor.sim import SimControl
 from producer_lib import BrokerRejected, Client, SyncClient, contract as c
 
 SIM_ORDER_STATUS_CANCELED = 54
-
-
-@pytest.fixture
-def executor_process(redis_url, account, tmp_path, redis_client):
-    """A real `xtqueue executor` process on the simulator; stopped with SIGTERM (its clean shutdown) afterwards."""
-    sim_path = tmp_path / "sim"
-    log = open(tmp_path / "executor.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--sim-path", str(sim_path), "--state-dir", str(tmp_path / "state"), "--probe-interval-ms", "300",
-         "--reconnect-max-backoff-ms", "300"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        with SyncClient(redis_url, account) as probe:
-            probe.ping()  # waits (bounded by the command's deadline) until the executor serves; pings always answer
-        assert proc.poll() is None, (tmp_path / "executor.log").read_text()
-        yield proc, SimControl(sim_path)
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(30) == 0, (tmp_path / "executor.log").read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
 
 
 def _sim_order(control: SimControl, account: str, coid: str) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from support import ExecutorProcess
 
 from producer_lib import CommandTimeout, SyncClient, contract
 
@@ -30,22 +30,12 @@ START_TIMEOUT_S = 30
 def executor(redis_url, tmp_path_factory):
     """(redis_url, account) of an executor process on the simulator, answering pings."""
     account = f"EX{secrets.token_hex(4)}"
-    sim, state = tmp_path_factory.mktemp("sim"), tmp_path_factory.mktemp("state")
-    log = (tmp_path_factory.mktemp("log") / "executor.log").open("wb")
-    cmd = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-           "--sim-path", str(sim), "--state-dir", str(state), "--lease-ms", "0"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = ExecutorProcess(redis_url, account, tmp_path_factory.mktemp("executor"), "--lease-ms", "0").start()
     try:
-        _wait_ready(redis_url, account, proc)
+        _wait_ready(redis_url, account, proc.proc)
         yield redis_url, account
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        proc.stop(15)
         r = redis.Redis.from_url(redis_url)
         for key in r.scan_iter(match=f"*{{{account}}}*", count=1000):
             r.delete(key)

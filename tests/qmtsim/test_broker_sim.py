@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 from filelock import FileLock
-from qmt_helpers import WAIT, child_env
+from qmt_helpers import WAIT
+from support import child_env
 
 from executor.broker import make_broker
 from executor.config import ExecutorSettings
@@ -52,10 +53,10 @@ async def test_broker_sim_is_the_wheels_class_over_a_miniqmt_it_starts_and_ends(
 
 
 async def test_broker_sim_uses_the_miniqmt_already_serving_the_folder(tmp_path):
-    from qmt_helpers import QmtSimProcess
+    from support import QmtSim
 
     settings = _settings(tmp_path, sim_cash=5_000.0)
-    server = QmtSimProcess(settings.sim_path, "--account", "BSIM1", "--cash", "777000")
+    server = QmtSim(settings.sim_path, "--account", "BSIM1", "--cash", "777000")
     try:
         broker = make_broker(settings)
         await broker.connect()

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
-from qmt_helpers import WAIT, QmtSimProcess, Recorder, StockAccount, XtQuantTrader, xc
+from qmt_helpers import WAIT, Recorder, StockAccount, XtQuantTrader, xc
+from support import QmtSim
 
 from executor.sim import SimControl
 from xtquant import xttype as xt
@@ -50,7 +51,7 @@ class Rec(Recorder):
 @pytest.fixture(scope="module")
 def miniqmt(tmp_path_factory):
     path = tmp_path_factory.mktemp("entry") / "userdata_mini"
-    server = QmtSimProcess(path)
+    server = QmtSim(path)
     ctl = SimControl(path)
     assert ctl.wait_applied(ctl.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
     yield server, ctl

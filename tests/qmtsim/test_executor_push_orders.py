@@ -6,12 +6,10 @@ error text nobody has seen before. Every count comes from that MiniQMT's own rec
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
-from qmt_helpers import QmtSimProcess, child_env
+from support import miniqmt_and_executor
 
 from executor.sim import SimControl
 from producer_lib import BrokerRejected, Client, contract as c
@@ -21,27 +19,8 @@ STRATEGY = "pushorder"
 
 @pytest.fixture
 def stack(redis_url, account, tmp_path, redis_client):
-    qmt_path = tmp_path / "userdata_mini"
-    server = QmtSimProcess(qmt_path, "--account", account)
-    control = SimControl(qmt_path)
-    assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
-    log = open(tmp_path / "executor.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(tmp_path / "state")],
-        stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "PYTHONUNBUFFERED": "1"})
-    try:
+    with miniqmt_and_executor(redis_url, account, tmp_path) as (executor, control):
         yield control
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(30) == 0, (tmp_path / "executor.log").read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-            control.close()
-            server.stop()
 
 
 async def _events_until(client: Client, mark: str, predicate, timeout_s: float = 20.0) -> list[c.EventMessage]:

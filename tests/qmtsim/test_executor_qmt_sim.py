@@ -5,11 +5,9 @@ are checked against that MiniQMT's own records (SimControl reads its SQLite stor
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
-from qmt_helpers import QmtSimProcess, child_env
+from support import miniqmt_and_executor
 
 from executor.sim import SimControl
 from producer_lib import BrokerRejected, Client, contract as c
@@ -17,28 +15,9 @@ from producer_lib import BrokerRejected, Client, contract as c
 
 @pytest.fixture
 def stack(redis_url, account, tmp_path, redis_client):
-    qmt_path = tmp_path / "userdata_mini"
-    server = QmtSimProcess(qmt_path, "--account", account)
-    control = SimControl(qmt_path)
-    assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
-    log = open(tmp_path / "executor.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(tmp_path / "state"),
-         "--probe-interval-ms", "300", "--reconnect-max-backoff-ms", "300"],
-        stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "PYTHONUNBUFFERED": "1"})
-    try:
-        yield proc, control
-    finally:
-        proc.terminate()
-        try:
-            assert proc.wait(30) == 0, (tmp_path / "executor.log").read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.close()
-            control.close()
-            server.stop()
+    with miniqmt_and_executor(redis_url, account, tmp_path, "--probe-interval-ms", "300",
+                              "--reconnect-max-backoff-ms", "300") as (executor, control):
+        yield executor.proc, control
 
 
 async def _wait_event(client: Client, mark: str, predicate, timeout_s: float = 15.0):

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from qmt_helpers import WAIT, child_env
+from qmt_helpers import WAIT
+from support import child_env
 
 from executor.sim import SimControl
 from executor.sim.qmt.endpoint import serving

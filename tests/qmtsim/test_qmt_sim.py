@@ -10,7 +10,8 @@ import sys
 import textwrap
 
 import pytest
-from qmt_helpers import WAIT, QmtSimProcess, Recorder, StockAccount, XtQuantTrader, child_env, xc
+from qmt_helpers import WAIT, Recorder, StockAccount, XtQuantTrader, xc
+from support import QmtSim, child_env
 
 import xtquant.xtpythonclient
 from executor.sim.qmt import is_stand_in
@@ -82,7 +83,7 @@ def test_queries_answer_none_where_miniqmt_has_nothing(connect):
 
 
 def test_empty_lists_answer_none_when_switched_on(tmp_path):
-    server = QmtSimProcess(tmp_path / "um", "--empty-as-none")
+    server = QmtSim(tmp_path / "um", "--empty-as-none")
     try:
         t = XtQuantTrader(str(server.path), 7, Recorder())
         t.start()
@@ -102,7 +103,7 @@ def test_connect_is_minus_one_when_no_simulated_miniqmt_serves_the_path(tmp_path
 
 
 def test_connect_is_minus_one_after_the_server_was_killed(tmp_path):
-    server = QmtSimProcess(tmp_path / "um")
+    server = QmtSim(tmp_path / "um")
     server.kill()  # SIGKILL: its endpoint file stays behind, nobody listens
     t = XtQuantTrader(str(server.path), 9, Recorder())
     t.start()

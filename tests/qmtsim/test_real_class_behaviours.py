@@ -206,7 +206,7 @@ def test_the_constructor_raises_on_a_main_thread_after_asyncio_run(qmt):
     import sys
     import textwrap
 
-    from qmt_helpers import child_env
+    from support import child_env
 
     server, _ = qmt
     code = textwrap.dedent("""

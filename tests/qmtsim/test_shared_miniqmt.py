@@ -5,14 +5,10 @@ places orders; the standby takes over. Duplicates are counted from that MiniQMT'
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
-from qmt_helpers import QmtSimProcess, child_env
+from support import ExecutorProcess, QmtSim
 
 import producer_lib as pl
 from executor.sim import SimControl
@@ -22,15 +18,9 @@ FLAGS = ("--lease-ms", "2000", "--lease-renew-ms", "250", "--claim-idle-ms", "30
 ORDERS = 24
 
 
-def _executor(redis_url, account, qmt_path, tmp_path, name):
-    log = open(tmp_path / f"{name}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xtqueue", "executor", "--redis-url", redis_url, "--account", account,
-         "--broker", "sim", "--sim-path", str(qmt_path), "--state-dir", str(tmp_path / f"state-{name}"),
-         "--executor-id", name, *FLAGS],
-        stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "PYTHONUNBUFFERED": "1"})
-    log.close()
-    return proc
+def _executor(redis_url, account, qmt_path, tmp_path, name) -> ExecutorProcess:
+    return ExecutorProcess(redis_url, account, tmp_path, "--executor-id", name, *FLAGS, sim_path=qmt_path,
+                           state_dir=tmp_path / f"state-{name}", name=name).start()
 
 
 async def _served_by(client: pl.Client, name: str, timeout: float = 60.0) -> None:
@@ -50,7 +40,7 @@ async def _served_by(client: pl.Client, name: str, timeout: float = 60.0) -> Non
 async def test_leader_killed_standby_takes_over_on_the_same_miniqmt_no_duplicates(redis_url, account, tmp_path,
                                                                                   redis_client):
     qmt_path = tmp_path / "userdata_mini"
-    server = QmtSimProcess(qmt_path, "--account", account, "--cash", "1000000000")
+    server = QmtSim(qmt_path, "--account", account, "--cash", "1000000000")
     ctl = SimControl(qmt_path)
     procs = []
     try:
@@ -85,8 +75,7 @@ async def test_leader_killed_standby_takes_over_on_the_same_miniqmt_no_duplicate
                 while not any(r["order_remark"] == coid for r in ctl.orders(account)):
                     assert loop.time() < deadline and not task.done(), "the order never reached MiniQMT"
                     await asyncio.sleep(0.01)
-                os.kill(procs[0].pid, signal.SIGKILL)
-                procs[0].wait(30)
+                procs[0].kill()  # SIGKILL
                 assert coid not in acked  # killed before it could answer
                 assert ctl.wait_applied(ctl.reset_faults(), timeout=15)
                 await asyncio.wait_for(task, 120)
@@ -98,11 +87,6 @@ async def test_leader_killed_standby_takes_over_on_the_same_miniqmt_no_duplicate
         assert {r["order_remark"]: r["order_id"] for r in rows} == acked
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            p.stop()
         ctl.close()
         server.stop()

@@ -16,7 +16,8 @@ import sys
 import textwrap
 from importlib import metadata
 
-from qmt_helpers import WAIT, QmtSimProcess, child_env
+from qmt_helpers import WAIT
+from support import QmtSim, child_env
 
 from executor.sim import SimControl
 
@@ -99,7 +100,7 @@ def records(folder, table: str) -> list[dict]:
 
 
 def test_the_version_run_is_the_one_the_readme_lists():
-    from qmt_helpers import REPO
+    from support import REPO
 
     assert f"easytrader {metadata.version('easytrader')}" in (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -187,7 +188,7 @@ def test_easytrader_position_breaks_on_a_none_answer(tmp_path):
     """The manual allows MiniQMT to answer None where it has nothing (qmt-sim --empty-as-none). easytrader handles
     that for today_entrusts and today_trades, not for position: on an empty account it raises TypeError. A
     hazard of the program, found by running it here, recorded so a change in either shows."""
-    server = QmtSimProcess(tmp_path / "userdata_mini", "--empty-as-none")
+    server = QmtSim(tmp_path / "userdata_mini", "--empty-as-none")
     try:
         prog = tmp_path / "empty.py"
         prog.write_text(NO_POSITIONS, encoding="utf-8")

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from remote_helpers import Executor, QmtSim, wait_serving
+from remote_helpers import wait_serving
+from support import ExecutorProcess, QmtSim
 
 from executor.sim import SimControl
 
@@ -19,7 +20,7 @@ class Stack:
     account: str
     qmt_path: Path
     control: SimControl
-    executor: Executor
+    executor: ExecutorProcess
     workdir: Path
 
     def env(self, redis_url: str | None = None) -> dict[str, str]:
@@ -29,11 +30,20 @@ class Stack:
                 "XTQUEUE_REMOTE_PING_TIMEOUT_S": "3"}
 
 
-def _stack(redis_url, account, tmp_path, credit: bool):
+def _stack(request, redis_url, account, tmp_path, credit: bool):
+    """A simulated MiniQMT serving ``account`` (``credit``: a margin account) and an executor on it, serving. A test
+    marked ``@pytest.mark.executor_flags(*flags)`` has its executor started with those flags too (last one wins)."""
     qmt_path = tmp_path / "userdata_mini"
-    sim = QmtSim(qmt_path, account, *(["--credit", "--cash", "100000"] if credit else []))
+    sim = QmtSim(qmt_path, "--account", account, *(["--credit", "--cash", "100000"] if credit else []))
     control = SimControl(qmt_path)
-    executor = Executor(redis_url, account, qmt_path, tmp_path, *(["--account-type", "CREDIT"] if credit else []))
+    marker = request.node.get_closest_marker("executor_flags")
+    flags = (*(["--account-type", "CREDIT"] if credit else []), *(marker.args if marker else ()))
+    # A restarted executor takes over within about 2 s (a short lease, the killed one's entries claimed after 1 s,
+    # recovery's settle time 0.5 s) instead of the defaults' 5 + 2 s.
+    executor = ExecutorProcess(redis_url, account, tmp_path, "--probe-interval-ms", "300",
+                               "--reconnect-max-backoff-ms", "300", "--claim-idle-ms", "1000", "--lease-ms", "2000",
+                               "--lease-renew-ms", "250", "--recovery-settle-ms", "500", *flags, sim_path=qmt_path,
+                               clean_env=True)
     try:
         assert control.wait_applied(control.set_price("600000.SH", 10.00, prev_close=10.00), timeout=15)
         executor.start()
@@ -46,12 +56,12 @@ def _stack(redis_url, account, tmp_path, credit: bool):
 
 
 @pytest.fixture
-def stack(redis_url, account, tmp_path, redis_client):
-    yield from _stack(redis_url, account, tmp_path, credit=False)
+def stack(request, redis_url, account, tmp_path, redis_client):
+    yield from _stack(request, redis_url, account, tmp_path, credit=False)
 
 
 @pytest.fixture
-def credit_stack(redis_url, account, tmp_path, redis_client):
+def credit_stack(request, redis_url, account, tmp_path, redis_client):
     """A simulated MiniQMT whose account is a margin account (cash 100,000; executor/sim/credit.py's default
     terms) and an executor trading it as a CREDIT account."""
-    yield from _stack(redis_url, account, tmp_path, credit=True)
+    yield from _stack(request, redis_url, account, tmp_path, credit=True)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from remote_helpers import child_env
+from support import child_env
 
 from executor.journal import Journal, Record
 from producer_lib import contract as c
@@ -76,7 +76,7 @@ def test_connect_without_settings_returns_minus_one_and_says_why(tmp_path):
     prog.write_text("from xtquant.xttrader import XtQuantTrader\n"
                     "t = XtQuantTrader(r'%s', 1)\nt.start()\nprint(t.connect())\nt.stop()\n" % tmp_path)
     out = subprocess.run([sys.executable, "-m", "xtqueue.compat.remote", str(prog)], capture_output=True, text=True,
-                         timeout=60, env=child_env())
+                         timeout=60, env=child_env(clean=True))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "-1"
     assert "no redis_url (XTQUEUE_REDIS_URL)" in out.stderr
@@ -86,7 +86,7 @@ def test_connect_to_an_unreachable_redis_returns_minus_one_without_the_password(
     prog = tmp_path / "p.py"
     prog.write_text("from xtquant.xttrader import XtQuantTrader\n"
                     "t = XtQuantTrader('/nowhere', 1)\nt.start()\nprint(t.connect())\nt.stop()\n")
-    env = child_env(XTQUEUE_REDIS_URL="redis://:topsecret@127.0.0.1:1/0", XTQUEUE_ACCOUNT="888",
+    env = child_env(clean=True, XTQUEUE_REDIS_URL="redis://:topsecret@127.0.0.1:1/0", XTQUEUE_ACCOUNT="888",
                     XTQUEUE_REMOTE_CONNECT_TIMEOUT_S="2")
     out = subprocess.run([sys.executable, "-m", "xtqueue.compat.remote", str(prog)], capture_output=True, text=True,
                          timeout=60, env=env)
@@ -102,7 +102,7 @@ def test_connect_to_an_unreachable_redis_returns_minus_one_without_the_password(
 ])
 def test_the_launcher_refuses_what_would_not_work(argv, match):
     out = subprocess.run([sys.executable, "-m", "xtqueue", *argv], capture_output=True, text=True, timeout=60,
-                         env=child_env())
+                         env=child_env(clean=True))
     assert out.returncode == 2 and match in out.stderr, out.stderr
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import time
 
 import programs
+import pytest
 import redis
-from remote_helpers import WAIT, CutAfterXadd, Program, wait_serving
+from remote_helpers import WAIT, Program, wait_serving
+from support import CutAfterXadd
 
 from producer_lib import contract as c
 
@@ -148,7 +150,7 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
 
 def test_an_order_whose_answer_is_lost_is_placed_once(stack):
     host, port = stack.redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    proxy = CutAfterXadd((host, int(port)), b"place_order")
+    proxy = CutAfterXadd((host, int(port)), b"place_order", armed=True)
     try:
         prog = Program(programs.ONE_ORDER, stack.workdir, [str(stack.qmt_path), stack.account],
                        stack.env(redis_url=proxy.url))
@@ -241,6 +243,7 @@ def test_an_account_status_push_reaches_on_account_status(stack):
     assert (status["status"], status["account"], status["cls"]) == (3, stack.account, True)
 
 
+@pytest.mark.executor_flags("--lease-ms", "0")  # one executor: its freeze is not a hand-over
 def test_an_order_whose_reply_never_comes_is_asked_for_and_never_sent_again(stack):
     """The executor freezes (SIGSTOP) with the order at MiniQMT and no reply written; the program's wait runs out
     (deadline + 3 s). The trader asks query_outcome until the executor, thawed, says what happened; the program's
@@ -248,11 +251,6 @@ def test_an_order_whose_reply_never_comes_is_asked_for_and_never_sent_again(stac
     import os
     import signal
 
-    stack.executor.stop()
-    stack.executor.args += ["--lease-ms", "0"]  # one executor: its freeze is not a hand-over
-    redis.Redis.from_url(stack.redis_url).delete(c.Keys(stack.account).heartbeat)
-    stack.executor.start()
-    wait_serving(stack.redis_url, stack.account, executor=stack.executor)
     prog = Program(programs.ONE_ORDER, stack.workdir, [str(stack.qmt_path), stack.account],
                    {**stack.env(), "XTQUEUE_ORDER_TTL_MS": "1500"})
     assert prog.next() == {"ready": True}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner
-from conftest import ROOT, ExecutorProc, RedisServer, openssl_certs
+from security_helpers import ROOT, ExecutorProc, RedisServer, openssl_certs
 
 import producer_lib as pl
 from producer_lib import contract as c

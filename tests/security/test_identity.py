@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import ExecutorProc, RedisServer
+from security_helpers import ExecutorProc, RedisServer
 
 import producer_lib as pl
 from executor.sim.control import SimControl

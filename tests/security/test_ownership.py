@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ExecutorProc
+from security_helpers import ExecutorProc
 from test_identity import ACCOUNT, client, connect, generated, server, start_executor, until  # noqa: F401
 
 import producer_lib as pl

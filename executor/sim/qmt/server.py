@@ -369,13 +369,14 @@ class QmtSimServer:
             return
         self._closing = True
         remove_endpoint(self.path, self._authkey)
-        try:  # wake the blocking accept() so its thread ends
-            Client(self._listener.address, authkey=self._authkey).close()
-        except Exception:
-            pass
-        self._listener.close()
+        # Wake the blocking accept() so its thread ends. From a thread of its own: an accepter that saw _closing
+        # between two accepts has ended already, nobody answers the handshake, and Client() has no timeout (the
+        # stop hung for good); closing the listener below ends that connection attempt.
+        address, authkey = self._listener.address, self._authkey
+        threading.Thread(target=_wake, args=(address, authkey), name="qmt-sim-wake", daemon=True).start()
         if self._accepter is not None:
             self._accepter.join(timeout=5)
+        self._listener.close()
         with self._lock:
             conns = list(self._conns)
         for c in conns:
@@ -401,6 +402,13 @@ class QmtSimServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _wake(address: tuple[str, int], authkey: bytes) -> None:
+    try:
+        Client(address, authkey=authkey).close()
+    except Exception:  # refused or reset: the accepter has ended and the listener is closed
+        pass
 
 
 def serve(path: str | Path, config: SimConfig | None = None, *, empty_as_none: bool = False,
