@@ -10,7 +10,8 @@ import time
 
 import credit_programs
 import redis
-from remote_helpers import WAIT, CutAfterXadd, Program
+from remote_helpers import WAIT, Program
+from support import CutAfterXadd
 
 from producer_lib import Side, SyncClient, contract as c
 
@@ -113,7 +114,7 @@ def test_a_repayment_whose_answer_is_lost_repays_once(credit_stack):
     stack = credit_stack
     _borrow(stack)
     host, port = stack.redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    proxy = CutAfterXadd((host, int(port)), b"direct_cash_repay")
+    proxy = CutAfterXadd((host, int(port)), b"direct_cash_repay", armed=True)
     try:
         prog = Program(credit_programs.ONE_REPAY, stack.workdir, [str(stack.qmt_path), stack.account],
                        stack.env(redis_url=proxy.url))
