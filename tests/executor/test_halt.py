@@ -123,7 +123,7 @@ async def test_unreadable_switch_fails_closed(make_executor, client, r, account)
 
 
 @pytest.fixture
-def cli_run(monkeypatch):
+def cli_run(monkeypatch, redis_url):
     import os
 
     from click.testing import CliRunner
@@ -134,7 +134,7 @@ def cli_run(monkeypatch):
         monkeypatch.delenv(name)
 
     async def run(*args: str):
-        return await asyncio.to_thread(CliRunner().invoke, cli_mod.cli, list(args))
+        return await asyncio.to_thread(CliRunner().invoke, cli_mod.cli, ["--redis-url", redis_url, *args])
     return run
 
 
@@ -363,7 +363,8 @@ async def test_no_order_written_after_the_halt_is_placed_while_the_watch_answers
             assert ctl.wait_applied(ctl.set_call_latency(150))  # a broker answering in 150 ms
             late.armed = True
             await asyncio.wait_for(held.wait(), 5)  # the watch's read ran at Redis: not halted
-            res = await asyncio.to_thread(CliRunner().invoke, cli_mod.cli, ["halt", account, "--reason", "race"])
+            res = await asyncio.to_thread(CliRunner().invoke, cli_mod.cli,
+                                          ["--redis-url", settings.redis_url, "halt", account, "--reason", "race"])
             assert res.exit_code == 0, res.output
             try:
                 with pytest.raises(pl.Halted):  # written after the halt: refused

@@ -162,7 +162,7 @@ async def test_a_batch_whose_answer_was_lost_is_not_written_twice(r, account, tm
     assert [e.data.status for e in events] == [0, 1, 2] and [e.seq for e in events] == [1, 2, 3]
 
 
-async def test_subscriber_is_told_by_a_gap_after_an_executor_that_did_not_stop(make_executor, r, account):
+async def test_subscriber_is_told_by_a_gap_after_an_executor_that_did_not_stop(make_executor, r, account, redis_url):
     """Events the predecessor held in memory when it died cannot be recovered (fills can, by reconciliation): the
     next executor_started comes after a skipped seq, which Client.events() reports as a Gap. A clean stop: none."""
     keys = c.Keys(account)
@@ -175,7 +175,7 @@ async def test_subscriber_is_told_by_a_gap_after_an_executor_that_did_not_stop(m
     await ex2.run_until_idle()
     await ex2.stop()
     seen: list = []
-    async with pl.Client("redis://127.0.0.1:6379/0", account) as client:
+    async with pl.Client(redis_url, account) as client:
         async for item in client.events(from_id="0-0", block_ms=100):
             seen.append(item)
             if isinstance(item, pl.EventMessage) and item.type == "executor_stopped" and \

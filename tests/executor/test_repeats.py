@@ -55,8 +55,9 @@ async def serving(settings_for, tmp_path):
 
 
 @pytest.fixture
-def proxy(account):
-    p = CutAfterXadd(("127.0.0.1", 6379), c.Keys(account).commands.encode())
+def proxy(account, redis_url):
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    p = CutAfterXadd((host, int(port)), c.Keys(account).commands.encode())
     yield p
     p.close()
 
