@@ -4,10 +4,7 @@ order and finality), error codes and outcome states."""
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # annotations only (the models import this module)
-    from producer_lib.contract._models import OrderReport
+from typing import Protocol
 
 
 # --- Enums ------------------------------------------------------------------------------------------------------
@@ -149,12 +146,20 @@ FINAL_RANK = 4  # the final statuses: nothing follows them
 FINAL_ORDER_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == FINAL_RANK)
 
 
-def order_rank(order: OrderReport) -> int:
+class _Ranked(Protocol):
+    """What the status table ranks: an order's status and filled volume (contract.OrderReport; the models import
+    this module, not the other way round)."""
+
+    status: OrderStatus
+    traded_volume: int
+
+
+def order_rank(order: _Ranked) -> int:
     """How far an order has come, as one number: more filled, then a later status, is larger."""
     return order.traded_volume * 10 + STATUS_RANK.get(order.status, 0)
 
 
-def is_ahead(report: OrderReport, last: OrderReport) -> bool:
+def is_ahead(report: _Ranked, last: _Ranked) -> bool:
     """True if ``report`` is a later state of the order than ``last`` (more filled, or further along): the allowed
     moves. A final status is never followed by a non-final one."""
     if last.status.is_final and not report.status.is_final:

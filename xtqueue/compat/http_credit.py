@@ -40,8 +40,8 @@ QUERIES: dict[str, tuple[str, str, Callable[[list], Any]]] = {
 def add_routes(router: APIRouter, *, the_client: Callable[[Request], Client], documented: Callable[[str], dict],
                credit_refusal: Callable[..., Any], deadline_s: float | None) -> None:
     """The credit routes on ``router`` (http.create_app's, behind its guard)."""
-    from xtqueue.compat.http import (_CLASSIC_FAILED, COID_HEADER, Refused, _failure, _float, _refused, _unexpected,
-                                     log)
+    from xtqueue.compat.http_answers import (_CLASSIC_FAILED, COID_HEADER, Refused, _failure, _float, _refused,
+                                             _unexpected, log)
 
     async def fetch(request: Request, route: str, method: str) -> JSONResponse | list:
         """The executor's list, or the response of a refusal or failure."""
