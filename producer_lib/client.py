@@ -206,18 +206,19 @@ class Client(BaseClient):
         return await self._call(lambda started: self._build_query_outcome(client_order_id, started))
 
     # --- credit (两融) accounts --------------------------------------------------------------------------------
-    async def repay_cash(self, code: str, amount: float, *, special: bool = False, **kw: Any) -> OrderAck:
+    async def repay_cash(self, code: str, amount: float, *, special: bool = False, strategy: str | None = None,
+                         client_order_id: str | None = None, deadline: Any = DEFAULT, timeout: float | None = None,
+                         xt_remark: str | None = None, xt_strategy_name: str | None = None) -> OrderAck:
         """直接还款: repay margin debt with ``amount`` yuan (two decimals at most) of the account's cash; ``code`` is
         the security the order names (xtquant's order_stock needs one). ``special``: the 专项 variant. Other credit
-        sides go through ``place_order`` (Side.FIN_BUY, Side.SLO_SELL, Side.SELL_SECU_REPAY, ...). Keyword
-        arguments as ``place_order``'s: ``client_order_id``, ``deadline``, ``timeout``, ``xt_remark``,
-        ``xt_strategy_name``."""
+        sides go through ``place_order`` (Side.FIN_BUY, Side.SLO_SELL, Side.SELL_SECU_REPAY, ...). The other
+        keywords are ``place_order``'s; a misspelt one is a TypeError, never dropped (a repayment retried without its
+        ``client_order_id`` could repay twice)."""
         side = Side.DIRECT_CASH_REPAY_SPECIAL if special else Side.DIRECT_CASH_REPAY
         return await self._call(lambda started: self._build_place_order(
-            code, side, None, None, price_type=PriceType.LIMIT, strategy=kw.get("strategy"),
-            client_order_id=kw.get("client_order_id"), deadline=kw.get("deadline", DEFAULT),
-            timeout=kw.get("timeout"), started=started, amount=amount, xt_remark=kw.get("xt_remark"),
-            xt_strategy_name=kw.get("xt_strategy_name")))
+            code, side, None, None, price_type=PriceType.LIMIT, strategy=strategy, client_order_id=client_order_id,
+            deadline=deadline, timeout=timeout, started=started, amount=amount, xt_remark=xt_remark,
+            xt_strategy_name=xt_strategy_name))
 
     async def query_credit_detail(self) -> list[CreditDetailReport]:
         """信用资产: assets, debts, quotas, maintenance ratio (normally one row)."""

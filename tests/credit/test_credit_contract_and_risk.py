@@ -156,3 +156,17 @@ def test_sell_to_repay_counts_against_the_sellable_volume():
     g.set_positions([c.PositionReport(code="600000.SH", volume=1000, can_use_volume=1000)], 1000.0)
     assert verdict(g, o(side=S.SELL_SECU_REPAY, volume=600)) is None
     assert verdict(g, o(side=S.DIRECT_SECU_REPAY, volume=500, price=None))["rule"] == "sellable_volume"
+
+
+async def test_a_misspelt_keyword_of_repay_cash_is_an_error_not_dropped():
+    # A repayment whose client_order_id was silently dropped would be retried under a new id: repaid twice.
+    from producer_lib import Client, SyncClient
+
+    client = Client("redis://127.0.0.1:1/0", "ACC1")  # never reached: the call fails before anything is sent
+    with pytest.raises(TypeError, match="clientorderid"):
+        await client.repay_cash("600000.SH", 10.0, clientorderid="repay-1")
+    await client.aclose()
+    sync = SyncClient("redis://127.0.0.1:1/0", "ACC1")
+    with pytest.raises(TypeError, match="clientorderid"):
+        sync.repay_cash("600000.SH", 10.0, clientorderid="repay-1")
+    sync.close()
