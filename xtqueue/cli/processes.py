@@ -178,7 +178,7 @@ def demo(g: Globals, demo_redis_url: str | None, duration: float, demo_account: 
               help="Answer None instead of an empty order/trade/position list (what the manual allows MiniQMT).")
 @click.option("--exit-on-stdin-eof", is_flag=True,
               help="Also stop when standard input closes (a parent holding a pipe to it takes this process down "
-                   "with it; xtqueue executor --broker sim starts its own this way).")
+                   "with it; xtqueue executor --broker sim and xtqueue run --start-sim start theirs this way).")
 def qmt_sim(qmt_path: Path, accounts: tuple[str, ...], cash: float, session_clock: bool, random_walk: bool,
             seed: int, empty_as_none: bool, exit_on_stdin_eof: bool, credit: bool = False) -> None:
     """A simulated MiniQMT, in a process of its own, until Ctrl+C (模拟 MiniQMT).
