@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +37,20 @@ def child_env(*, clean: bool = False, src: Path = REPO, **extra: str) -> dict[st
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns a truthy value (returned); AssertionError naming ``what`` after
+    ``timeout`` seconds: a bounded wait for something that must happen, never a sleep-and-hope."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
 
 
 def free_port() -> int:
@@ -199,6 +215,12 @@ class CutAfterXadd:
         self._sockets: list[socket.socket] = []
         self._closed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def to(cls, redis_url: str, marker: bytes, *, armed: bool = False) -> CutAfterXadd:
+        """A proxy in front of the Redis at ``redis_url``."""
+        parts = urlsplit(redis_url)
+        return cls((parts.hostname or "127.0.0.1", parts.port or 6379), marker, armed=armed)
 
     @property
     def url(self) -> str:

@@ -18,7 +18,6 @@ def responder(redis_url, account, redis_client):
 
 @pytest.fixture
 def proxy(redis_url, account):
-    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    p = CutAfterXadd((host, int(port)), contract.Keys(account).commands.encode())
+    p = CutAfterXadd.to(redis_url, contract.Keys(account).commands.encode())
     yield p
     p.close()

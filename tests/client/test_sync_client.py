@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from support import wait_until
 
 from producer_lib import (
     AccountStatusResult,
@@ -46,14 +46,6 @@ WAIT = 10  # generous upper bound for awaiting anything that should happen promp
 def client(redis_url, account, redis_client):
     with SyncClient(redis_url, account, strategy="s1") as c:
         yield c
-
-
-def wait_until(predicate, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def reader_tasks(client: SyncClient) -> list[threading.Thread]:
@@ -230,8 +222,8 @@ def test_use_after_close_raises_client_closed(redis_url, account, redis_client):
 def test_close_fails_waiting_commands_and_stops_the_reader(redis_url, account, redis_client):
     client = SyncClient(redis_url, account)
     waiting = POOL.submit(client.buy, "600000.SH", 100, 10.0, client_order_id="coid-closed")
-    wait_until(lambda: client._pending, "the command to be pending")
-    wait_until(lambda: redis_client.exists(contract.Keys(account).commands), "the command to be sent")
+    wait_until(lambda: client._pending, WAIT, "the command to be pending", 0.01)
+    wait_until(lambda: redis_client.exists(contract.Keys(account).commands), WAIT, "the command to be sent", 0.01)
     client.close()
     with pytest.raises(ClientClosed) as info:
         waiting.result(WAIT)
@@ -300,7 +292,7 @@ def test_events_dollar_yields_only_new_events(redis_url, account, redis_client):
     with SyncClient(redis_url, account, client_name=name) as client:
         it = client.events("$", block_ms=5_000)
         first = POOL.submit(next, it)
-        wait_until(lambda: blocked_connections(redis_client, name) == 1, "events() to block")
+        wait_until(lambda: blocked_connections(redis_client, name) == 1, WAIT, "events() to block", 0.01)
         add_event(redis_client, account, 2)
         message = first.result(WAIT)
         it.close()

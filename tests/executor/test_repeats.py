@@ -56,8 +56,7 @@ async def serving(settings_for, tmp_path):
 
 @pytest.fixture
 def proxy(account, redis_url):
-    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    p = CutAfterXadd((host, int(port)), c.Keys(account).commands.encode())
+    p = CutAfterXadd.to(redis_url, c.Keys(account).commands.encode())
     yield p
     p.close()
 

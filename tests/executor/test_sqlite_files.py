@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
+
+from support import wait_until
 
 from executor import sqlite_files
 from executor.sqlite_files import close_wal_db, open_wal_db
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v BLOB);"
-
-
-def _until(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_a_writers_commit_leaves_checkpoints_to_the_background_thread(tmp_path):
@@ -33,7 +25,7 @@ def test_a_writers_commit_leaves_checkpoints_to_the_background_thread(tmp_path):
         size_after_commit = path.stat().st_size
         # the commit itself did not copy the pages into the database file; the checkpoint thread does, soon
         assert size_after_commit < 1_000_000
-        assert _until(lambda: path.stat().st_size > 5_000_000), "the background checkpoint never ran"
+        wait_until(lambda: path.stat().st_size > 5_000_000, 10, "the background checkpoint")
         assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1500
     finally:
         close_wal_db(path, db)
@@ -45,8 +37,9 @@ def test_the_thread_ends_with_the_last_file_and_never_creates_one(tmp_path):
     assert str(path.resolve()) in sqlite_files._checkpointer.paths()
     close_wal_db(path, db)
     assert str(path.resolve()) not in sqlite_files._checkpointer.paths()
-    assert _until(lambda: not any(t.name == "sqlite-checkpoints" for t in threading.enumerate())
-                  or bool(sqlite_files._checkpointer.paths()))  # another test's file may keep it running
+    # the thread ends, unless another test's file keeps it running
+    wait_until(lambda: not any(t.name == "sqlite-checkpoints" for t in threading.enumerate())
+               or bool(sqlite_files._checkpointer.paths()), 10, "the checkpoint thread to end")
     missing = tmp_path / "gone.sqlite3"
     sqlite_files.checkpoint(missing)
     assert not missing.exists()

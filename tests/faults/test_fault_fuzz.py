@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
-import time
 from collections import Counter
 
 import msgpack
@@ -20,7 +18,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hseed
 from hypothesis import strategies as st
 
-from harness import ExecutorProc, Report, drained, env_int, pending_count, wait_until
+from harness import ExecutorProc, Report, drained, env_int, pending_count
+from support import wait_until
 from producer_lib import contract as c
 
 ACCOUNT = "FUZZ01"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from support import miniqmt_and_executor
-from test_http_wrapper import HttpServer, _rows, _wait, get, http_server  # noqa: F401
+from support import miniqmt_and_executor, wait_until
+from test_http_wrapper import HttpServer, _rows, get, http_server  # noqa: F401
 
 from executor.sim import SimControl
 from producer_lib import SyncClient
@@ -25,7 +25,7 @@ def credit_http(tmp_path, redis_url, account, redis_client):
                               "--reconnect-max-backoff-ms", "300",
                               sim_args=("--credit", "--cash", "100000")) as (executor, control):
         with SyncClient(redis_url, account) as probe:
-            _wait(lambda: _serving(probe), 60, "the executor serving")
+            wait_until(lambda: _serving(probe), 60, "the executor serving")
         server = HttpServer(tmp_path, redis_url, account).wait_listening()
         try:
             yield server, control
@@ -56,7 +56,7 @@ def test_a_margin_buy_a_cash_repayment_retried_and_the_credit_queries(credit_htt
     assert status == 200 and list(placed) == ["order_id"]
     (row,) = _rows(control, account, order_id=placed["order_id"])
     assert (row["order_type"], row["order_volume"]) == (FIN_BUY, 1000)
-    _wait(lambda: _debt(control, account) == [10_000.0], what="the compact")
+    wait_until(lambda: _debt(control, account) == [10_000.0], 15, "the compact")
     assert get(f"{base}/query/order?order_id={placed['order_id']}")[1][0]["委托类型"] == FIN_BUY
 
     status, detail, _ = get(f"{base}/query/credit_detail")

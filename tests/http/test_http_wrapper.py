@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from executor.sim import SimControl
-from support import ExecutorProcess, child_env, free_port, redis_server_binary
+from support import ExecutorProcess, child_env, free_port, redis_server_binary, wait_until
 
 ORDER_KEYS = ["股票代码", "委托数量", "成交数量", "委托价格", "委托类型", "委托状态", "订单编号", "柜台合同编号",
               "报单时间"]
@@ -88,16 +88,6 @@ def _rows(control: SimControl, account: str, **match) -> list[dict]:
     return [r for r in control.orders(account) if all(r[k] == v for k, v in match.items())]
 
 
-def _wait(predicate, timeout_s: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout_s} s")
-
-
 def test_the_classic_clients_requests_get_the_classic_shapes(http_server, account):
     server, control = http_server
     base = server.base
@@ -125,7 +115,7 @@ def test_the_classic_clients_requests_get_the_classic_shapes(http_server, accoun
                       "委托状态": "已报", "订单编号": resting, "柜台合同编号": rest_row["order_sysid"],
                       "报单时间": rest_row["order_time"]}
     assert get(f"{base}/cancel_order?order_id={resting}")[:2] == (200, {"cancel_order_result": 0})
-    _wait(lambda: get(f"{base}/query/order?order_id={resting}")[1][0]["委托状态"] == "已撤", what="已撤")
+    wait_until(lambda: get(f"{base}/query/order?order_id={resting}")[1][0]["委托状态"] == "已撤", 15, "已撤")
     assert _rows(control, account, order_id=resting)[0]["order_status"] == 54
 
     status, orders, _ = get(f"{base}/query/order")
@@ -165,7 +155,7 @@ def test_the_classic_posts_own_session_answers_as_the_post_shows(http_server, ac
     assert list(placed) == ["order_id"] and placed["order_id"] > 0
     n = placed["order_id"]
     assert get(f"{base}/cancel_order?order_id={n}")[1] == {"cancel_order_result": 0}
-    _wait(lambda: get(f"{base}/query/order?order_id={n}")[1][0]["委托状态"] == "已撤", what="已撤")
+    wait_until(lambda: get(f"{base}/query/order?order_id={n}")[1][0]["委托状态"] == "已撤", 15, "已撤")
     (row,) = _rows(control, account, order_id=n)
     assert get(f"{base}/query/order?order_id={n}")[1] == [
         {"股票代码": "113025.SH", "委托数量": 10, "成交数量": 0, "委托价格": 300.0, "委托类型": 23, "委托状态": "已撤",
@@ -338,7 +328,7 @@ def acl_redis(tmp_path):
     proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp_path / "redis"), "--aclfile",
                              str(generated.aclfile)], stdout=subprocess.DEVNULL)
-    _wait(lambda: _listening(port) or proc.poll() is not None, 10, "redis-server")
+    wait_until(lambda: _listening(port) or proc.poll() is not None, 10, "redis-server")
     assert proc.poll() is None
     yield f"redis://127.0.0.1:{port}/0", tmp_path / "secrets"
     proc.terminate()
@@ -435,7 +425,7 @@ def test_event_streams_are_bounded_and_a_closed_one_frees_its_slot(tmp_path, red
             except urllib.error.HTTPError as exc:
                 assert exc.code == 503
                 return False
-        _wait(reopened, 15, "a free event stream slot")
+        wait_until(reopened, 15, "a free event stream slot")
         # An empty idempotency key is refused (a fresh id in its place would silently lose the idempotency).
         status, body, _ = get(f"{server.base}/place_order?stock_code=600000.SH&price=10&volumn=100&client_order_id=")
         assert (status, body["order_id"], body["error"]["code"]) == (400, -1, "invalid_request")

@@ -6,12 +6,10 @@ repaid."""
 
 from __future__ import annotations
 
-import time
-
 import credit_programs
 import redis
 from remote_helpers import WAIT, Program
-from support import CutAfterXadd
+from support import CutAfterXadd, wait_until
 
 from producer_lib import Side, SyncClient, contract as c
 
@@ -31,21 +29,11 @@ def _cb(out: dict, kind: str, **match) -> list[dict]:
     return [e for e in out["callbacks"] if e["kind"] == kind and all(e.get(k) == v for k, v in match.items())]
 
 
-def _until(predicate, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 def _borrow(stack) -> None:
     """A margin buy of 1,000 600000.SH at 10.00, placed by a strategy of its own: a 10,000 yuan compact."""
     with SyncClient(stack.redis_url, stack.account, strategy="setup") as client:
         client.place_order("600000.SH", Side.FIN_BUY, 1000, 10.00)
-    _until(lambda: [x for x in _compacts(stack) if round(x["real_balance"], 2) == 10_000.0], "the compact")
+    wait_until(lambda: [x for x in _compacts(stack) if round(x["real_balance"], 2) == 10_000.0], WAIT, "the compact")
 
 
 def test_an_unmodified_program_borrows_repays_and_queries_a_margin_account(credit_stack):
@@ -113,8 +101,7 @@ def test_an_unmodified_program_borrows_repays_and_queries_a_margin_account(credi
 def test_a_repayment_whose_answer_is_lost_repays_once(credit_stack):
     stack = credit_stack
     _borrow(stack)
-    host, port = stack.redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    proxy = CutAfterXadd((host, int(port)), b"direct_cash_repay", armed=True)
+    proxy = CutAfterXadd.to(stack.redis_url, b"direct_cash_repay", armed=True)
     try:
         prog = Program(credit_programs.ONE_REPAY, stack.workdir, [str(stack.qmt_path), stack.account],
                        stack.env(redis_url=proxy.url))
@@ -143,7 +130,7 @@ def test_an_executor_killed_mid_repayment_repays_once_and_the_program_gets_its_i
     assert prog.next() == {"ready": True}
     assert stack.control.wait_applied(stack.control.delay_pushes(3000), timeout=15)
     prog.send("go")
-    _until(lambda: _rows(stack, DIRECT_CASH_REPAY), "the repayment at MiniQMT")
+    wait_until(lambda: _rows(stack, DIRECT_CASH_REPAY), WAIT, "the repayment at MiniQMT")
     stack.executor.kill()
     assert stack.control.wait_applied(stack.control.reset_faults(), timeout=15)
     redis.Redis.from_url(stack.redis_url).delete(c.Keys(stack.account).heartbeat)

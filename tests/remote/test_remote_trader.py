@@ -149,8 +149,7 @@ def test_an_unmodified_program_trades_queries_and_hears_every_callback(stack):
 
 
 def test_an_order_whose_answer_is_lost_is_placed_once(stack):
-    host, port = stack.redis_url.split("//", 1)[1].split("/", 1)[0].split(":")
-    proxy = CutAfterXadd((host, int(port)), b"place_order", armed=True)
+    proxy = CutAfterXadd.to(stack.redis_url, b"place_order", armed=True)
     try:
         prog = Program(programs.ONE_ORDER, stack.workdir, [str(stack.qmt_path), stack.account],
                        stack.env(redis_url=proxy.url))
